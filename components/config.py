@@ -1,0 +1,227 @@
+"""Typed, validated configuration loaded from params.yaml (the single source of defaults).
+
+No default lives here: every field is required, so a value missing from params.yaml is an
+error rather than a silent second default. Unknown keys and wrong types raise ConfigError
+naming the dotted key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
+
+
+class ConfigError(ValueError):
+    """A params file or override is invalid; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class TaskConfig(_Strict):
+    name: Literal["chain_sum"]
+    min_terms: int = Field(ge=2)
+    max_terms: int = Field(ge=2)
+    min_digits: int = Field(ge=1)
+    max_digits: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "TaskConfig":
+        if self.max_terms < self.min_terms:
+            raise ValueError("max_terms must be >= min_terms")
+        if self.max_digits < self.min_digits:
+            raise ValueError("max_digits must be >= min_digits")
+        return self
+
+
+class DataConfig(_Strict):
+    source: Literal["reasoning_gym", "verl", "hf_local", "hf_hub"]
+    task: TaskConfig
+    num_sft: int = Field(ge=1)
+    num_rl: int = Field(ge=1)
+    num_eval: int = Field(ge=1)
+    files: list[str]
+    eval_files: list[str]
+    hub_dataset: str | None
+    hub_split: str
+    out_dir: str
+
+    @model_validator(mode="after")
+    def _source_inputs(self) -> "DataConfig":
+        if self.source in ("verl", "hf_local") and not self.files:
+            raise ValueError(f"data.files must list at least one file when data.source is {self.source!r}")
+        if self.source == "hf_hub" and not self.hub_dataset:
+            raise ValueError("data.hub_dataset must name a dataset when data.source is 'hf_hub'")
+        return self
+
+
+class TinyModelConfig(_Strict):
+    hidden_size: int = Field(ge=8)
+    num_hidden_layers: int = Field(ge=1)
+    num_attention_heads: int = Field(ge=1)
+    intermediate_size: int = Field(ge=8)
+    max_position_embeddings: int = Field(ge=16)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "TinyModelConfig":
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("hidden_size must be divisible by num_attention_heads")
+        return self
+
+
+class LoraConfig(_Strict):
+    enabled: bool
+    r: int = Field(ge=1)
+    alpha: int = Field(ge=1)
+    dropout: float = Field(ge=0.0, lt=1.0)
+    target_modules: list[str]
+
+
+class ModelConfig(_Strict):
+    name_or_path: str
+    tiny: TinyModelConfig
+    lora: LoraConfig
+    dtype: Literal["float32", "bfloat16", "float16"]
+
+
+class SFTConfig(_Strict):
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    min_lr: float = Field(ge=0)
+    warmup_ratio: float = Field(ge=0, lt=1)
+    weight_decay: float = Field(ge=0)
+    max_grad_norm: float = Field(gt=0)
+    out_dir: str
+
+
+ALGORITHMS = ("grpo",)
+
+
+class RLConfig(_Strict):
+    algorithm: str
+    iterations: int = Field(ge=1)
+    prompts_per_iteration: int = Field(ge=1)
+    num_generations: int
+    lr: float = Field(gt=0)
+    epsilon: float = Field(gt=0)
+    epsilon_high: float = Field(gt=0)
+    beta: float = Field(ge=0)
+    scale_rewards: bool
+    mask_truncated_completions: bool
+    temperature: float = Field(gt=0)
+    top_p: float = Field(gt=0, le=1)
+    max_completion_length: int = Field(ge=1)
+    ppo_epochs: int = Field(ge=1)
+    mini_batch_size: int = Field(ge=1)
+    max_grad_norm: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    checkpoint_every: int = Field(ge=1)
+    log_every: int = Field(ge=1)
+    out_dir: str
+    checkpoint_dir: str
+
+    @model_validator(mode="after")
+    def _known(self) -> "RLConfig":
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"rl.algorithm {self.algorithm!r} is unknown; allowed: {', '.join(ALGORITHMS)}")
+        if self.num_generations < 2:
+            raise ValueError("rl.num_generations must be >= 2 (group-relative advantages need a group)")
+        return self
+
+
+class EvalConfig(_Strict):
+    num_samples: int = Field(ge=1)
+    temperature: float = Field(gt=0)
+    max_completion_length: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    metrics_file: str
+    out_dir: str
+
+
+class TrackingConfig(_Strict):
+    experiment: str = Field(min_length=1)
+    tracking_uri: str | None
+
+
+class Config(_Strict):
+    seed: int
+    data: DataConfig
+    model: ModelConfig
+    sft: SFTConfig
+    rl: RLConfig
+    eval: EvalConfig
+    tracking: TrackingConfig
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted-key view for MLflow params."""
+        return _flatten(self.model_dump())
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        elif e["type"] == "missing":
+            lines.append(f"  {key}: missing")
+        else:
+            got = e.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"  {key}: {e['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides (value parsed as YAML) to a params tree, in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.path=value")
+        dotted, value = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        node = raw
+        for depth, key in enumerate(keys[:-1]):
+            if not isinstance(node.get(key), dict):
+                raise ConfigError(f"override {dotted!r}: {'.'.join(keys[: depth + 1])} is not a section")
+            node = node[key]
+        if keys[-1] not in node:
+            raise ConfigError(f"override {dotted!r}: unknown key")
+        node[keys[-1]] = yaml.safe_load(value)
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load and validate params.yaml (or `path`), with optional dotted overrides."""
+    path = Path(path) if path else DEFAULT_PARAMS
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"params file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"params file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"params file {path} must hold a mapping at the top level")
+    apply_overrides(raw, overrides or [])
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, str(path))) from None

@@ -1,0 +1,1 @@
+"""RL stage: base algorithms (advantages, losses) in registries, and the training loop."""

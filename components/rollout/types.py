@@ -1,0 +1,35 @@
+"""The one rollout result every engine returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class RolloutBatch:
+    """B sampled sequences. Prompts are left-padded, completions right-padded.
+
+    prompt_ids, prompt_mask:         [B, Lp]
+    completion_ids, completion_mask: [B, Lc]  (mask is 1 on generated tokens, EOS included)
+    logprobs:                        [B, Lc]  log pi(token) under the sampling policy, 0 on padding
+    truncated:                       [B] bool, True when no EOS within max_new_tokens
+    texts:                           decoded completions (special tokens removed)
+    """
+
+    prompts: list[str]
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    completion_ids: torch.Tensor
+    completion_mask: torch.Tensor
+    logprobs: torch.Tensor
+    truncated: torch.Tensor
+    texts: list[str]
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def num_completion_tokens(self) -> int:
+        return int(self.completion_mask.sum())

@@ -1,0 +1,168 @@
+"""The four pipeline stages. The ONE implementation of each: `dvc repro` runs them through
+`python -m components.cli STAGE`, and the Prefect flow runs `dvc repro`, so both reach this code.
+
+Every stage writes its outputs atomically (temporary folder, then rename) and logs a nested
+MLflow run with its params, metrics and artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from components.config import Config
+from components.io_utils import atomic_dir, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+INIT_DIR = Path("models/init")
+VALIDATION_DIR = Path("reports/validation")
+POINTER_FILE = "source.json"  # models/init for a hub/local HF model: a pointer, not a copy
+
+
+def _accelerator():
+    import torch
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not torch.cuda.is_available())
+
+
+def _read_split(cfg: Config, split: str) -> pd.DataFrame:
+    path = Path(cfg.data.out_dir) / f"{split}.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"prepared split not found: {path} (run the prepare stage first)")
+    return pd.read_parquet(path)
+
+
+def _prompt_budget(cfg: Config):
+    """(count_tokens, max_prompt_tokens) for the configured model's tokenizer and context."""
+    from components.model.factory import TINY, load_tokenizer
+    from components.model.tokenizer import build_char_tokenizer
+
+    completion = max(cfg.rl.max_completion_length, cfg.eval.max_completion_length)
+    if cfg.model.name_or_path == TINY:
+        tok, context = build_char_tokenizer(), cfg.model.tiny.max_position_embeddings
+    else:
+        from transformers import AutoConfig
+
+        tok = load_tokenizer(cfg.model.name_or_path)
+        context = int(getattr(AutoConfig.from_pretrained(cfg.model.name_or_path), "max_position_embeddings", 4096))
+    return (lambda text: len(tok(text)["input_ids"])), context - completion
+
+
+def run_prepare(cfg: Config) -> dict:
+    import mlflow
+
+    from components.data.prepare import DataValidationError, prepare
+    from components.tracking import stage_run
+
+    count_tokens, max_prompt_tokens = _prompt_budget(cfg)
+    with stage_run(cfg, "prepare"):
+        try:
+            summary = prepare(cfg, count_tokens, max_prompt_tokens, VALIDATION_DIR)
+        finally:
+            if VALIDATION_DIR.exists():
+                mlflow.log_artifacts(str(VALIDATION_DIR), "validation")
+        flat = {f"data/{split}_rows": info["rows"] for split, info in summary.items() if isinstance(info, dict)
+                and "rows" in info}
+        mlflow.log_metrics(flat)
+        mlflow.set_tags({f"data.{s}.hash": i["hash"] for s, i in summary.items() if isinstance(i, dict) and "hash" in i})
+    return summary
+
+
+def run_sft(cfg: Config) -> dict:
+    import mlflow
+    from accelerate.utils import set_seed
+
+    from components.model.factory import TINY, count_parameters, initial_policy
+    from components.sft import save_policy, train_sft
+    from components.tracking import log_metrics, stage_run
+
+    data = _read_split(cfg, "sft")
+    set_seed(cfg.seed)
+    accelerator = _accelerator()
+    model, tokenizer = initial_policy(cfg.model, cfg.seed)
+    with stage_run(cfg, "sft"):
+        if accelerator.is_main_process:
+            with atomic_dir(INIT_DIR) as tmp:
+                if cfg.model.name_or_path == TINY:
+                    save_policy(model, tokenizer, tmp)
+                else:
+                    (tmp / POINTER_FILE).write_text(json.dumps({"name_or_path": cfg.model.name_or_path}))
+        mlflow.log_metric("model/parameters", count_parameters(model))
+        log.info("sft: %d examples, model with %d parameters", len(data), count_parameters(model))
+        model, result = train_sft(model, tokenizer, data, cfg.sft, cfg.model.lora, cfg.seed, accelerator,
+                                  log_metrics=log_metrics)
+        if accelerator.is_main_process:
+            with atomic_dir(cfg.sft.out_dir) as tmp:
+                save_policy(model, tokenizer, tmp)
+            mlflow.log_metrics({"sft/seconds": result.seconds, "sft/steps": result.steps})
+            mlflow.log_artifacts(cfg.sft.out_dir, "model")
+    return {"seconds": result.seconds, "final_loss": result.final_loss}
+
+
+def run_rl(cfg: Config) -> dict:
+    import mlflow
+    from accelerate.utils import set_seed
+
+    from components.model.factory import load_policy
+    from components.model.lora import maybe_wrap_lora
+    from components.rl.trainer import train_rl
+    from components.sft import save_policy
+    from components.tracking import log_metrics, stage_run
+
+    prompts = _read_split(cfg, "rl")
+    set_seed(cfg.seed)
+    accelerator = _accelerator()
+    model, tokenizer = load_policy(cfg.sft.out_dir, cfg.model.dtype)
+    model = maybe_wrap_lora(model, cfg.model.lora)
+    with stage_run(cfg, "rl"):
+        model, result = train_rl(model, tokenizer, prompts, cfg.rl, cfg.seed, accelerator,
+                                 log_metrics=log_metrics, checkpoint_dir=Path(cfg.rl.checkpoint_dir))
+        if accelerator.is_main_process:
+            with atomic_dir(cfg.rl.out_dir) as tmp:
+                save_policy(model, tokenizer, tmp)
+            mlflow.log_metric("rl/seconds", result.seconds)
+            mlflow.log_artifacts(cfg.rl.out_dir, "model")
+    return {"seconds": result.seconds, "iterations": result.iterations}
+
+
+def _load_for_eval(label: str, cfg: Config):
+    from components.model.factory import load_policy
+
+    path = {"untrained": INIT_DIR, "sft": Path(cfg.sft.out_dir), "rl": Path(cfg.rl.out_dir)}[label]
+    pointer = path / POINTER_FILE
+    if pointer.exists():
+        path = json.loads(pointer.read_text())["name_or_path"]
+    return load_policy(path, cfg.model.dtype)
+
+
+def run_evaluate(cfg: Config) -> dict:
+    import mlflow
+
+    from components.evaluate import evaluate_policy
+    from components.tracking import metric_key, stage_run
+
+    data = _read_split(cfg, "eval")
+    out_dir = Path(cfg.eval.out_dir)
+    results: dict[str, dict] = {}
+    with stage_run(cfg, "evaluate"), atomic_dir(out_dir) as tmp:
+        start = time.time()
+        for label in ("untrained", "sft", "rl"):
+            model, tokenizer = _load_for_eval(label, cfg)
+            summary, table = evaluate_policy(model, tokenizer, data, cfg.eval, cfg.seed, label)
+            table.to_parquet(tmp / f"{label}.parquet", index=False)
+            results[label] = summary
+            mlflow.log_metrics({metric_key(f"eval/{label}/{k}"): float(v) for k, v in summary.items()})
+        pd.DataFrame(results).T.rename_axis("model").to_csv(tmp / "summary.csv")
+        mlflow.log_metric("eval/seconds", time.time() - start)
+        mlflow.log_artifacts(str(tmp), "eval")
+    atomic_write_json(cfg.eval.metrics_file, results)
+    return results
+
+
+STAGES = {"prepare": run_prepare, "sft": run_sft, "rl": run_rl, "evaluate": run_evaluate}

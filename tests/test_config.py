@@ -1,0 +1,63 @@
+"""params.yaml loads into the typed config; bad keys and values are named in the error."""
+
+import pytest
+import yaml
+
+from components.config import DEFAULT_PARAMS, ConfigError, load_config
+
+
+def write_params(tmp_path, mutate):
+    raw = yaml.safe_load(DEFAULT_PARAMS.read_text())
+    mutate(raw)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_default_params_load():
+    cfg = load_config()
+    assert cfg.rl.num_generations >= 2
+    assert cfg.flat()["rl.lr"] == cfg.rl.lr
+
+
+def test_unknown_key_is_named(tmp_path):
+    path = write_params(tmp_path, lambda r: r["rl"].update(learning_rate=1e-3))
+    with pytest.raises(ConfigError, match=r"rl\.learning_rate: unknown key"):
+        load_config(path)
+
+
+def test_wrong_type_is_named(tmp_path):
+    path = write_params(tmp_path, lambda r: r["sft"].update(epochs="many"))
+    with pytest.raises(ConfigError, match=r"sft\.epochs"):
+        load_config(path)
+
+
+def test_missing_key_is_named(tmp_path):
+    path = write_params(tmp_path, lambda r: r["eval"].pop("num_samples"))
+    with pytest.raises(ConfigError, match=r"eval\.num_samples: missing"):
+        load_config(path)
+
+
+def test_unknown_algorithm_names_allowed_values():
+    with pytest.raises(ConfigError, match=r"rl\.algorithm.*allowed: grpo"):
+        load_config(overrides=["rl.algorithm=ppo2"])
+
+
+def test_num_generations_below_two_rejected():
+    with pytest.raises(ConfigError, match=r"num_generations must be >= 2"):
+        load_config(overrides=["rl.num_generations=1"])
+
+
+def test_override_parses_yaml_values():
+    cfg = load_config(overrides=["rl.lr=2e-4", "rl.mask_truncated_completions=true"])
+    assert cfg.rl.lr == 2e-4 and cfg.rl.mask_truncated_completions is True
+
+
+def test_override_of_unknown_key_rejected():
+    with pytest.raises(ConfigError, match=r"rl\.nope.*unknown key"):
+        load_config(overrides=["rl.nope=1"])
+
+
+def test_missing_params_file_named(tmp_path):
+    with pytest.raises(ConfigError, match="params file not found"):
+        load_config(tmp_path / "absent.yaml")
