@@ -102,11 +102,44 @@ class SFTConfig(_Strict):
     out_dir: str
 
 
-ALGORITHMS = ("grpo",)
+ALGORITHMS = ("grpo", "dr_grpo", "dapo", "gspo")
+
+
+class PIPOConfig(_Strict):
+    enabled: bool
+    window: int
+    neg_scale: float
+    min_history: int | None  # null = window (K), the authors' default
+    pi_lr_scale: float = Field(gt=0)
+    pi_clip_mode: Literal["standard", "authors"]
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "PIPOConfig":
+        if self.window < 2:
+            raise ValueError(f"rl.pipo.window must be >= 2 (got {self.window})")
+        if not 0.0 <= self.neg_scale <= 1.0:
+            raise ValueError(f"rl.pipo.neg_scale must be in [0, 1] (got {self.neg_scale})")
+        if self.min_history is not None and not 1 <= self.min_history <= self.window:
+            raise ValueError(f"rl.pipo.min_history must be in [1, window={self.window}] or null "
+                             f"(got {self.min_history})")
+        return self
+
+    @property
+    def history_needed(self) -> int:
+        return self.window if self.min_history is None else self.min_history
+
+
+class DAPOConfig(_Strict):
+    dynamic_sampling: bool
+    max_resample_rounds: int = Field(ge=0)
+    overlong_buffer: int = Field(ge=0)
+    overlong_penalty: float = Field(ge=0)
 
 
 class RLConfig(_Strict):
     algorithm: str
+    pipo: PIPOConfig
+    dapo: DAPOConfig
     iterations: int = Field(ge=1)
     prompts_per_iteration: int = Field(ge=1)
     num_generations: int
@@ -151,6 +184,14 @@ class TrackingConfig(_Strict):
     tracking_uri: str | None
 
 
+class CompareConfig(_Strict):
+    seeds: list[int] = Field(min_length=1)
+    variants: dict[str, list[str]]
+    control: bool
+    control_lr: float = Field(gt=0)
+    out_dir: str
+
+
 class Config(_Strict):
     seed: int
     data: DataConfig
@@ -159,6 +200,7 @@ class Config(_Strict):
     rl: RLConfig
     eval: EvalConfig
     tracking: TrackingConfig
+    compare: CompareConfig
 
     def flat(self) -> dict[str, Any]:
         """Dotted-key view for MLflow params."""

@@ -26,9 +26,23 @@ def grpo_advantages(rewards: torch.Tensor, scale_rewards: bool = True, eps: floa
     """GRPO (Shao et al. 2024, DeepSeekMath): (r - mean_g) / (std_g + eps), std with ddof=1.
 
     A group whose rewards are all equal gets advantage 0 (its std is 0, the numerator is 0).
-    scale_rewards=False drops the division (TRL's `scale_rewards`).
+    scale_rewards=False drops the division (TRL's `scale_rewards`). DAPO and GSPO use this too.
     """
     centered = rewards - rewards.mean(dim=1, keepdim=True)
     if not scale_rewards:
         return centered
     return centered / (rewards.std(dim=1, keepdim=True, unbiased=True) + eps)
+
+
+@register_advantage("dr_grpo")
+def dr_grpo_advantages(rewards: torch.Tensor, scale_rewards: bool = False, eps: float = 1e-6) -> torch.Tensor:
+    """Dr.GRPO (Liu et al. 2025, "Understanding R1-Zero-like training"): r - mean_g, no std division.
+
+    The std normalisation is what Dr.GRPO removes (it over-weights near-uniform groups), so
+    scale_rewards is ignored here.
+    """
+    return rewards - rewards.mean(dim=1, keepdim=True)
+
+
+ADVANTAGES["dapo"] = grpo_advantages
+ADVANTAGES["gspo"] = grpo_advantages

@@ -1,7 +1,8 @@
 """Policy losses, registered by name. Pure functions of per-token tensors.
 
-Shapes: logprobs, old_logprobs, mask: [B, L] (mask 1 on completion tokens); advantages: [B].
-Each returns (scalar loss, stats dict of floats).
+Shapes: logprobs, old_logprobs, mask: [B, L] (mask 1 on completion tokens that count);
+advantages: [B] (one per response). Each returns (scalar loss, stats dict of floats).
+`max_len` is the configured max completion length (Dr.GRPO's constant normaliser).
 """
 
 from __future__ import annotations
@@ -22,20 +23,22 @@ def register_policy_loss(name: str):
 
 
 def clipped_surrogate(ratio: torch.Tensor, adv: torch.Tensor, eps_low: float, eps_high: float):
-    """PPO's sign-aware clipped objective per token, as a loss: -min(rho*A, clip(rho)*A).
+    """PPO's sign-aware clipped objective as a loss: -min(rho*A, clip(rho, 1-eps_low, 1+eps_high)*A).
 
-    Returns (per-token loss, per-token bool where the clipped branch was taken).
+    Returns (per-element loss, bool where the clipped branch was taken).
     """
     unclipped = ratio * adv
     clipped = ratio.clamp(1.0 - eps_low, 1.0 + eps_high) * adv
     return -torch.minimum(unclipped, clipped), clipped < unclipped
 
 
-def seq_mean_token_mean(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over each sequence's tokens, then mean over sequences (GRPO's aggregation)."""
-    mask = mask.to(per_token.dtype)
-    per_seq = (per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
-    return per_seq.mean()
+def authors_surrogate(ratio: torch.Tensor, adv: torch.Tensor, eps_low: float, eps_high: float):
+    """The PIPO authors' GRPO variant: -min(rho, clip(rho)) * A (unbounded below for A < 0)."""
+    clipped_ratio = ratio.clamp(1.0 - eps_low, 1.0 + eps_high)
+    return -torch.minimum(ratio, clipped_ratio) * adv, clipped_ratio < ratio
+
+
+SURROGATES = {"standard": clipped_surrogate, "authors": authors_surrogate}
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -43,17 +46,56 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-@register_policy_loss("grpo")
-def grpo_loss(
-    logprobs: torch.Tensor,
-    old_logprobs: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    eps_low: float = 0.2,
-    eps_high: float = 0.2,
-):
-    """GRPO: token-level ratio, clipped surrogate, token-mean per sequence then sequence-mean."""
+def seq_mean_token_mean(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over each sequence's tokens, then mean over sequences (GRPO)."""
+    mask = mask.to(per_token.dtype)
+    per_seq = (per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+    return per_seq.mean()
+
+
+def seq_sum_constant_norm(per_token: torch.Tensor, mask: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Sum over tokens / (batch size * max completion length) (Dr.GRPO: no length bias)."""
+    return (per_token * mask.to(per_token.dtype)).sum() / (per_token.shape[0] * max_len)
+
+
+def _token_ratio_loss(aggregate, logprobs, old_logprobs, advantages, mask, eps_low, eps_high, surrogate):
     ratio = (logprobs - old_logprobs).exp()
-    per_token, was_clipped = clipped_surrogate(ratio, advantages[:, None], eps_low, eps_high)
-    loss = seq_mean_token_mean(per_token, mask)
-    return loss, {"clip_frac": float(masked_mean(was_clipped.float(), mask))}
+    per_token, was_clipped = SURROGATES[surrogate](ratio, advantages[:, None], eps_low, eps_high)
+    return aggregate(per_token, mask), {"clip_frac": float(masked_mean(was_clipped.float(), mask))}
+
+
+@register_policy_loss("grpo")
+def grpo_loss(logprobs, old_logprobs, advantages, mask, eps_low=0.2, eps_high=0.2, max_len=None,
+              surrogate="standard"):
+    """GRPO: token-level ratio, clipped surrogate, token-mean per sequence then sequence-mean."""
+    return _token_ratio_loss(seq_mean_token_mean, logprobs, old_logprobs, advantages, mask, eps_low, eps_high,
+                             surrogate)
+
+
+@register_policy_loss("dr_grpo")
+def dr_grpo_loss(logprobs, old_logprobs, advantages, mask, eps_low=0.2, eps_high=0.2, max_len=None,
+                 surrogate="standard"):
+    """Dr.GRPO: token-level ratio; sum over tokens / (batch size * max completion length)."""
+    if not max_len:
+        raise ValueError("dr_grpo_loss needs max_len (the configured max completion length)")
+    return _token_ratio_loss(lambda x, m: seq_sum_constant_norm(x, m, max_len), logprobs, old_logprobs,
+                             advantages, mask, eps_low, eps_high, surrogate)
+
+
+@register_policy_loss("dapo")
+def dapo_loss(logprobs, old_logprobs, advantages, mask, eps_low=0.2, eps_high=0.28, max_len=None,
+              surrogate="standard"):
+    """DAPO (Yu et al. 2025): token-level ratio with clip-higher; token-mean over the whole batch."""
+    return _token_ratio_loss(masked_mean, logprobs, old_logprobs, advantages, mask, eps_low, eps_high, surrogate)
+
+
+@register_policy_loss("gspo")
+def gspo_loss(logprobs, old_logprobs, advantages, mask, eps_low=3e-4, eps_high=4e-4, max_len=None,
+              surrogate="standard"):
+    """GSPO (Zheng et al. 2025): sequence ratio s = exp(mean_t log(pi/pi_old)), clipped per sequence."""
+    m = mask.to(logprobs.dtype)
+    seq_log_ratio = ((logprobs - old_logprobs) * m).sum(-1) / m.sum(-1).clamp(min=1.0)
+    per_seq, was_clipped = SURROGATES[surrogate](seq_log_ratio.exp(), advantages, eps_low, eps_high)
+    has_tokens = (m.sum(-1) > 0).to(per_seq.dtype)
+    loss = (per_seq * has_tokens).sum() / has_tokens.sum().clamp(min=1.0)
+    return loss, {"clip_frac": float((was_clipped.float() * has_tokens).sum() / has_tokens.sum().clamp(min=1.0))}

@@ -1,12 +1,21 @@
-"""The RL loop, readable top to bottom: rollout -> reward -> advantage -> clipped update.
+"""The RL loop, readable top to bottom. One iteration t (pipo-spec, "One PIPO iteration"):
+
+  1. roll out B_t (P prompts x G samples) from pi_{theta_t}; score verifiable rewards
+     (DAPO: drop zero-std groups and refill; soft overlong penalty)
+  2. mu_t = mean reward of everything sampled; base advantages A
+  3. PIPO (if enabled and active): xi_t from the sliding window, one PI step on cached B_{t-1}
+  4. base update on B_t with the base algorithm's loss (ppo_epochs x mini-batches)
+  5. cache B_t (ids, masks, old log-probs, attributions), push mu_t into the window
 
 Distributed layout (accelerate): the global batch of P prompts is sharded by prompt group, so all
-G samples of a prompt live on one rank and group statistics need no communication; gradients
-are averaged by DDP; batch-level metrics are all-reduced so every rank logs the same numbers.
+G samples of a prompt live on one rank and group statistics need no communication; gradients are
+averaged by DDP; mu_t and batch metrics are all-reduced, so every rank computes the same xi_t.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import math
 import time
@@ -22,7 +31,8 @@ from components.rewards import compute_score
 from components.rl.advantages import ADVANTAGES
 from components.rl.checkpoint import save_checkpoint
 from components.rl.logprobs import completion_logprobs
-from components.rl.losses import POLICY_LOSSES
+from components.rl.losses import POLICY_LOSSES, seq_mean_token_mean
+from components.rl.pipo import CachedBatch, PIPOState, attributions, pi_coefficients
 from components.rl.sampler import PromptSampler
 from components.rollout import HFRolloutEngine, RolloutBatch
 
@@ -42,131 +52,354 @@ class RLResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+@dataclass
+class Rollout:
+    """The groups kept for the update, and every reward sampled this iteration (for mu_t)."""
+
+    batch: RolloutBatch
+    rewards: torch.Tensor  # [P_kept, G] verifiable rewards of the kept groups
+    all_rewards: torch.Tensor  # every sampled reward, kept or filtered
+    tokens: int
+    seconds: float
+
+
+def overlong_penalty(lengths: torch.Tensor, max_len: int, buffer: int, factor: float) -> torch.Tensor:
+    """DAPO's soft overlong punishment: 0 up to max_len - buffer, then a linear ramp to -factor."""
+    if buffer <= 0:
+        return torch.zeros_like(lengths, dtype=torch.float32)
+    over = (lengths.float() - (max_len - buffer)).clamp(min=0)
+    return -factor * (over / buffer).clamp(max=1.0)
+
+
 def score_batch(batch: RolloutBatch, sources: list[str], answers: list[str]) -> torch.Tensor:
     return torch.tensor(
         [compute_score(s, text, a) for s, text, a in zip(sources, batch.texts, answers)], dtype=torch.float32
     )
 
 
-def _global_mean(accelerator, value: torch.Tensor, count: int) -> float:
-    """Mean over every rank's items: all-reduce (sum, count) so ranks agree exactly."""
-    pair = torch.tensor([float(value.sum()), float(count)], dtype=torch.float64)
-    pair = accelerator.reduce(pair, reduction="sum") if accelerator.num_processes > 1 else pair
-    return float(pair[0] / pair[1])
+def concat_batches(parts: list[RolloutBatch], pad_id: int) -> RolloutBatch:
+    """Stack rollout batches whose prompt and completion widths may differ (re-pad to the widest)."""
+    if len(parts) == 1:
+        return parts[0]
+    lp = max(p.prompt_ids.shape[1] for p in parts)
+    lc = max(p.completion_ids.shape[1] for p in parts)
 
+    def left(x, width, value):
+        return torch.nn.functional.pad(x, (width - x.shape[1], 0), value=value)
 
-def train_rl(
-    model,
-    tokenizer,
-    prompts: pd.DataFrame,
-    cfg: RLConfig,
-    seed: int,
-    accelerator,
-    log_metrics: Callable[[dict[str, float], int], None] = lambda m, s: None,
-    checkpoint_dir: Path | None = None,
-):
-    """Run cfg.iterations GRPO iterations on `prompts` (columns prompt, answer, source)."""
-    advantage_fn = ADVANTAGES[cfg.algorithm]
-    loss_fn = POLICY_LOSSES[cfg.algorithm]
-    world, rank = accelerator.num_processes, accelerator.process_index
-    if cfg.prompts_per_iteration % world:
-        raise ValueError(f"rl.prompts_per_iteration ({cfg.prompts_per_iteration}) must divide by the "
-                         f"number of processes ({world})")
-    G = cfg.num_generations
-    sampler = PromptSampler(len(prompts), seed)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
+    def right(x, width, value):
+        return torch.nn.functional.pad(x, (0, width - x.shape[1]), value=value)
+
+    return RolloutBatch(
+        prompts=[s for p in parts for s in p.prompts],
+        prompt_ids=torch.cat([left(p.prompt_ids, lp, pad_id) for p in parts]),
+        prompt_mask=torch.cat([left(p.prompt_mask, lp, 0) for p in parts]),
+        completion_ids=torch.cat([right(p.completion_ids, lc, pad_id) for p in parts]),
+        completion_mask=torch.cat([right(p.completion_mask, lc, 0) for p in parts]),
+        logprobs=torch.cat([right(p.logprobs, lc, 0.0) for p in parts]),
+        truncated=torch.cat([p.truncated for p in parts]),
+        texts=[t for p in parts for t in p.texts],
     )
-    model, optimizer = accelerator.prepare(model, optimizer)
-    engine = HFRolloutEngine(accelerator.unwrap_model(model), tokenizer)
-    mini = max(1, cfg.mini_batch_size // world)
-    texts, answers, sources = (prompts[c].tolist() for c in ("prompt", "answer", "source"))
 
-    result = RLResult(iterations=0, seconds=0.0)
-    skipped_total, skipped_in_row = 0, 0
-    start = time.time()
-    for it in range(cfg.iterations):
+
+def select(batch: RolloutBatch, idx: torch.Tensor) -> RolloutBatch:
+    keep = idx.tolist()
+    return RolloutBatch(
+        prompts=[batch.prompts[i] for i in keep], prompt_ids=batch.prompt_ids[idx], prompt_mask=batch.prompt_mask[idx],
+        completion_ids=batch.completion_ids[idx], completion_mask=batch.completion_mask[idx],
+        logprobs=batch.logprobs[idx], truncated=batch.truncated[idx], texts=[batch.texts[i] for i in keep],
+    )
+
+
+class RLTrainer:
+    def __init__(self, model, tokenizer, prompts: pd.DataFrame, cfg: RLConfig, seed: int, accelerator,
+                 log_metrics: Callable[[dict[str, float], int], None] = lambda m, s: None,
+                 checkpoint_dir: Path | None = None):
+        self.cfg, self.seed, self.acc = cfg, seed, accelerator
+        self.world, self.rank = accelerator.num_processes, accelerator.process_index
+        if cfg.prompts_per_iteration % self.world:
+            raise ValueError(f"rl.prompts_per_iteration ({cfg.prompts_per_iteration}) must divide by the "
+                             f"number of processes ({self.world})")
+        self.advantage_fn = ADVANTAGES[cfg.algorithm]
+        self.loss_fn = POLICY_LOSSES[cfg.algorithm]
+        self.is_dapo = cfg.algorithm == "dapo"
+        self.tokenizer = tokenizer
+        self.log_metrics, self.checkpoint_dir = log_metrics, checkpoint_dir
+        # A frozen reference for the KL term is built only when it is used (beta > 0).
+        self.ref_model = None
+        if cfg.beta > 0:
+            self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                      weight_decay=cfg.weight_decay)
+        self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.engine = HFRolloutEngine(accelerator.unwrap_model(self.model), tokenizer)
+        self.sampler = PromptSampler(len(prompts), seed)
+        self.texts, self.answers, self.sources = (prompts[c].tolist() for c in ("prompt", "answer", "source"))
+        self.pipo = PIPOState(cfg.pipo.window, cfg.pipo.history_needed) if cfg.pipo.enabled else None
+        self.skipped_total = 0
+        self.skipped_in_row = 0
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _global_mean(self, values: torch.Tensor) -> float:
+        """Mean over every rank's items: all-reduce (sum, count) so ranks agree exactly."""
+        pair = torch.tensor([float(values.sum()), float(values.numel())], dtype=torch.float64)
+        if self.world > 1:
+            pair = self.acc.reduce(pair.to(self.acc.device), reduction="sum").cpu()
+        return float(pair[0] / pair[1]) if pair[1] > 0 else math.nan
+
+    def _global_max(self, value: int) -> int:
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        t = torch.tensor([value], device=self.acc.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
+
+    def _loss(self, logprobs, old_logprobs, advantages, mask, ref_logprobs, surrogate="standard"):
+        cfg = self.cfg
+        loss, stats = self.loss_fn(logprobs, old_logprobs, advantages, mask, eps_low=cfg.epsilon,
+                                   eps_high=cfg.epsilon_high, max_len=cfg.max_completion_length,
+                                   surrogate=surrogate)
+        if ref_logprobs is not None:
+            # k3 estimator of KL(pi || pi_ref) (Schulman), the "low_var_kl" of verl.
+            delta = ref_logprobs - logprobs
+            kl = seq_mean_token_mean(delta.exp() - delta - 1.0, mask)
+            loss = loss + cfg.beta * kl
+            stats["kl"] = float(kl)
+        return loss, stats
+
+    def _ref_logprobs(self, b: RolloutBatch) -> torch.Tensor | None:
+        if self.ref_model is None:
+            return None
+        with torch.no_grad():
+            lp, _ = completion_logprobs(self.ref_model, b.prompt_ids, b.prompt_mask, b.completion_ids,
+                                        b.completion_mask, self.cfg.temperature)
+        return lp
+
+    def _step(self, chunks: list[torch.Tensor], loss_of_chunk, lr: float) -> tuple[list[float], list[dict], float] | None:
+        """One optimizer step accumulated over index chunks; only the last backward syncs (DDP).
+
+        Returns None when the loss is not finite (the update is skipped and counted).
+        """
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        total = sum(len(c) for c in chunks)
+        losses, stats = [], []
+        for i, idx in enumerate(chunks):
+            sync = i == len(chunks) - 1
+            ctx = contextlib.nullcontext() if sync or self.world == 1 else self.acc.no_sync(self.model)
+            with ctx:
+                if len(idx) == 0:  # keeps DDP's collective calls matched across ranks
+                    loss = sum(p.sum() * 0.0 for p in self.model.parameters() if p.requires_grad)
+                    st = {}
+                else:
+                    loss, st = loss_of_chunk(idx)
+                    if not torch.isfinite(loss):
+                        self.skipped_total += 1
+                        self.skipped_in_row += 1
+                        log.warning("non-finite loss; update skipped (%d in a row)", self.skipped_in_row)
+                        if self.skipped_in_row >= MAX_CONSECUTIVE_SKIPS:
+                            raise NonFiniteLossError(f"{self.skipped_in_row} consecutive non-finite losses; "
+                                                     "stopping the RL stage")
+                        self.optimizer.zero_grad(set_to_none=True)
+                        return None
+                    loss = loss * (len(idx) / max(total, 1))
+                self.acc.backward(loss)
+            losses.append(float(loss.detach()))
+            stats.append(st)
+        grad_norm = float(self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm))
+        self.optimizer.step()
+        self.skipped_in_row = 0
+        return losses, stats, grad_norm
+
+    def _chunks(self, n: int, generator: torch.Generator | None) -> list[list[torch.Tensor]]:
+        """Mini-batch index chunks for ppo_epochs passes; the same count on every rank."""
+        per_rank = max(1, self.cfg.mini_batch_size // self.world)
+        steps = self._global_max(max(1, math.ceil(n / per_rank)))
+        out = []
+        for _ in range(self.cfg.ppo_epochs):
+            order = torch.randperm(n, generator=generator)
+            out.extend([order[i * per_rank:(i + 1) * per_rank]] for i in range(steps))
+        return out
+
+    # ---- 1. rollout ------------------------------------------------------------------------
+
+    def rollout(self, it: int, generator: torch.Generator) -> Rollout:
+        cfg, G = self.cfg, self.cfg.num_generations
+        want = cfg.prompts_per_iteration // self.world
+        rounds = 1 + (cfg.dapo.max_resample_rounds if self.is_dapo and cfg.dapo.dynamic_sampling else 0)
+        kept_parts, kept_rewards, all_rewards = [], [], []
+        tokens, seconds, have = 0, 0.0, 0
+        for _ in range(rounds):
+            chosen = self.sampler.next(cfg.prompts_per_iteration)[self.rank::self.world]
+            rep = [i for i in chosen for _ in range(G)]
+            t0 = time.time()
+            batch = self.engine.generate([self.texts[i] for i in rep], cfg.max_completion_length, cfg.temperature,
+                                         cfg.top_p, generator=generator)
+            seconds += time.time() - t0
+            tokens += batch.num_completion_tokens
+            rewards = score_batch(batch, [self.sources[i] for i in rep], [self.answers[i] for i in rep]).view(-1, G)
+            all_rewards.append(rewards.reshape(-1))
+            if self.is_dapo and cfg.dapo.dynamic_sampling:
+                informative = rewards.std(dim=1) > 0
+                take = informative.nonzero().flatten()[: want - have]
+            else:
+                take = torch.arange(rewards.shape[0])[: want - have]
+            if len(take):
+                seq = (take[:, None] * G + torch.arange(G)).reshape(-1)
+                kept_parts.append(select(batch, seq))
+                kept_rewards.append(rewards[take])
+                have += len(take)
+            if have >= want:
+                break
+        if not kept_parts:  # every group uninformative: keep the last round, its advantages are all 0
+            kept_parts, kept_rewards = [batch], [rewards]
+        return Rollout(batch=concat_batches(kept_parts, self.tokenizer.pad_token_id),
+                       rewards=torch.cat(kept_rewards), all_rewards=torch.cat(all_rewards), tokens=tokens,
+                       seconds=seconds)
+
+    # ---- 3. PIPO's policy-improvement step ------------------------------------------------
+
+    def pi_step(self, cached: CachedBatch, coeff: torch.Tensor) -> float:
+        """One optimizer step on B_{t-1} with c in place of A, against its cached old log-probs."""
+        cfg = self.cfg
+
+        def loss_of_chunk(idx):
+            lp, _ = completion_logprobs(self.model, cached.prompt_ids[idx], cached.prompt_mask[idx],
+                                        cached.completion_ids[idx], cached.completion_mask[idx], cfg.temperature)
+            ref = cached.ref_logprobs[idx] if cached.ref_logprobs is not None else None
+            return self._loss(lp, cached.old_logprobs[idx], coeff[idx], cached.loss_mask[idx], ref,
+                              surrogate=cfg.pipo.pi_clip_mode)
+
+        per_rank = max(1, cfg.mini_batch_size // self.world)
+        n = len(coeff)
+        steps = self._global_max(max(1, math.ceil(n / per_rank)))
+        chunks = [torch.arange(n)[i * per_rank:(i + 1) * per_rank] for i in range(steps)]
+        out = self._step(chunks, loss_of_chunk, cfg.lr * cfg.pipo.pi_lr_scale)
+        return math.nan if out is None else sum(out[0])
+
+    # ---- the loop --------------------------------------------------------------------------
+
+    def iteration(self, it: int) -> dict[str, float]:
+        cfg, G = self.cfg, self.cfg.num_generations
         t0 = time.time()
-        # 1. Rollout: this rank's prompt groups, G samples each, from the current policy.
-        chosen = sampler.next(cfg.prompts_per_iteration)[rank::world]
-        rep = [i for i in chosen for _ in range(G)]
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + it * world + rank)
-        batch = engine.generate([texts[i] for i in rep], cfg.max_completion_length, cfg.temperature,
-                                cfg.top_p, generator=gen)
-        t_rollout = time.time() - t0
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + it * self.world + self.rank)
 
-        # 2. Verifiable reward and group-relative advantage.
-        rewards = score_batch(batch, [sources[i] for i in rep], [answers[i] for i in rep]).view(-1, G)
-        advantages = advantage_fn(rewards, scale_rewards=cfg.scale_rewards).reshape(-1)
-        mask = batch.completion_mask
+        # 1-2. rollout, rewards, mu_t, base advantages
+        ro = self.rollout(it, generator)
+        b = ro.batch
+        mu_t = self._global_mean(ro.all_rewards)
+        shaped = ro.rewards
+        if self.is_dapo and cfg.dapo.overlong_buffer > 0:
+            lengths = b.completion_mask.sum(-1).view(-1, G)
+            shaped = shaped + overlong_penalty(lengths, cfg.max_completion_length, cfg.dapo.overlong_buffer,
+                                               cfg.dapo.overlong_penalty)
+        seq_adv = self.advantage_fn(shaped, scale_rewards=cfg.scale_rewards)
+        advantages = seq_adv.reshape(-1)
+        mask = b.completion_mask.float()
         if cfg.mask_truncated_completions:
-            mask = mask * (~batch.truncated).long()[:, None]
-        old_logprobs = batch.logprobs  # the sampling policy's own log-probs (same weights, fp32)
+            mask = mask * (~b.truncated).float()[:, None]
+        ref_logprobs = self._ref_logprobs(b)
+        old_logprobs = b.logprobs  # the sampling policy's own log-probs (same weights, fp32)
 
-        # 3. Clipped policy-gradient update over mini-batches.
-        losses, entropies, clip_fracs, grad_norms = [], [], [], []
-        for _ in range(cfg.ppo_epochs):
-            order = torch.randperm(len(batch), generator=gen)
-            for lo in range(0, len(batch), mini):
-                idx = order[lo : lo + mini]
-                logprobs, entropy = completion_logprobs(
-                    model, batch.prompt_ids[idx], batch.prompt_mask[idx], batch.completion_ids[idx],
-                    batch.completion_mask[idx], cfg.temperature,
-                )
-                loss, stats = loss_fn(logprobs, old_logprobs[idx], advantages[idx], mask[idx],
-                                      eps_low=cfg.epsilon, eps_high=cfg.epsilon_high)
-                if not torch.isfinite(loss):
-                    skipped_total += 1
-                    skipped_in_row += 1
-                    log.warning("iteration %d: non-finite loss, update skipped (%d in a row)", it, skipped_in_row)
-                    if skipped_in_row >= MAX_CONSECUTIVE_SKIPS:
-                        raise NonFiniteLossError(
-                            f"{skipped_in_row} consecutive non-finite losses at iteration {it}; stopping RL")
-                    continue
-                skipped_in_row = 0
-                optimizer.zero_grad(set_to_none=True)
-                accelerator.backward(loss)
-                grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                losses.append(loss.item())
-                clip_fracs.append(stats["clip_frac"])
-                grad_norms.append(float(grad_norm))
+        # 3. PIPO: did the previous update help? Re-apply or push against it on B_{t-1}.
+        metrics: dict[str, float] = {}
+        if self.pipo is not None:
+            signal = self.pipo.signal(mu_t, cfg.pipo.neg_scale)
+            metrics["pipo/mu_t"] = mu_t
+            metrics["pipo/active"] = float(signal is not None)
+            if signal is not None:
+                metrics.update({"pipo/mu_his": signal.mu_his, "pipo/sigma_his": signal.sigma_his,
+                                "pipo/xi": signal.xi, "pipo/phi": signal.phi})
+                t_pi = time.time()
+                coeff = pi_coefficients(self.pipo.cached.attributions, signal.phi)
+                metrics["pipo/pi_loss"] = self.pi_step(self.pipo.cached, coeff)
+                metrics["perf/pi_seconds"] = time.time() - t_pi
+
+        # 4. base update on B_t
+        losses, clip_fracs, kls, grad_norms, entropies = [], [], [], [], []
+        for chunk in self._chunks(len(b), generator):
+            ent_holder = []
+
+            def loss_of_chunk(idx):
+                lp, ent = completion_logprobs(self.model, b.prompt_ids[idx], b.prompt_mask[idx],
+                                              b.completion_ids[idx], b.completion_mask[idx], cfg.temperature)
                 with torch.no_grad():
-                    m = batch.completion_mask[idx].float()
-                    entropies.append(float((entropy * m).sum() / m.sum().clamp(min=1)))
+                    m = b.completion_mask[idx].float()
+                    ent_holder.append(float((ent * m).sum() / m.sum().clamp(min=1)))
+                ref = ref_logprobs[idx] if ref_logprobs is not None else None
+                return self._loss(lp, old_logprobs[idx], advantages[idx], mask[idx], ref)
 
-        # 4. Metrics (stable public names; see docs/metrics.md).
-        lengths = batch.completion_mask.sum(-1).float()
-        group_std = rewards.std(dim=1, unbiased=True)
-        metrics = {
-            "reward/mean": _global_mean(accelerator, rewards, rewards.numel()),
-            "reward/std": float(rewards.std(unbiased=False)),
-            "frac_reward_zero_std": _global_mean(accelerator, (group_std == 0).float(), group_std.numel()),
+            out = self._step(chunk, loss_of_chunk, cfg.lr)
+            if out is None:
+                continue
+            step_losses, stats, gn = out
+            losses.append(sum(step_losses))
+            grad_norms.append(gn)
+            entropies.extend(ent_holder)
+            clip_fracs.extend(s["clip_frac"] for s in stats if "clip_frac" in s)
+            kls.extend(s["kl"] for s in stats if "kl" in s)
+
+        # 5. cache B_t for the next iteration's PI step
+        if self.pipo is not None:
+            self.pipo.push(mu_t, CachedBatch(
+                prompt_ids=b.prompt_ids, prompt_mask=b.prompt_mask, completion_ids=b.completion_ids,
+                completion_mask=b.completion_mask, loss_mask=mask, old_logprobs=old_logprobs,
+                attributions=attributions(seq_adv).reshape(-1), ref_logprobs=ref_logprobs))
+
+        lengths = b.completion_mask.sum(-1).float()
+        group_std = ro.all_rewards.view(-1, G).std(dim=1)  # over every sampled group, before DAPO's filter
+        metrics.update({
+            "reward/mean": mu_t,
+            "reward/std": float(ro.all_rewards.std(unbiased=False)),
+            "frac_reward_zero_std": self._global_mean((group_std == 0).float()),
             "loss/policy": _mean(losses),
             "actor/entropy": _mean(entropies),
             "actor/clip_frac": _mean(clip_fracs),
             "actor/grad_norm": _mean(grad_norms),
-            "completions/mean_length": _global_mean(accelerator, lengths, lengths.numel()),
-            "completions/clipped_ratio": _global_mean(accelerator, batch.truncated.float(), len(batch)),
-            "train/skipped_updates": float(skipped_total),
+            "completions/mean_length": self._global_mean(lengths),
+            "completions/clipped_ratio": self._global_mean(b.truncated.float()),
+            "train/skipped_updates": float(self.skipped_total),
             "perf/iter_seconds": time.time() - t0,
-            "perf/rollout_tokens_per_s": batch.num_completion_tokens / max(t_rollout, 1e-9),
-        }
-        log_metrics(metrics, it)
-        result.history.append(metrics)
-        if accelerator.is_main_process and (it % cfg.log_every == 0 or it == cfg.iterations - 1):
-            log.info("rl iter %d/%d  reward %.3f  len %.1f  entropy %.3f  %.2fs/it", it + 1, cfg.iterations,
-                     metrics["reward/mean"], metrics["completions/mean_length"], metrics["actor/entropy"],
-                     metrics["perf/iter_seconds"])
-        if checkpoint_dir is not None and ((it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations):
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                save_checkpoint(checkpoint_dir, it + 1, accelerator.unwrap_model(model), tokenizer,
-                                optimizer, sampler)
+            "perf/rollout_tokens_per_s": ro.tokens / max(ro.seconds, 1e-9),
+        })
+        if kls:
+            metrics["actor/kl"] = _mean(kls)
+        return metrics
 
-    result.iterations = cfg.iterations
-    result.seconds = time.time() - start
-    return accelerator.unwrap_model(model), result
+    def train(self) -> RLResult:
+        cfg = self.cfg
+        result = RLResult(iterations=0, seconds=0.0)
+        start = time.time()
+        for it in range(cfg.iterations):
+            metrics = self.iteration(it)
+            self.log_metrics(metrics, it)
+            result.history.append(metrics)
+            if self.acc.is_main_process and (it % cfg.log_every == 0 or it == cfg.iterations - 1):
+                log.info("rl iter %d/%d  reward %.3f  len %.1f  entropy %.3f%s  %.2fs/it", it + 1, cfg.iterations,
+                         metrics["reward/mean"], metrics["completions/mean_length"], metrics["actor/entropy"],
+                         f"  xi {metrics['pipo/xi']:+.2f}" if "pipo/xi" in metrics else "",
+                         metrics["perf/iter_seconds"])
+            if self.checkpoint_dir is not None and ((it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations):
+                self.acc.wait_for_everyone()
+                if self.acc.is_main_process:
+                    save_checkpoint(self.checkpoint_dir, it + 1, self.acc.unwrap_model(self.model), self.tokenizer,
+                                    self.optimizer, self.sampler)
+        result.iterations = cfg.iterations
+        result.seconds = time.time() - start
+        return result
+
+
+def train_rl(model, tokenizer, prompts: pd.DataFrame, cfg: RLConfig, seed: int, accelerator,
+             log_metrics: Callable[[dict[str, float], int], None] = lambda m, s: None,
+             checkpoint_dir: Path | None = None):
+    """Run cfg.iterations RL iterations on `prompts` (columns prompt, answer, source)."""
+    trainer = RLTrainer(model, tokenizer, prompts, cfg, seed, accelerator, log_metrics, checkpoint_dir)
+    result = trainer.train()
+    return accelerator.unwrap_model(trainer.model), result
 
 
 def _mean(xs: list[float]) -> float:

@@ -1,0 +1,149 @@
+"""Compare RL variants against SFT and a matched-wall-time continued-SFT control, over seeds.
+
+For every seed: SFT from scratch, then each RL variant from that SFT checkpoint, then the control
+(continued SFT from the same checkpoint for the median wall time of the RL variants); every model
+is evaluated on the same unseen eval prompts. Results go to MLflow (one run per seed x variant,
+nested under one parent run, with RL reward curves) and to reports/compare/ (summary.md,
+results.json). `make compare` runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from components.config import Config, ConfigError, load_config
+from components.io_utils import atomic_write_json, atomic_write_text
+from components.runtime import quiet_environment
+
+log = logging.getLogger(__name__)
+
+
+def _split(cfg: Config, name: str) -> pd.DataFrame:
+    path = Path(cfg.data.out_dir) / f"{name}.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"prepared split not found: {path} (run `dvc repro prepare` first)")
+    return pd.read_parquet(path)
+
+
+def _mean_std(xs: list[float]) -> str:
+    if len(xs) < 2:
+        return f"{xs[0]:.3f}" if xs else "n/a"
+    return f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs):.3f}"
+
+
+def summarize(rows: list[dict], k: int) -> str:
+    """Markdown table: per model kind, pass@1 and mean@k as mean ± std over seeds."""
+    kinds = list(dict.fromkeys(r["model"] for r in rows))
+    seeds = sorted({r["seed"] for r in rows})
+    lines = [f"Seeds: {seeds}. Eval: greedy pass@1 and mean@{k} on unseen prompts (mean ± std over seeds).", "",
+             f"| model | pass@1 | mean@{k} | gain over SFT (pass@1) | train seconds |", "|---|---|---|---|---|"]
+    sft = {r["seed"]: r["pass@1"] for r in rows if r["model"] == "sft"}
+    for kind in kinds:
+        sel = [r for r in rows if r["model"] == kind]
+        gains = [r["pass@1"] - sft[r["seed"]] for r in sel if r["seed"] in sft]
+        secs = [r["seconds"] for r in sel if r.get("seconds") is not None]
+        lines.append(f"| {kind} | {_mean_std([r['pass@1'] for r in sel])} | {_mean_std([r[f'mean@{k}'] for r in sel])} "
+                     f"| {_mean_std(gains) if kind != 'sft' else '-'} | {_mean_std(secs) if secs else '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_compare(cfg: Config, params_path: Path | None, seeds: list[int], variants: dict[str, list[str]],
+                control: bool, out_dir: Path) -> list[dict]:
+    import mlflow
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from components.control import continue_sft_for
+    from components.evaluate import evaluate_policy
+    from components.model.factory import initial_policy, load_policy
+    from components.rl.trainer import train_rl
+    from components.sft import save_policy, train_sft
+    from components.tracking import ensure_experiment, log_metrics, metric_key
+
+    sft_data, rl_data, eval_data = (_split(cfg, s) for s in ("sft", "rl", "eval"))
+    variant_cfgs = {name: load_config(params_path, overrides) for name, overrides in variants.items()}
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    experiment_id = ensure_experiment(cfg)
+    rows: list[dict] = []
+    k = cfg.eval.num_samples
+
+    def evaluate(model, tokenizer, seed, kind, seconds, run_tags):
+        summary, _ = evaluate_policy(model, tokenizer, eval_data, cfg.eval, seed, f"{kind}/s{seed}")
+        row = {"seed": seed, "model": kind, "seconds": seconds, **summary}
+        rows.append(row)
+        mlflow.log_metrics({metric_key(f"eval/{key}"): float(v) for key, v in summary.items()})
+        mlflow.set_tags(run_tags)
+        return row
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name="compare", tags={"pipo.stage": "compare"}) as parent, \
+            tempfile.TemporaryDirectory() as scratch:
+        mlflow.log_params({"seeds": ",".join(map(str, seeds)), "variants": ",".join(variants), "control": control})
+        for seed in seeds:
+            set_seed(seed)
+            sft_dir = Path(scratch) / f"sft-{seed}"
+            with mlflow.start_run(run_name=f"sft/s{seed}", nested=True):
+                model, tokenizer = initial_policy(cfg.model, seed)
+                model, res = train_sft(model, tokenizer, sft_data, cfg.sft, cfg.model.lora, seed, accelerator,
+                                       log_metrics=log_metrics)
+                save_policy(model, tokenizer, sft_dir)
+                evaluate(model, tokenizer, seed, "sft", res.seconds, {"seed": str(seed), "variant": "sft"})
+            rl_seconds = []
+            for name, vcfg in variant_cfgs.items():
+                set_seed(seed)
+                with mlflow.start_run(run_name=f"{name}/s{seed}", nested=True):
+                    mlflow.log_params(vcfg.flat())
+                    model, tokenizer = load_policy(sft_dir, cfg.model.dtype)
+                    model, res = train_rl(model, tokenizer, rl_data, vcfg.rl, seed, accelerator,
+                                          log_metrics=log_metrics)
+                    rl_seconds.append(res.seconds)
+                    evaluate(model, tokenizer, seed, name, res.seconds, {"seed": str(seed), "variant": name})
+            if control and rl_seconds:
+                budget = statistics.median(rl_seconds)
+                set_seed(seed)
+                with mlflow.start_run(run_name=f"control/s{seed}", nested=True):
+                    model, tokenizer = load_policy(sft_dir, cfg.model.dtype)
+                    model, steps = continue_sft_for(model, tokenizer, sft_data, cfg.sft, budget, seed,
+                                                    cfg.compare.control_lr, accelerator)
+                    mlflow.log_metric("control/steps", steps)
+                    evaluate(model, tokenizer, seed, "continued_sft", budget,
+                             {"seed": str(seed), "variant": "continued_sft"})
+        table = summarize(rows, k)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "summary.md", table)
+        atomic_write_json(out_dir / "results.json", rows)
+        mlflow.log_artifacts(str(out_dir), "compare")
+        log.info("compare run %s\n%s", parent.info.run_id, table)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    quiet_environment()
+    parser = argparse.ArgumentParser(prog="python -m components.compare", description=__doc__)
+    parser.add_argument("--params", default=None)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stdout)
+    try:
+        cfg = load_config(args.params, args.overrides)
+        variants = {name: list(args.overrides) + list(ov) for name, ov in cfg.compare.variants.items()}
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    start = time.time()
+    run_compare(cfg, args.params, list(cfg.compare.seeds), variants, cfg.compare.control, Path(cfg.compare.out_dir))
+    log.info("compare finished in %.0fs", time.time() - start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

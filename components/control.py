@@ -1,0 +1,45 @@
+"""The control for RL: continue SFT from the same checkpoint for the same wall time.
+
+If RL's gain over SFT is real, spending RL's compute on more supervised epochs over the same
+worked solutions must gain less. The learning rate re-warms and anneals on a cosine over the
+time budget (measured by the clock, not steps), so the control ends annealed like SFT did.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from components.config import SFTConfig
+from components.sft import collate, encode_examples, sequence_loss
+
+
+def continue_sft_for(model, tokenizer, data: pd.DataFrame, cfg: SFTConfig, seconds: float, seed: int,
+                     lr: float, accelerator) -> tuple[torch.nn.Module, int]:
+    """Train on data[prompt, solution] for `seconds` of wall time; returns (model, steps)."""
+    rows = data.dropna(subset=["solution"])
+    examples = encode_examples(tokenizer, rows["prompt"].tolist(), rows["solution"].tolist())
+    loader = DataLoader(examples, batch_size=cfg.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed), collate_fn=collate(tokenizer.pad_token_id))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                  weight_decay=cfg.weight_decay)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    model.train()
+    start, steps = time.time(), 0
+    while True:
+        for ids, mask, labels in loader:
+            elapsed = time.time() - start
+            if elapsed >= seconds:
+                return accelerator.unwrap_model(model), steps
+            for group in optimizer.param_groups:
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * elapsed / seconds))
+            loss = sequence_loss(model, ids, mask, labels)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            steps += 1

@@ -1,0 +1,211 @@
+"""Load prompts from local files or the hub into the canonical columns, and split them.
+
+Layouts: verl (data_source, prompt as chat messages, reward_model.ground_truth) and Hugging Face
+(question/answer or problem/solution). Every failure names the file or dataset at fault.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from components.config import DataConfig
+from components.data import COLUMNS
+from components.rewards import extract_boxed
+
+log = logging.getLogger(__name__)
+
+VERL_COLUMNS = ("data_source", "prompt", "reward_model")
+HF_PROMPT_COLUMNS = ("question", "problem")
+HF_ANSWER_COLUMNS = ("answer", "solution")
+
+
+class IngestError(ValueError):
+    """A source file or dataset is missing, unreadable or has the wrong columns."""
+
+
+def _jsonable(value: Any) -> Any:
+    """Parquet hands back numpy arrays and scalars; JSON wants lists and plain numbers."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A parquet, jsonl or json file as a DataFrame; errors name the path."""
+    path = Path(path)
+    if not path.is_file():
+        raise IngestError(f"data file not found: {path}")
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        if path.suffix == ".jsonl":
+            return pd.read_json(path, lines=True, dtype=False)
+        if path.suffix == ".json":
+            try:
+                return pd.read_json(path, dtype=False)
+            except ValueError:  # a .json file holding one record per line
+                return pd.read_json(path, lines=True, dtype=False)
+    except Exception as exc:
+        raise IngestError(f"cannot read data file {path}: {exc}") from exc
+    raise IngestError(f"data file {path}: unsupported extension {path.suffix!r} (use .parquet, .jsonl or .json)")
+
+
+def _user_text(prompt: Any) -> str | None:
+    """The last user message of a chat prompt (or the prompt itself when it is plain text)."""
+    if isinstance(prompt, str):
+        return prompt
+    messages = [m for m in _jsonable(prompt) if isinstance(m, dict) and m.get("role") == "user"]
+    return str(messages[-1].get("content")) if messages else None
+
+
+def _reference_answer(text: Any) -> tuple[str | None, str | None]:
+    """(answer, worked solution) from a reference: boxed answer, GSM8K '#### 42', or the text itself."""
+    if isinstance(text, (list, np.ndarray)):
+        text = text[0] if len(text) else None
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return None, None
+    text = str(text)
+    if "####" in text:
+        return text.rsplit("####", 1)[1].strip().replace(",", ""), text
+    if "\\boxed" in text or "\\fbox" in text:
+        return extract_boxed(text), text
+    return text.strip(), None
+
+
+def _check_columns(df: pd.DataFrame, path: str, layout: str) -> None:
+    cols = set(df.columns)
+    ok = (
+        set(VERL_COLUMNS) <= cols
+        if layout == "verl"
+        else bool(cols & set(HF_PROMPT_COLUMNS)) and bool(cols & set(HF_ANSWER_COLUMNS))
+    )
+    if not ok:
+        expected = (
+            "data_source, prompt, reward_model (verl layout)"
+            if layout == "verl"
+            else "question or problem, plus answer or solution (Hugging Face layout)"
+        )
+        raise IngestError(f"{path}: wrong columns for the {layout} layout; found {sorted(cols)}, expected {expected}")
+
+
+def _detect_layout(df: pd.DataFrame) -> str:
+    return "verl" if set(VERL_COLUMNS) <= set(df.columns) else "hf"
+
+
+def _verl_row(row: dict) -> dict:
+    reward_model = row.get("reward_model") or {}
+    answer, solution = _reference_answer(reward_model.get("ground_truth"))
+    extra = {k: row[k] for k in ("extra_info", "ability") if k in row and row[k] is not None}
+    return {"source": str(row["data_source"]), "prompt": _user_text(row["prompt"]), "answer": answer,
+            "solution": solution, "metadata": _jsonable(extra)}
+
+
+def _hf_row(row: dict, source: str) -> dict:
+    prompt = next(row[c] for c in HF_PROMPT_COLUMNS if c in row)
+    answer, solution = _reference_answer(row.get("answer"))
+    if row.get("solution") is not None:
+        # MATH style: the solution is a worked solution; an explicit answer column wins over its box.
+        boxed, solution = _reference_answer(row["solution"])
+        answer = answer or boxed
+        solution = solution or str(row["solution"])
+    skip = set(HF_PROMPT_COLUMNS) | set(HF_ANSWER_COLUMNS)
+    return {"source": source, "prompt": str(prompt), "answer": answer, "solution": solution,
+            "metadata": _jsonable({k: v for k, v in row.items() if k not in skip})}
+
+
+def to_canonical(df: pd.DataFrame, name: str, layout: str, id_prefix: str, source: str | None = None) -> pd.DataFrame:
+    """Map a verl or HF layout table to canonical rows with ids `{id_prefix}-{row:06d}`."""
+    _check_columns(df, name, layout)
+    rows = []
+    for i, row in enumerate(df.to_dict("records")):
+        out = _verl_row(row) if layout == "verl" else _hf_row(row, source or id_prefix)
+        out["metadata"] = json.dumps({"origin": name, "row": i, **out["metadata"]}, sort_keys=True, default=str)
+        rows.append({"id": f"{id_prefix}-{i:06d}", **out})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def load_files(paths: list[str], layout: str | None) -> pd.DataFrame:
+    """Canonical rows of local files; layout None detects verl vs HF per file."""
+    frames, prefixes = [], set()
+    for path in paths:
+        df = read_table(path)
+        prefix = Path(path).stem
+        while prefix in prefixes:  # two files with one stem would otherwise share ids
+            prefix += "_"
+        prefixes.add(prefix)
+        frames.append(to_canonical(df, str(path), layout or _detect_layout(df), prefix))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def load_hub(name: str, split: str) -> pd.DataFrame:
+    """A hub dataset in the HF layout; a clear error naming it when the hub cannot be reached."""
+    try:
+        import datasets
+
+        df = datasets.load_dataset(name, split=split).to_pandas()
+    except Exception as exc:
+        raise IngestError(
+            f"cannot load hub dataset {name!r} (split {split!r}): {type(exc).__name__}: {exc}. The hub may be "
+            "unreachable (HF_HUB_OFFLINE=1 is set by default); download it and use data.source=hf_local instead"
+        ) from exc
+    return to_canonical(df, f"hub dataset {name}", "hf", name.replace("/", "_"), source=name)
+
+
+def _dedupe(df: pd.DataFrame, what: str) -> pd.DataFrame:
+    out = df.drop_duplicates(subset="prompt", keep="first")
+    if len(out) < len(df):
+        log.warning("%s: dropped %d rows with a repeated prompt", what, len(df) - len(out))
+    return out.reset_index(drop=True)
+
+
+def split_rows(
+    rows: pd.DataFrame, eval_rows: pd.DataFrame | None, data: DataConfig, seed: int
+) -> dict[str, pd.DataFrame]:
+    """Deterministic split: eval = eval files (whole) or num_eval rows; rl = the rest (<= num_rl);
+    sft = rows of the rest that carry a worked solution (<= num_sft), possibly also in rl."""
+    rows = _dedupe(rows, "train files")
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    rows = rows.iloc[order].reset_index(drop=True)
+    if eval_rows is None:
+        if len(rows) <= data.num_eval:
+            raise ValueError(f"the data files hold {len(rows)} distinct prompts: not enough for num_eval="
+                             f"{data.num_eval} plus at least one training prompt")
+        eval_df, rows = rows.iloc[: data.num_eval], rows.iloc[data.num_eval :]
+    else:
+        eval_df = _dedupe(eval_rows, "eval files")
+        leaked = rows["prompt"].isin(set(eval_df["prompt"]))
+        if leaked.any():  # decontaminate: an eval prompt must never be trained on
+            log.warning("dropped %d training rows whose prompt is in the eval files", int(leaked.sum()))
+            rows = rows[~leaked]
+    rl = rows.iloc[: data.num_rl]
+    sft = rows[rows["solution"].notna()].iloc[: data.num_sft].copy()
+    # SFT may warm-start on problems RL also sees (a small file could not fill both otherwise);
+    # the suffix keeps ids unique across splits while naming the source row.
+    sft["id"] = sft["id"] + "-sft"
+    return {"sft": sft.reset_index(drop=True), "rl": rl.reset_index(drop=True), "eval": eval_df.reset_index(drop=True)}
+
+
+def load_source(data: DataConfig, seed: int) -> dict[str, pd.DataFrame]:
+    """sft/rl/eval canonical splits for whichever data.source is configured."""
+    if data.source == "reasoning_gym":
+        from components.data.arithmetic import generate_splits
+
+        return generate_splits(data.task, data.num_sft, data.num_rl, data.num_eval, seed)
+    if data.source == "hf_hub":
+        rows = load_hub(str(data.hub_dataset), data.hub_split)
+    else:
+        rows = load_files(data.files, "verl" if data.source == "verl" else "hf")
+    eval_rows = load_files(data.eval_files, None) if data.eval_files else None
+    return split_rows(rows, eval_rows, data, seed)

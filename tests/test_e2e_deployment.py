@@ -1,0 +1,62 @@
+"""End to end through a real Prefect server: `prefect deployment run 'pipo-pipeline/local'`."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from flows.local_server import wait_healthy
+from tests.e2e_support import BIN, env_for, make_repo, run
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_deployment_run_on_local_server_runs_the_pipeline(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = env_for(repo) | {"PREFECT_API_URL": api}
+    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              cwd=repo, env=env, stdout=open(tmp_path / "server.log", "wb"), stderr=subprocess.STDOUT)
+    served = None
+    try:
+        wait_healthy(api, deadline_s=180, proc=server)
+        served = subprocess.Popen([sys.executable, "-m", "flows.serve"], cwd=repo, env=env,
+                                  stdout=open(tmp_path / "serve.log", "wb"), stderr=subprocess.STDOUT)
+        proc = subprocess.run([str(BIN / "prefect"), "deployment", "run", "pipo-pipeline/local", "--watch",
+                               "--watch-timeout", "600"], cwd=repo, env=env, capture_output=True, text=True,
+                              timeout=700)
+        log = (tmp_path / "serve.log").read_text(errors="replace")
+        assert proc.returncode == 0, proc.stdout + proc.stderr + log[-5000:]
+        assert "Completed" in proc.stdout
+        metrics = json.loads((repo / "metrics" / "eval.json").read_text())
+        assert set(metrics) == {"untrained", "sft", "rl"}
+        assert "Running stage 'rl'" in log
+    finally:
+        for p in (served, server):
+            if p is not None:
+                p.terminate()
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+def test_failed_stage_fails_the_flow_and_leaves_no_output(tmp_path):
+    repo = make_repo(tmp_path / "repo", ["data.source=verl", "data.files=[missing/train.parquet]"])
+    proc = run([str(BIN / "python"), "-m", "flows.pipeline"], repo, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "missing/train.parquet" in out and "stage 'prepare' failed" in out
+    assert not (repo / "data" / "prepared").exists()
+    assert not (repo / "models").exists()

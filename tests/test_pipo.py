@@ -1,0 +1,86 @@
+"""PIPO's improvement signal, attribution and state, on hand-checked numbers (pipo-spec)."""
+
+import math
+
+import pytest
+import torch
+
+from components.rl.pipo import (CachedBatch, PIPOState, attributions, improvement_signal, phi,
+                                pi_coefficients)
+
+
+def test_helpful_update_gives_positive_xi_and_full_phi():
+    # window [0.2, 0.4]: mean 0.3, ddof-0 std 0.1; mu_t 0.5 -> xi = 2
+    s = improvement_signal(0.5, [0.2, 0.4], neg_scale=0.1)
+    assert (s.mu_his, s.sigma_his) == pytest.approx((0.3, 0.1))
+    assert s.xi == pytest.approx(2.0) and s.phi == pytest.approx(2.0)
+
+
+def test_harmful_update_is_suppressed_with_neg_scale():
+    s = improvement_signal(0.1, [0.2, 0.4], neg_scale=0.1)
+    assert s.xi == pytest.approx(-2.0) and s.phi == pytest.approx(-0.2)
+
+
+def test_flat_window_uses_unit_sigma():
+    s = improvement_signal(0.75, [0.5, 0.5, 0.5], neg_scale=0.1)
+    assert s.sigma_his == 1.0 and s.xi == pytest.approx(0.25)
+
+
+def test_phi_is_asymmetric():
+    assert phi(3.0, 0.1) == 3.0 and phi(-3.0, 0.1) == pytest.approx(-0.3) and phi(-3.0, 0.0) == 0.0
+
+
+def test_attribution_abs_sums_to_group_size_and_equal_groups_are_zero():
+    adv = torch.tensor([[1.0, -1.0, 0.5, -0.5], [0.0, 0.0, 0.0, 0.0]])
+    a = attributions(adv)
+    # group 0: sum |Abar| = 3 -> a = 4 * adv / 3
+    assert torch.allclose(a[0], 4 * adv[0] / (3 + 1e-6))
+    assert a[0].abs().sum().item() == pytest.approx(4.0, abs=1e-5)
+    assert torch.equal(a[1], torch.zeros(4))
+
+
+def test_pi_coefficients_are_clamped_to_ten():
+    c = pi_coefficients(torch.tensor([4.0, -4.0, 0.5]), 3.0)
+    assert c.tolist() == [10.0, -10.0, 1.5]
+
+
+def _cached(n=2):
+    return CachedBatch(prompt_ids=torch.ones(n, 3, dtype=torch.long), prompt_mask=torch.ones(n, 3, dtype=torch.long),
+                       completion_ids=torch.ones(n, 2, dtype=torch.long),
+                       completion_mask=torch.ones(n, 2, dtype=torch.long), loss_mask=torch.ones(n, 2),
+                       old_logprobs=torch.zeros(n, 2), attributions=torch.tensor([1.0, -1.0][:n]))
+
+
+def test_no_pi_step_before_min_history_or_without_cache():
+    state = PIPOState(window=4, min_history=2)
+    assert state.signal(0.5, 0.1) is None  # no cached batch, no history
+    state.push(0.2, _cached())
+    assert state.signal(0.5, 0.1) is None  # history 1 < min_history 2
+    state.push(0.4, _cached())
+    assert state.signal(0.5, 0.1).xi == pytest.approx(2.0)
+
+
+def test_window_is_bounded_and_mu_t_not_in_history():
+    state = PIPOState(window=2, min_history=2)
+    for mu in (0.1, 0.2, 0.3):
+        state.push(mu, _cached())
+    assert list(state.history) == [0.2, 0.3]
+    s = state.signal(0.9, 0.1)
+    assert s.mu_his == pytest.approx(0.25)
+
+
+def test_state_round_trip_keeps_window_and_cached_batch():
+    state = PIPOState(window=3, min_history=2)
+    state.push(0.1, _cached())
+    state.push(0.3, _cached())
+    again = PIPOState(window=3, min_history=2)
+    again.load_state_dict(state.state_dict())
+    assert list(again.history) == [0.1, 0.3] and again.history.maxlen == 3
+    assert torch.equal(again.cached.attributions, state.cached.attributions)
+    with pytest.raises(ValueError, match="window 3"):
+        PIPOState(window=5, min_history=2).load_state_dict(state.state_dict())
+
+
+def test_window_below_two_rejected():
+    with pytest.raises(ValueError, match="window must be >= 2"):
+        PIPOState(window=1, min_history=1)
