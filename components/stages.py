@@ -111,7 +111,8 @@ def run_rl(cfg: Config) -> dict:
 
     from components.model.factory import load_policy
     from components.model.lora import maybe_wrap_lora
-    from components.rl.trainer import train_rl
+    from components.rl.checkpoint import folder_identity
+    from components.rl.trainer import run_fingerprint, train_rl
     from components.sft import save_policy
     from components.tracking import log_metrics, stage_run
 
@@ -120,9 +121,18 @@ def run_rl(cfg: Config) -> dict:
     accelerator = _accelerator()
     model, tokenizer = load_policy(cfg.sft.out_dir, cfg.model.dtype)
     model = maybe_wrap_lora(model, cfg.model.lora)
+    # Checkpoints live under a folder named by the run's fingerprint (config, seed, data size,
+    # process count, SFT weights): rerunning the same run after a crash resumes it, while a
+    # changed param starts a fresh trajectory instead of mixing two.
+    identity = folder_identity(Path(cfg.sft.out_dir))
+    fingerprint = run_fingerprint(cfg.rl, cfg.seed, len(prompts), accelerator.num_processes, identity)
+    checkpoint_dir = Path(cfg.rl.checkpoint_dir) / fingerprint
     with stage_run(cfg, "rl"):
-        model, result = train_rl(model, tokenizer, prompts, cfg.rl, cfg.seed, accelerator,
-                                 log_metrics=log_metrics, checkpoint_dir=Path(cfg.rl.checkpoint_dir))
+        mlflow.set_tag("rl.checkpoint_dir", str(checkpoint_dir))
+        model, result = train_rl(model, tokenizer, prompts, cfg.rl, cfg.seed, accelerator, log_metrics=log_metrics,
+                                 checkpoint_dir=checkpoint_dir, resume=True, identity=identity)
+        if result.resumed_from:
+            mlflow.set_tag("rl.resumed_from_iteration", str(result.resumed_from))
         if accelerator.is_main_process:
             with atomic_dir(cfg.rl.out_dir) as tmp:
                 save_policy(model, tokenizer, tmp)

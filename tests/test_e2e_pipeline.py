@@ -34,7 +34,7 @@ def test_prefect_flow_runs_every_stage_and_tracks_it(repo):
         assert 0.0 <= metrics[model]["pass@1"] <= 1.0
         assert "mean@2" in metrics[model]
     for path in ("data/prepared/eval.parquet", "models/sft/model.safetensors", "models/rl/model.safetensors",
-                 "reports/eval/rl.parquet", "reports/validation/report.md", "checkpoints/rl/latest"):
+                 "reports/eval/rl.parquet", "reports/validation/report.md", "checkpoints/rl"):
         assert (repo / path).exists(), path
 
     runs = mlflow_runs(repo)

@@ -16,20 +16,24 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import json
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import torch
 
 from components.config import RLConfig
 from components.rewards import compute_score
 from components.rl.advantages import ADVANTAGES
-from components.rl.checkpoint import save_checkpoint
+from components.rl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from components.rl.logprobs import completion_logprobs
 from components.rl.losses import POLICY_LOSSES, seq_mean_token_mean
 from components.rl.pipo import CachedBatch, PIPOState, attributions, pi_coefficients
@@ -50,6 +54,7 @@ class RLResult:
     iterations: int
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from: int = 0
 
 
 @dataclass
@@ -114,7 +119,7 @@ def select(batch: RolloutBatch, idx: torch.Tensor) -> RolloutBatch:
 class RLTrainer:
     def __init__(self, model, tokenizer, prompts: pd.DataFrame, cfg: RLConfig, seed: int, accelerator,
                  log_metrics: Callable[[dict[str, float], int], None] = lambda m, s: None,
-                 checkpoint_dir: Path | None = None):
+                 checkpoint_dir: Path | None = None, identity: str = ""):
         self.cfg, self.seed, self.acc = cfg, seed, accelerator
         self.world, self.rank = accelerator.num_processes, accelerator.process_index
         if cfg.prompts_per_iteration % self.world:
@@ -138,6 +143,51 @@ class RLTrainer:
         self.pipo = PIPOState(cfg.pipo.window, cfg.pipo.history_needed) if cfg.pipo.enabled else None
         self.skipped_total = 0
         self.skipped_in_row = 0
+        self.start_iteration = 0
+        self.meta = {"fingerprint": run_fingerprint(cfg, seed, len(prompts), self.world, identity), "seed": seed,
+                     "num_prompts": len(prompts), "num_processes": self.world, "algorithm": cfg.algorithm,
+                     "pipo": cfg.pipo.enabled}
+
+    # ---- state (everything a resumed run needs to continue exactly) -----------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "pipo": self.pipo.state_dict() if self.pipo is not None else {},
+            "skipped_total": self.skipped_total,
+            "rng_torch": torch.get_rng_state(),
+            "rng_numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+            "rng_numpy_pos": int(np.random.get_state()[2]),
+            "rng_python": torch.tensor(random.getstate()[1], dtype=torch.int64),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        if self.pipo is not None:
+            self.pipo.load_state_dict(state["pipo"])
+        self.skipped_total = int(state["skipped_total"])
+        torch.set_rng_state(state["rng_torch"])
+        np.random.set_state(("MT19937", state["rng_numpy"].numpy().astype(np.uint32), int(state["rng_numpy_pos"]), 0, 0.0))
+        random.setstate((3, tuple(int(x) for x in state["rng_python"].tolist()), None))
+
+    def resume(self, checkpoint_dir: Path) -> int:
+        """Continue from the latest checkpoint in checkpoint_dir, if any; returns the next iteration."""
+        path = latest_checkpoint(checkpoint_dir)
+        if path is None:
+            return 0
+        state = load_checkpoint(path, self.acc.unwrap_model(self.model), self.meta)
+        self.load_state_dict(state)
+        self.start_iteration = json.loads((path / "meta.json").read_text())["iteration"]
+        log.info("rl: resumed from %s at iteration %d", path, self.start_iteration)
+        return self.start_iteration
+
+    def save(self, iteration: int) -> None:
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            save_checkpoint(self.checkpoint_dir, iteration, self.acc.unwrap_model(self.model), self.tokenizer,
+                            self.state_dict(), self.meta)
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -167,7 +217,7 @@ class RLTrainer:
             delta = ref_logprobs - logprobs
             kl = seq_mean_token_mean(delta.exp() - delta - 1.0, mask)
             loss = loss + cfg.beta * kl
-            stats["kl"] = float(kl)
+            stats["kl"] = float(kl.detach())
         return loss, stats
 
     def _ref_logprobs(self, b: RolloutBatch) -> torch.Tensor | None:
@@ -374,7 +424,7 @@ class RLTrainer:
         cfg = self.cfg
         result = RLResult(iterations=0, seconds=0.0)
         start = time.time()
-        for it in range(cfg.iterations):
+        for it in range(self.start_iteration, cfg.iterations):
             metrics = self.iteration(it)
             self.log_metrics(metrics, it)
             result.history.append(metrics)
@@ -384,21 +434,35 @@ class RLTrainer:
                          f"  xi {metrics['pipo/xi']:+.2f}" if "pipo/xi" in metrics else "",
                          metrics["perf/iter_seconds"])
             if self.checkpoint_dir is not None and ((it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations):
-                self.acc.wait_for_everyone()
-                if self.acc.is_main_process:
-                    save_checkpoint(self.checkpoint_dir, it + 1, self.acc.unwrap_model(self.model), self.tokenizer,
-                                    self.optimizer, self.sampler)
+                self.save(it + 1)
         result.iterations = cfg.iterations
         result.seconds = time.time() - start
         return result
 
 
+def run_fingerprint(cfg: RLConfig, seed: int, num_prompts: int, world: int, extra: str = "") -> str:
+    """Identity of a training trajectory: what must match for a checkpoint to be resumable.
+
+    Bookkeeping fields (iteration count, logging, checkpoint cadence, paths) are left out, so a
+    run can be extended or re-logged and still resume.
+    """
+    trajectory = cfg.model_dump(exclude={"iterations", "log_every", "checkpoint_every", "out_dir", "checkpoint_dir"})
+    blob = json.dumps([trajectory, seed, num_prompts, world, extra], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def train_rl(model, tokenizer, prompts: pd.DataFrame, cfg: RLConfig, seed: int, accelerator,
              log_metrics: Callable[[dict[str, float], int], None] = lambda m, s: None,
-             checkpoint_dir: Path | None = None):
-    """Run cfg.iterations RL iterations on `prompts` (columns prompt, answer, source)."""
-    trainer = RLTrainer(model, tokenizer, prompts, cfg, seed, accelerator, log_metrics, checkpoint_dir)
+             checkpoint_dir: Path | None = None, resume: bool = False, identity: str = ""):
+    """Run cfg.iterations RL iterations on `prompts` (columns prompt, answer, source).
+
+    With resume=True and a checkpoint in checkpoint_dir, continue from it instead of starting over.
+    """
+    trainer = RLTrainer(model, tokenizer, prompts, cfg, seed, accelerator, log_metrics, checkpoint_dir, identity)
+    if resume and checkpoint_dir is not None:
+        trainer.resume(checkpoint_dir)
     result = trainer.train()
+    result.resumed_from = trainer.start_iteration
     return accelerator.unwrap_model(trainer.model), result
 
 
