@@ -65,3 +65,66 @@ def test_grpo_loss_gradient_raises_logprob_of_positive_advantage():
 
 def test_registries_hold_grpo():
     assert ADVANTAGES["grpo"] is grpo_advantages and POLICY_LOSSES["grpo"] is grpo_loss
+
+
+from components.rl.advantages import dr_grpo_advantages  # noqa: E402
+from components.rl.losses import authors_surrogate, dapo_loss, dr_grpo_loss, gspo_loss  # noqa: E402
+from components.rl.trainer import overlong_penalty  # noqa: E402
+
+
+def test_dr_grpo_advantage_is_centered_without_std():
+    adv = dr_grpo_advantages(torch.tensor([[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0]]))
+    assert torch.equal(adv, torch.tensor([[0.5, -0.5, -0.5, 0.5], [0.0, 0.0, 0.0, 0.0]]))
+
+
+def test_dr_grpo_loss_divides_by_batch_times_max_len():
+    # two sequences, 3 and 1 valid tokens, ratio 1: per-token loss = -A
+    logp = torch.zeros(2, 4)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
+    loss, _ = dr_grpo_loss(logp, logp, torch.tensor([1.0, 2.0]), mask, max_len=8)
+    # sum of -A over valid tokens = -(3*1 + 1*2) = -5; / (2 * 8)
+    assert loss.item() == pytest.approx(-5 / 16)
+
+
+def test_dapo_loss_is_token_mean_over_the_batch_with_clip_higher():
+    logp = torch.zeros(2, 4)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
+    loss, _ = dapo_loss(logp, logp, torch.tensor([1.0, 2.0]), mask)
+    assert loss.item() == pytest.approx(-5 / 4)  # 4 valid tokens in the batch (GRPO would give -1.5)
+    # clip-higher: ratio 1.25 stays unclipped for A > 0 with eps_high 0.28, is clipped at 1.2 with 0.2
+    old = torch.zeros(1, 1)
+    new = torch.full((1, 1), math.log(1.25))
+    hi, _ = dapo_loss(new, old, torch.tensor([1.0]), torch.ones(1, 1), eps_high=0.28)
+    lo, _ = dapo_loss(new, old, torch.tensor([1.0]), torch.ones(1, 1), eps_high=0.2)
+    assert hi.item() == pytest.approx(-1.25) and lo.item() == pytest.approx(-1.2)
+
+
+def test_gspo_uses_the_sequence_ratio_and_ignores_padding():
+    # log-ratios 0.1 and 0.3 on valid tokens (mean 0.2), 5.0 on padding must not count
+    logp = torch.tensor([[0.1, 0.3, 5.0]])
+    old = torch.zeros(1, 3)
+    mask = torch.tensor([[1, 1, 0]])
+    loss, stats = gspo_loss(logp, old, torch.tensor([1.0]), mask, eps_low=0.5, eps_high=0.5)
+    assert loss.item() == pytest.approx(-math.exp(0.2), rel=1e-6)
+    clipped, stats = gspo_loss(logp, old, torch.tensor([1.0]), mask, eps_low=3e-4, eps_high=4e-4)
+    assert clipped.item() == pytest.approx(-(1 + 4e-4)) and stats["clip_frac"] == 1.0
+
+
+def test_truncated_completions_masked_out_contribute_nothing():
+    logp = torch.zeros(2, 3)
+    mask = torch.tensor([[1, 1, 1], [0, 0, 0]])  # second sequence truncated and masked
+    loss, _ = grpo_loss(logp, logp, torch.tensor([1.0, 100.0]), mask)
+    # GRPO averages sequences: the masked one adds 0 and still counts in the mean
+    assert loss.item() == pytest.approx(-0.5)
+
+
+def test_authors_surrogate_is_unbounded_below_for_negative_coefficients():
+    # c < 0, ratio 0.5: standard form clips at 0.8 (loss 0.8); authors' -min(rho, clip(rho))*c = 0.5
+    std, _ = clipped_surrogate(torch.tensor([0.5]), torch.tensor([-1.0]), 0.2, 0.2)
+    auth, _ = authors_surrogate(torch.tensor([0.5]), torch.tensor([-1.0]), 0.2, 0.2)
+    assert std.item() == pytest.approx(0.8) and auth.item() == pytest.approx(0.5)
+
+
+def test_overlong_penalty_ramps_over_the_buffer():
+    pen = overlong_penalty(torch.tensor([10, 16, 18, 20]), max_len=20, buffer=4, factor=1.0)
+    assert torch.allclose(pen, torch.tensor([0.0, 0.0, -0.5, -1.0]))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -12,15 +11,9 @@ import urllib.request
 import pytest
 
 from flows.local_server import wait_healthy
-from tests.e2e_support import BIN, env_for, make_repo, run
+from tests.e2e_support import BIN, env_for, free_port, make_repo, run
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_deployment(api: str, name: str, proc: subprocess.Popen, deadline_s: float = 180) -> None:

@@ -137,3 +137,49 @@ def test_three_non_finite_losses_in_a_row_stop_the_stage(policy, monkeypatch):
     monkeypatch.setattr(RLTrainer, "_loss", nan_loss)
     with pytest.raises(trainer_mod.NonFiniteLossError, match="3 consecutive non-finite"):
         run(policy, [], iterations=5)
+
+
+def _trainer_with_cached_batch(policy, overrides):
+    """A trainer whose PIPO state holds one rollout of 4 responses to one prompt, attributed +,+,-,-."""
+    from components.rl.logprobs import completion_logprobs
+    from components.rl.pipo import CachedBatch
+
+    cfg = load_config(overrides=TINY + ["rl.pipo.enabled=true", "rl.lr=0.05"] + overrides)
+    model, tok = policy
+    trainer = RLTrainer(copy.deepcopy(model), tok, sums(20, 2), cfg.rl, 0, Accelerator(cpu=True))
+    b = trainer.engine.generate(["3+4="] * 4, 6, generator=torch.Generator().manual_seed(3))
+    cached = CachedBatch(prompt_ids=b.prompt_ids, prompt_mask=b.prompt_mask, completion_ids=b.completion_ids,
+                         completion_mask=b.completion_mask, loss_mask=b.completion_mask.float(),
+                         old_logprobs=b.logprobs, attributions=torch.tensor([1.0, 1.0, -1.0, -1.0]))
+
+    def seq_logprob():
+        with torch.no_grad():
+            lp, _ = completion_logprobs(trainer.model, b.prompt_ids, b.prompt_mask, b.completion_ids,
+                                        b.completion_mask)
+        return (lp * b.completion_mask).sum(-1)
+
+    return trainer, cached, seq_logprob
+
+
+def test_helpful_update_pi_step_reinforces_the_previous_batch(policy):
+    from components.rl.pipo import pi_coefficients
+
+    trainer, cached, seq_logprob = _trainer_with_cached_batch(policy, [])
+    before = seq_logprob()
+    trainer.pi_step(cached, pi_coefficients(cached.attributions, phi_value=2.0))  # xi = 2: it helped
+    delta = seq_logprob() - before
+    assert (delta[:2] > 0).all(), delta  # positively attributed responses became more likely
+    assert (delta[2:] < 0).all(), delta  # negatively attributed ones less likely
+
+
+def test_harmful_update_with_zero_neg_scale_gives_zero_gradient(policy):
+    from components.rl.pipo import improvement_signal, pi_coefficients
+
+    trainer, cached, seq_logprob = _trainer_with_cached_batch(policy, ["rl.pipo.neg_scale=0.0"])
+    signal = improvement_signal(0.1, [0.3, 0.5], neg_scale=0.0)  # the last update hurt: xi = -3
+    assert signal.xi < 0 and signal.phi == 0.0
+    before = seq_logprob()
+    trainer.pi_step(cached, pi_coefficients(cached.attributions, signal.phi))
+    grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+    assert grads and all(torch.count_nonzero(g) == 0 for g in grads)
+    assert torch.equal(seq_logprob(), before)

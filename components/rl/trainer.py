@@ -116,6 +116,15 @@ def select(batch: RolloutBatch, idx: torch.Tensor) -> RolloutBatch:
     )
 
 
+def global_mean(accelerator, values: torch.Tensor) -> float:
+    """Mean over every rank's items: all-reduce (sum, count), so every rank gets the same number
+    (PIPO's mu_t must agree across ranks, or ranks would take different PI steps)."""
+    pair = torch.tensor([float(values.sum()), float(values.numel())], dtype=torch.float64)
+    if accelerator.num_processes > 1:
+        pair = accelerator.reduce(pair.to(accelerator.device), reduction="sum").cpu()
+    return float(pair[0] / pair[1]) if pair[1] > 0 else math.nan
+
+
 class RLTrainer:
     def __init__(self, model, tokenizer, prompts: pd.DataFrame, cfg: RLConfig, seed: int, accelerator,
                  log_metrics: Callable[[dict[str, float], int], None] = lambda m, s: None,
@@ -192,11 +201,11 @@ class RLTrainer:
     # ---- helpers -------------------------------------------------------------------------
 
     def _global_mean(self, values: torch.Tensor) -> float:
-        """Mean over every rank's items: all-reduce (sum, count) so ranks agree exactly."""
-        pair = torch.tensor([float(values.sum()), float(values.numel())], dtype=torch.float64)
-        if self.world > 1:
-            pair = self.acc.reduce(pair.to(self.acc.device), reduction="sum").cpu()
-        return float(pair[0] / pair[1]) if pair[1] > 0 else math.nan
+        return global_mean(self.acc, values)
+
+    def _rank_mean(self, value: float) -> float:
+        """A per-rank scalar (a loss, an entropy) averaged over ranks, so every rank logs the same."""
+        return value if self.world == 1 else global_mean(self.acc, torch.tensor([value]))
 
     def _global_max(self, value: int) -> int:
         if self.world == 1:
@@ -366,7 +375,7 @@ class RLTrainer:
                                 "pipo/xi": signal.xi, "pipo/phi": signal.phi})
                 t_pi = time.time()
                 coeff = pi_coefficients(self.pipo.cached.attributions, signal.phi)
-                metrics["pipo/pi_loss"] = self.pi_step(self.pipo.cached, coeff)
+                metrics["pipo/pi_loss"] = self._rank_mean(self.pi_step(self.pipo.cached, coeff))
                 metrics["perf/pi_seconds"] = time.time() - t_pi
 
         # 4. base update on B_t
@@ -402,13 +411,14 @@ class RLTrainer:
 
         lengths = b.completion_mask.sum(-1).float()
         group_std = ro.all_rewards.view(-1, G).std(dim=1)  # over every sampled group, before DAPO's filter
+        second_moment = self._global_mean(ro.all_rewards.double() ** 2)
         metrics.update({
             "reward/mean": mu_t,
-            "reward/std": float(ro.all_rewards.std(unbiased=False)),
+            "reward/std": math.sqrt(max(second_moment - mu_t**2, 0.0)),
             "frac_reward_zero_std": self._global_mean((group_std == 0).float()),
-            "loss/policy": _mean(losses),
-            "actor/entropy": _mean(entropies),
-            "actor/clip_frac": _mean(clip_fracs),
+            "loss/policy": self._rank_mean(_mean(losses)),
+            "actor/entropy": self._rank_mean(_mean(entropies)),
+            "actor/clip_frac": self._rank_mean(_mean(clip_fracs)),
             "actor/grad_norm": _mean(grad_norms),
             "completions/mean_length": self._global_mean(lengths),
             "completions/clipped_ratio": self._global_mean(b.truncated.float()),
@@ -417,7 +427,7 @@ class RLTrainer:
             "perf/rollout_tokens_per_s": ro.tokens / max(ro.seconds, 1e-9),
         })
         if kls:
-            metrics["actor/kl"] = _mean(kls)
+            metrics["actor/kl"] = self._rank_mean(_mean(kls))
         return metrics
 
     def train(self) -> RLResult:
