@@ -15,7 +15,7 @@ export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 # pip prints a warning per package for the machine's file-based extra index; hide only those.
 PIP_FILTER := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: install remote run test ui serve clean
+.PHONY: install remote run test ui serve compare bench clean
 
 install: $(STAMP)
 
@@ -45,6 +45,15 @@ ui: install
 
 serve: install remote
 	$(PY) -m flows.local_server
+
+# RL variants vs SFT vs matched-time continued SFT over seeds (params.yaml `compare:`).
+compare: install remote
+	$(VENV)/bin/dvc repro prepare
+	$(PY) -m components.compare
+
+# PIPO's per-iteration cost over its base algorithm, side by side (needs `make run` first).
+bench: install
+	$(PY) benchmarks/pipo_overhead.py --json reports/bench/pipo_overhead.json
 
 clean:
 	rm -rf models data/prepared reports/eval reports/validation metrics checkpoints mlflow/mlflow.db mlflow/artifacts
