@@ -78,3 +78,23 @@ def test_dvc_push_to_local_remote(repo):
     proc = run([str(BIN / "dvc"), "push"], repo)
     assert "pushed" in proc.stdout or "Everything is up to date" in proc.stdout
     assert any((repo.parent / "dvc-remote").rglob("*")), "the local remote received no files"
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "dr_grpo", "dapo", "gspo"])
+@pytest.mark.parametrize("pipo", [False, True], ids=["base", "pipo"])
+def test_every_algorithm_runs_through_the_rl_and_evaluate_stages(repo, monkeypatch, algorithm, pipo):
+    """The real stage functions (what `dvc repro` runs), in-process to skip 8 interpreter start-ups."""
+    from components.config import load_config
+    from components.stages import run_evaluate, run_rl
+
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    cfg = load_config(repo / "params.yaml", [f"rl.algorithm={algorithm}", f"rl.pipo.enabled={str(pipo).lower()}",
+                                             "rl.pipo.window=2"])
+    summary = run_rl(cfg)
+    assert summary["iterations"] == cfg.rl.iterations
+    results = run_evaluate(cfg)
+    assert set(results) == {"untrained", "sft", "rl"}
+    runs = [r for r in mlflow_runs(repo) if r.data.params.get("rl.algorithm") == algorithm
+            and r.data.tags.get("pipo.stage") == "rl" and r.data.params.get("rl.pipo.enabled") == str(pipo)]
+    assert runs and ("pipo/mu_t" in runs[0].data.metrics) == pipo
