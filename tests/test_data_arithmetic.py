@@ -23,7 +23,10 @@ def _value(prompt: str) -> int:
 def test_format_helpers():
     assert format_prompt("47 + 38") == "47+38="
     assert format_prompt("4 - 9 =") == "4-9="
-    assert format_solution("47+38=", "85") == "\\boxed{85}"
+    assert format_solution("47+38=", "85") == "7+8=15,4+3+1=8 \\boxed{85}"
+    assert format_solution("42-17=", "25") == "42-17,12-7=5,4-1-1=2 \\boxed{25}"
+    assert format_solution("17-42=", "-25") == "42-17,12-7=5,4-1-1=2 \\boxed{-25}"
+    assert format_solution("3+4-2=", "5") == "3+4=7,7-2=5 \\boxed{5}"
 
 
 def test_space_size_by_hand():
@@ -45,7 +48,7 @@ def test_rows_are_canonical_and_correct():
             assert row.id.startswith(f"chain_sum-{name}-")
             meta = json.loads(row.metadata)
             assert format_prompt(meta["expression"]) == row.prompt
-            assert row.solution == (f"\\boxed{{{row.answer}}}" if name == "sft" else None)
+            assert row.solution == (format_solution(row.prompt, row.answer) if name == "sft" else None)
     assert splits["eval"]["id"].iloc[17] == "chain_sum-eval-000017"
     assert "-" in "".join(splits["rl"]["prompt"])  # subtraction is kept
 
