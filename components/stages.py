@@ -57,7 +57,7 @@ def _prompt_budget(cfg: Config):
 def run_prepare(cfg: Config) -> dict:
     import mlflow
 
-    from components.data.prepare import DataValidationError, prepare
+    from components.data.prepare import prepare
     from components.tracking import stage_run
 
     count_tokens, max_prompt_tokens = _prompt_budget(cfg)

@@ -1,9 +1,6 @@
 """The comparison report and the matched-time control."""
 
-import time
-
 import pandas as pd
-import pytest
 from accelerate import Accelerator
 
 from components.compare import summarize
@@ -25,14 +22,26 @@ def test_summary_table_reports_mean_std_and_gain_over_sft():
     assert "| sft | 0.450 ± 0.071 |" in table
 
 
-def test_control_stops_at_its_wall_time_budget():
+class FakeClock:
+    """time.time() that advances 0.25 s per call, so the budget is counted in calls, not real time."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def time(self):
+        self.now += 0.25
+        return self.now
+
+
+def test_control_stops_at_its_wall_time_budget(monkeypatch):
+    import components.control as control
+
+    monkeypatch.setattr(control, "time", FakeClock())
     cfg = load_config(overrides=["model.tiny.hidden_size=32", "model.tiny.num_hidden_layers=1",
                                  "model.tiny.intermediate_size=64", "sft.batch_size=8"])
     model, tok = initial_policy(cfg.model, 0)
     data = pd.DataFrame({"prompt": ["1+2=", "3+4="] * 8, "solution": ["\\boxed{3}", "\\boxed{7}"] * 8})
-    start = time.time()
-    _, steps = continue_sft_for(model, tok, data, cfg.sft, seconds=1.0, seed=0, lr=1e-3,
+    # clock: start 0.25, then one reading per step at 0.5, 0.75, ...; 2.0 s of budget is spent at 2.25
+    _, steps = continue_sft_for(model, tok, data, cfg.sft, seconds=2.0, seed=0, lr=1e-3,
                                 accelerator=Accelerator(cpu=True))
-    elapsed = time.time() - start
-    assert steps > 2
-    assert elapsed == pytest.approx(1.0, abs=0.8)
+    assert steps == 7

@@ -2,8 +2,6 @@
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 from tests.e2e_support import BIN, REPO_ROOT, free_port
 

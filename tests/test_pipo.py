@@ -1,6 +1,5 @@
 """PIPO's improvement signal, attribution and state, on hand-checked numbers (pipo-spec)."""
 
-import math
 
 import pytest
 import torch
