@@ -70,4 +70,4 @@ def test_failed_stage_fails_the_flow_and_leaves_no_output(tmp_path):
     out = proc.stdout + proc.stderr
     assert "missing/train.parquet" in out and "stage 'prepare' failed" in out
     assert not (repo / "data" / "prepared").exists()
-    assert not (repo / "models").exists()
+    assert not (repo / "models" / "init").exists() and not (repo / "models" / "sft").exists()
