@@ -10,11 +10,12 @@ import logging
 import sys
 
 from components.config import ConfigError, load_config
-from components.runtime import quiet_environment
+from components.runtime import configure_threads, quiet_environment
 
 
 def main(argv: list[str] | None = None) -> int:
     quiet_environment()
+    configure_threads()
     from components.stages import STAGES
 
     parser = argparse.ArgumentParser(prog="python -m components.cli", description=__doc__)

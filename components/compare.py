@@ -21,7 +21,7 @@ import pandas as pd
 
 from components.config import Config, ConfigError, load_config
 from components.io_utils import atomic_write_json, atomic_write_text
-from components.runtime import quiet_environment
+from components.runtime import configure_threads, quiet_environment
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,7 @@ def run_compare(cfg: Config, params_path: Path | None, seeds: list[int], variant
 
 def main(argv: list[str] | None = None) -> int:
     quiet_environment()
+    configure_threads()
     parser = argparse.ArgumentParser(prog="python -m components.compare", description=__doc__)
     parser.add_argument("--params", default=None)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

@@ -20,3 +20,12 @@ def quiet_environment() -> None:
     """Set defaults without overriding what the user exported."""
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+
+
+def configure_threads() -> None:
+    """PIPO_TORCH_THREADS=N caps torch's intra-op threads (1 avoids thrashing when processes share cores)."""
+    threads = os.environ.get("PIPO_TORCH_THREADS")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
