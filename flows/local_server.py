@@ -16,20 +16,24 @@ from components.config import REPO_ROOT
 from components.runtime import quiet_environment
 
 
-def wait_healthy(api_url: str, deadline_s: float = 180.0, proc: subprocess.Popen | None = None) -> None:
-    """Poll GET {api}/health until it answers 200 or the deadline passes."""
+def wait_for_url(url: str, deadline_s: float = 180.0, proc: subprocess.Popen | None = None) -> None:
+    """Poll GET url until it answers 200 or the deadline passes (fail early if `proc` dies)."""
     end = time.time() + deadline_s
     while time.time() < end:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"Prefect server exited with code {proc.returncode} before becoming healthy")
+            raise RuntimeError(f"process exited with code {proc.returncode} while waiting for {url}")
         try:
-            with urllib.request.urlopen(f"{api_url}/health", timeout=5) as resp:
+            with urllib.request.urlopen(url, timeout=5) as resp:
                 if resp.status == 200:
                     return
         except OSError:
             pass
         time.sleep(0.5)
-    raise TimeoutError(f"Prefect server at {api_url} not healthy after {deadline_s:.0f}s")
+    raise TimeoutError(f"{url} did not answer 200 within {deadline_s:.0f}s")
+
+
+def wait_healthy(api_url: str, deadline_s: float = 180.0, proc: subprocess.Popen | None = None) -> None:
+    wait_for_url(f"{api_url}/health", deadline_s, proc)
 
 
 def start_server(port: int, log_path: Path) -> subprocess.Popen:

@@ -5,30 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
-from flows.local_server import wait_healthy
+from flows.local_server import wait_for_url, wait_healthy
 from tests.e2e_support import BIN, env_for, free_port, make_repo, run
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_for_deployment(api: str, name: str, proc: subprocess.Popen, deadline_s: float = 180) -> None:
-    """Poll the API until the served deployment is registered (serve() registers it asynchronously)."""
-    end = time.time() + deadline_s
-    while time.time() < end:
-        assert proc.poll() is None, "the serve process exited early"
-        try:
-            with urllib.request.urlopen(f"{api}/deployments/name/{name}", timeout=5) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"deployment {name} not registered after {deadline_s}s")
 
 
 def test_deployment_run_on_local_server_runs_the_pipeline(tmp_path):
@@ -43,7 +26,8 @@ def test_deployment_run_on_local_server_runs_the_pipeline(tmp_path):
         wait_healthy(api, deadline_s=180, proc=server)
         served = subprocess.Popen([sys.executable, "-m", "flows.serve"], cwd=repo, env=env,
                                   stdout=open(tmp_path / "serve.log", "wb"), stderr=subprocess.STDOUT)
-        wait_for_deployment(api, "pipo-pipeline/local", served)
+        # serve() registers the deployment asynchronously: wait until the API knows it
+        wait_for_url(f"{api}/deployments/name/pipo-pipeline/local", proc=served)
         proc = subprocess.run([str(BIN / "prefect"), "deployment", "run", "pipo-pipeline/local", "--watch",
                                "--watch-timeout", "600"], cwd=repo, env=env, capture_output=True, text=True,
                               timeout=700)
