@@ -28,6 +28,7 @@ from components.config import load_config  # noqa: E402
 from components.model.factory import initial_policy, load_policy  # noqa: E402
 from components.rl.logprobs import completion_logprobs  # noqa: E402
 from components.rl.trainer import RLTrainer  # noqa: E402
+from components.runtime import configure_threads, quiet_environment  # noqa: E402
 
 
 def fwd_bwd_seconds(trainer: RLTrainer, generator: torch.Generator, repeats: int = 5) -> float:
@@ -52,6 +53,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
     args = parser.parse_args()
+    quiet_environment()
+    configure_threads()
 
     base_cfg = load_config(overrides=args.overrides + ["rl.pipo.enabled=false"])
     pipo_cfg = load_config(overrides=args.overrides + ["rl.pipo.enabled=true"])
