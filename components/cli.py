@@ -21,13 +21,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m components.cli", description=__doc__)
     parser.add_argument("stage", choices=sorted(STAGES))
     parser.add_argument("--params", default=None, help="params file (default: params.yaml)")
+    parser.add_argument("--preset", action="append", default=None, metavar="FILE",
+                        help="partial params file layered over params.yaml, e.g. presets/gpu.yaml (repeatable; "
+                             "default: $PIPO_PRESET)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a param, e.g. --set rl.lr=5e-5 (repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stdout)
     try:
-        cfg = load_config(args.params, args.overrides)
+        cfg = load_config(args.params, args.overrides, args.preset)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from components.config import Config, ConfigError, load_config
@@ -65,24 +66,31 @@ def run_compare(cfg: Config, params_path: Path | None, seeds: list[int], variant
     from components.control import continue_sft_for
     from components.evaluate import evaluate_policy
     from components.model.factory import initial_policy, load_policy
+    from components.report_plots import compare_figures
     from components.rl.trainer import train_rl
+    from components.rollout import HFRolloutEngine
     from components.sft import save_policy, train_sft
+    from components.stages import load_benchmarks
     from components.tracking import ensure_experiment, log_metrics, metric_key
 
-    sft_data, rl_data, eval_data = (_split(cfg, s) for s in ("sft", "rl", "eval"))
+    sft_data, rl_data = (_split(cfg, s) for s in ("sft", "rl"))
+    benchmarks = load_benchmarks(cfg)
     variant_cfgs = {name: load_config(params_path, overrides) for name, overrides in variants.items()}
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     experiment_id = ensure_experiment(cfg)
     rows: list[dict] = []
+    tables: dict[tuple[str, int, str], pd.DataFrame] = {}  # (model kind, seed, benchmark) -> per-problem
+    histories: dict[str, dict[int, list[dict]]] = {}
     k = cfg.eval.num_samples
 
     def evaluate(model, tokenizer, seed, kind, seconds, run_tags):
-        summary, _ = evaluate_policy(model, tokenizer, eval_data, cfg.eval, seed, f"{kind}/s{seed}")
-        row = {"seed": seed, "model": kind, "seconds": seconds, **summary}
-        rows.append(row)
-        mlflow.log_metrics({metric_key(f"eval/{key}"): float(v) for key, v in summary.items()})
+        engine = HFRolloutEngine(model, tokenizer)
+        for bench, data in benchmarks.items():
+            summary, table = evaluate_policy(engine, data, cfg.eval, seed, f"{kind}/s{seed}/{bench}")
+            rows.append({"seed": seed, "model": kind, "benchmark": bench, "seconds": seconds, **summary})
+            tables[(kind, seed, bench)] = table
+            mlflow.log_metrics({metric_key(f"eval/{bench}/{key}"): float(v) for key, v in summary.items()})
         mlflow.set_tags(run_tags)
-        return row
 
     with mlflow.start_run(experiment_id=experiment_id, run_name="compare", tags={"pipo.stage": "compare"}) as parent, \
             tempfile.TemporaryDirectory() as scratch:
@@ -90,7 +98,7 @@ def run_compare(cfg: Config, params_path: Path | None, seeds: list[int], variant
         for seed in seeds:
             set_seed(seed)
             sft_dir = Path(scratch) / f"sft-{seed}"
-            with mlflow.start_run(run_name=f"sft/s{seed}", nested=True):
+            with mlflow.start_run(experiment_id=experiment_id, run_name=f"sft/s{seed}", nested=True):
                 model, tokenizer = initial_policy(cfg.model, seed)
                 model, res = train_sft(model, tokenizer, sft_data, cfg.sft, cfg.model.lora, seed, accelerator,
                                        log_metrics=log_metrics)
@@ -99,30 +107,57 @@ def run_compare(cfg: Config, params_path: Path | None, seeds: list[int], variant
             rl_seconds = []
             for name, vcfg in variant_cfgs.items():
                 set_seed(seed)
-                with mlflow.start_run(run_name=f"{name}/s{seed}", nested=True):
+                with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}/s{seed}", nested=True):
                     mlflow.log_params(vcfg.flat())
                     model, tokenizer = load_policy(sft_dir, cfg.model.dtype)
                     model, res = train_rl(model, tokenizer, rl_data, vcfg.rl, seed, accelerator,
-                                          log_metrics=log_metrics)
+                                          log_metrics=log_metrics, rollout=vcfg.rollout, reward=vcfg.reward,
+                                          model_path=sft_dir)
                     rl_seconds.append(res.seconds)
+                    histories.setdefault(name, {})[seed] = res.history
                     evaluate(model, tokenizer, seed, name, res.seconds, {"seed": str(seed), "variant": name})
             if control and rl_seconds:
                 budget = statistics.median(rl_seconds)
                 set_seed(seed)
-                with mlflow.start_run(run_name=f"control/s{seed}", nested=True):
+                with mlflow.start_run(experiment_id=experiment_id, run_name=f"control/s{seed}", nested=True):
                     model, tokenizer = load_policy(sft_dir, cfg.model.dtype)
                     model, steps = continue_sft_for(model, tokenizer, sft_data, cfg.sft, budget, seed,
                                                     cfg.compare.control_lr, accelerator)
                     mlflow.log_metric("control/steps", steps)
                     evaluate(model, tokenizer, seed, "continued_sft", budget,
                              {"seed": str(seed), "variant": "continued_sft"})
-        table = summarize(rows, k)
+        report = "\n".join(f"### {bench}\n\n" + summarize([r for r in rows if r["benchmark"] == bench], k)
+                           for bench in benchmarks)
+        report += "\n" + paired_tests(tables, list(variants), cfg) + "\n"
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out_dir / "summary.md", table)
+        figures = compare_figures([r for r in rows if r["benchmark"] == next(iter(benchmarks))], histories, out_dir)
+        report += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in figures) + "\n"
+        atomic_write_text(out_dir / "summary.md", report)
         atomic_write_json(out_dir / "results.json", rows)
+        atomic_write_json(out_dir / "histories.json", histories)
         mlflow.log_artifacts(str(out_dir), "compare")
-        log.info("compare run %s\n%s", parent.info.run_id, table)
+        log.info("compare run %s\n%s", parent.info.run_id, report)
     return rows
+
+
+def paired_tests(tables: dict[tuple[str, int, str], pd.DataFrame], variants: list[str], cfg: Config) -> str:
+    """Paired bootstrap + McNemar on greedy correctness, pooling (seed, benchmark, problem) units:
+    each RL variant against SFT, and every later variant against the first (e.g. PIPO vs GRPO)."""
+    from components.verification import compare, markdown_report
+
+    def pooled(kind: str):
+        keys = sorted((s, b) for (m, s, b) in tables if m == kind)
+        return np.concatenate([tables[(kind, s, b)]["greedy_correct"].astype(float).to_numpy() for s, b in keys])
+
+    kinds = {m for (m, _, _) in tables}
+    pairs = [("sft", v) for v in variants if v in kinds and "sft" in kinds]
+    pairs += [(variants[0], v) for v in variants[1:] if v in kinds and variants[0] in kinds]
+    comparisons = [compare(f"{b} vs {a}", pooled(a), pooled(b), min_gain=cfg.verify.min_gain,
+                           confidence=cfg.verify.confidence, num_resamples=cfg.verify.num_resamples, seed=0)
+                   for a, b in pairs]
+    if not comparisons:
+        return ""
+    return markdown_report(comparisons, title="Paired tests (greedy correctness, problems x seeds pooled)")
 
 
 def main(argv: list[str] | None = None) -> int:

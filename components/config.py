@@ -7,6 +7,7 @@ naming the dotted key.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -157,6 +158,7 @@ class RLConfig(_Strict):
     max_grad_norm: float = Field(gt=0)
     weight_decay: float = Field(ge=0)
     checkpoint_every: int = Field(ge=1)
+    keep_checkpoints: int = Field(ge=1)
     log_every: int = Field(ge=1)
     out_dir: str
     checkpoint_dir: str
@@ -170,13 +172,90 @@ class RLConfig(_Strict):
         return self
 
 
+class VLLMConfig(_Strict):
+    gpu_memory_utilization: float = Field(gt=0, le=1)
+    max_num_seqs: int = Field(ge=1)
+    enforce_eager: bool
+    dtype: Literal["auto", "float32", "bfloat16", "float16"]
+    cpu_kvcache_space_gib: int = Field(ge=1)
+
+
+class ImportanceSamplingConfig(_Strict):
+    enabled: bool
+    cap: float = Field(ge=1.0)
+    level: Literal["token", "sequence"]
+
+
+class RolloutConfig(_Strict):
+    engine: Literal["hf", "vllm"]
+    recompute_logprobs: bool
+    vllm: VLLMConfig
+    importance_sampling: ImportanceSamplingConfig
+
+    @property
+    def trainer_logprobs(self) -> bool:
+        """Whether old log-probs come from a trainer forward pass instead of the sampler.
+
+        vLLM's kernels and precision differ from the trainer's, so its log-probs are only the
+        behaviour policy's; the PPO ratio needs the trainer's own (the mismatch is then logged,
+        and truncated importance sampling can correct for it).
+        """
+        return self.engine != "hf" or self.recompute_logprobs or self.importance_sampling.enabled
+
+
+class RewardConfig(_Strict):
+    correct_weight: float
+    format_weight: float
+    workers: int = Field(ge=0)
+    timeout_s: float = Field(gt=0)
+    min_batch_for_pool: int = Field(ge=1)
+
+
+class BenchmarkConfig(_Strict):
+    """One evaluation set: a prepared split of the task's own data, or a verl/HF-layout file."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    split: Literal["eval", "rl", "sft"] | None = None
+    file: str | None = None
+    limit: int | None = Field(default=None, ge=1)  # first N problems (quick looks); null = all
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "BenchmarkConfig":
+        if (self.split is None) == (self.file is None):
+            raise ValueError(f"benchmark {self.name!r} needs exactly one of split or file")
+        return self
+
+
 class EvalConfig(_Strict):
+    benchmarks: list[BenchmarkConfig] = Field(min_length=1)
     num_samples: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "EvalConfig":
+        names = [b.name for b in self.benchmarks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"eval.benchmarks names must be unique (got {names})")
+        return self
     temperature: float = Field(gt=0)
     max_completion_length: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     metrics_file: str
     out_dir: str
+
+
+class VerifyConfig(_Strict):
+    score: Literal["greedy", "mean_at_k"]  # per-problem score the paired test compares
+    min_gain: float = Field(ge=-1.0, le=1.0)
+    confidence: float = Field(gt=0.5, lt=1.0)
+    num_resamples: int = Field(ge=100)
+    against_champion: bool
+    out_dir: str
+    metrics_file: str
+
+
+class RegistryConfig(_Strict):
+    model_name: str = Field(min_length=1)
+    alias: str = Field(min_length=1, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
 class TrackingConfig(_Strict):
@@ -198,7 +277,11 @@ class Config(_Strict):
     model: ModelConfig
     sft: SFTConfig
     rl: RLConfig
+    rollout: RolloutConfig
+    reward: RewardConfig
     eval: EvalConfig
+    verify: VerifyConfig
+    registry: RegistryConfig
     tracking: TrackingConfig
     compare: CompareConfig
 
@@ -251,17 +334,45 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Load and validate params.yaml (or `path`), with optional dotted overrides."""
-    path = Path(path) if path else DEFAULT_PARAMS
+PRESET_ENV = "PIPO_PRESET"
+
+
+def _read_yaml(path: Path, what: str) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError as exc:
-        raise ConfigError(f"params file not found: {path}") from exc
+        raise ConfigError(f"{what} not found: {path}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"params file {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
-        raise ConfigError(f"params file {path} must hold a mapping at the top level")
+        raise ConfigError(f"{what} {path} must hold a mapping at the top level")
+    return raw
+
+
+def merge_preset(raw: dict[str, Any], preset: dict[str, Any], source: str, prefix: str = "") -> dict[str, Any]:
+    """Deep-merge a preset (a partial params tree) into raw; a key params.yaml lacks is an error."""
+    for key, value in preset.items():
+        dotted = f"{prefix}{key}"
+        if key not in raw:
+            raise ConfigError(f"preset {source}: {dotted}: unknown key")
+        if isinstance(value, dict) and isinstance(raw[key], dict):
+            merge_preset(raw[key], value, source, dotted + ".")
+        else:
+            raw[key] = value
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                presets: list[str | Path] | None = None) -> Config:
+    """Load and validate params.yaml (or `path`), then presets (partial params files, e.g.
+    presets/gpu.yaml; also from $PIPO_PRESET, comma-separated), then dotted overrides."""
+    path = Path(path) if path else DEFAULT_PARAMS
+    raw = _read_yaml(path, "params file")
+    if presets is None:
+        presets = [p for p in os.environ.get(PRESET_ENV, "").split(",") if p.strip()]
+    for preset in presets:
+        preset_path = Path(preset) if Path(preset).is_absolute() else path.parent / preset
+        merge_preset(raw, _read_yaml(preset_path, "preset"), str(preset_path))
     apply_overrides(raw, overrides or [])
     try:
         return Config.model_validate(raw)

@@ -1,4 +1,5 @@
-"""Evaluation of a policy on held-out prompts: greedy pass@1 and sampled mean@k."""
+"""Evaluation of a policy on one benchmark: greedy pass@1 plus k samples for mean@k, pass@k
+(unbiased estimator) and maj@k, with a per-problem table of every completion and verdict."""
 
 from __future__ import annotations
 
@@ -9,56 +10,73 @@ import pandas as pd
 import torch
 
 from components.config import EvalConfig
-from components.rewards import compute_score
-from components.rollout import HFRolloutEngine
+from components.eval_metrics import summarise, summarise_by_source
+from components.rewards import compute_score, extract_boxed
+from components.rollout import RolloutEngine
 
 log = logging.getLogger(__name__)
 
 
-def _generate_all(engine: HFRolloutEngine, prompts: list[str], cfg: EvalConfig, greedy: bool,
+def _generate_all(engine: RolloutEngine, prompts: list[str], cfg: EvalConfig, greedy: bool,
                   generator: torch.Generator | None) -> tuple[list[str], list[int]]:
     texts, lengths = [], []
     for lo in range(0, len(prompts), cfg.batch_size):
         batch = engine.generate(prompts[lo : lo + cfg.batch_size], cfg.max_completion_length,
                                 temperature=cfg.temperature, greedy=greedy, generator=generator)
         texts.extend(batch.texts)
-        lengths.extend(batch.completion_mask.sum(-1).tolist())
+        lengths.extend(int(n) for n in batch.completion_mask.sum(-1).tolist())
     return texts, lengths
 
 
-def evaluate_policy(model, tokenizer, data: pd.DataFrame, cfg: EvalConfig, seed: int, label: str = "policy"):
-    """Return (summary metrics, per-problem table).
+def _score(scorer, sources: list[str], texts: list[str], answers: list[str]) -> list[bool]:
+    """Correctness of each completion (the pool when one is given: timeouts, crash isolation)."""
+    if scorer is None:
+        scores = [compute_score(s, t, a) for s, t, a in zip(sources, texts, answers)]
+    else:
+        scores = scorer.score(sources, texts, answers)
+    return [float(x) >= 1.0 for x in scores]
 
-    pass@1 is greedy decoding; mean@k is accuracy averaged over k samples at cfg.temperature.
-    """
-    engine = HFRolloutEngine(model, tokenizer)
-    prompts, answers, sources = (data[c].tolist() for c in ("prompt", "answer", "source"))
+
+def evaluate_policy(engine: RolloutEngine, data: pd.DataFrame, cfg: EvalConfig, seed: int,
+                    label: str = "policy", scorer=None) -> tuple[dict[str, float], pd.DataFrame]:
+    """Return (summary metrics, per-problem table) of `engine`'s policy on `data`."""
+    prompts, answers, sources = (data[c].astype(str).tolist() for c in ("prompt", "answer", "source"))
+    n, k = len(prompts), cfg.num_samples
     start = time.time()
     greedy_texts, greedy_lengths = _generate_all(engine, prompts, cfg, greedy=True, generator=None)
-    greedy_ok = [compute_score(s, t, a) for s, t, a in zip(sources, greedy_texts, answers)]
+    greedy_ok = _score(scorer, sources, greedy_texts, answers)
 
-    k = cfg.num_samples
     generator = torch.Generator().manual_seed(seed)
-    sample_texts, _ = _generate_all(engine, [p for p in prompts for _ in range(k)], cfg, greedy=False,
-                                    generator=generator)
-    sample_ok = [compute_score(sources[i // k], t, answers[i // k]) for i, t in enumerate(sample_texts)]
+    sample_texts, sample_lengths = _generate_all(engine, [p for p in prompts for _ in range(k)], cfg,
+                                                 greedy=False, generator=generator)
+    sample_ok = _score(scorer, [s for s in sources for _ in range(k)], sample_texts,
+                       [a for a in answers for _ in range(k)])
 
-    n = len(prompts)
+    def per_problem(values: list) -> list[list]:
+        return [values[i * k : (i + 1) * k] for i in range(n)]
+
     table = pd.DataFrame({
-        "id": data["id"].tolist(),
+        "id": data["id"].astype(str).tolist(),
+        "data_source": sources,
         "prompt": prompts,
         "answer": answers,
         "greedy_completion": greedy_texts,
+        "greedy_answer": [extract_boxed(t) for t in greedy_texts],
         "greedy_correct": greedy_ok,
-        "sample_completions": [sample_texts[i * k : (i + 1) * k] for i in range(n)],
-        "sample_correct": [sample_ok[i * k : (i + 1) * k] for i in range(n)],
+        "greedy_length": greedy_lengths,
+        "sample_completions": per_problem(sample_texts),
+        "sample_answers": per_problem([extract_boxed(t) for t in sample_texts]),
+        "sample_correct": per_problem(sample_ok),
+        "sample_lengths": per_problem(sample_lengths),
     })
-    summary = {
-        "pass@1": sum(greedy_ok) / n,
-        f"mean@{k}": sum(sample_ok) / len(sample_ok),
-        "mean_length": sum(greedy_lengths) / n,
-        "num_problems": n,
-    }
-    log.info("eval %-9s pass@1 %.3f  mean@%d %.3f  (%d problems, %.1fs)", label, summary["pass@1"], k,
-             summary[f"mean@{k}"], n, time.time() - start)
+    summary = summarise(table, k)
+    summary["greedy_mean_length"] = sum(greedy_lengths) / n
+    log.info("eval %-9s pass@1 %.3f  mean@%d %.3f  pass@%d %.3f  maj@%d %.3f  (%d problems, %.1fs)", label,
+             summary["pass@1"], k, summary[f"mean@{k}"], k, summary[f"pass@{k}"], k, summary[f"maj@{k}"], n,
+             time.time() - start)
     return summary, table
+
+
+def by_source(table: pd.DataFrame, k: int) -> dict[str, dict[str, float]]:
+    """Per data source metrics of a per-problem table (benchmarks that mix sources)."""
+    return summarise_by_source(table, k)

@@ -93,7 +93,7 @@ def run_sft(cfg: Config) -> dict:
                     save_policy(model, tokenizer, tmp)
                 else:
                     (tmp / POINTER_FILE).write_text(json.dumps({"name_or_path": cfg.model.name_or_path}))
-        mlflow.log_metric("model/parameters", count_parameters(model))
+        log_metrics({"model/parameters": count_parameters(model)})
         log.info("sft: %d examples, model with %d parameters", len(data), count_parameters(model))
         model, result = train_sft(model, tokenizer, data, cfg.sft, cfg.model.lora, cfg.seed, accelerator,
                                   log_metrics=log_metrics)
@@ -114,7 +114,7 @@ def run_rl(cfg: Config) -> dict:
     from components.rl.checkpoint import folder_identity
     from components.rl.trainer import run_fingerprint, train_rl
     from components.sft import save_policy
-    from components.tracking import log_metrics, stage_run
+    from components.tracking import log_metrics, set_tags, stage_run
 
     prompts = _read_split(cfg, "rl")
     set_seed(cfg.seed)
@@ -124,15 +124,18 @@ def run_rl(cfg: Config) -> dict:
     # Checkpoints live under a folder named by the run's fingerprint (config, seed, data size,
     # process count, SFT weights): rerunning the same run after a crash resumes it, while a
     # changed param starts a fresh trajectory instead of mixing two.
-    identity = folder_identity(Path(cfg.sft.out_dir))
+    # The rollout engine, its log-prob handling and the reward shaping change the trajectory too.
+    shaping = {"rollout": cfg.rollout.model_dump(exclude={"vllm"}),
+               "reward": cfg.reward.model_dump(include={"correct_weight", "format_weight"})}
+    identity = folder_identity(Path(cfg.sft.out_dir)) + json.dumps(shaping, sort_keys=True)
     fingerprint = run_fingerprint(cfg.rl, cfg.seed, len(prompts), accelerator.num_processes, identity)
     checkpoint_dir = Path(cfg.rl.checkpoint_dir) / fingerprint
     with stage_run(cfg, "rl"):
-        mlflow.set_tag("rl.checkpoint_dir", str(checkpoint_dir))
+        set_tags({"rl.checkpoint_dir": str(checkpoint_dir)})
         model, result = train_rl(model, tokenizer, prompts, cfg.rl, cfg.seed, accelerator, log_metrics=log_metrics,
-                                 checkpoint_dir=checkpoint_dir, resume=True, identity=identity)
-        if result.resumed_from:
-            mlflow.set_tag("rl.resumed_from_iteration", str(result.resumed_from))
+                                 checkpoint_dir=checkpoint_dir, resume=True, identity=identity,
+                                 rollout=cfg.rollout, reward=cfg.reward, model_path=cfg.sft.out_dir,
+                                 on_resume=_tag_resume)
         if accelerator.is_main_process:
             with atomic_dir(cfg.rl.out_dir) as tmp:
                 save_policy(model, tokenizer, tmp)
@@ -141,38 +144,87 @@ def run_rl(cfg: Config) -> dict:
     return {"seconds": result.seconds, "iterations": result.iterations}
 
 
-def _load_for_eval(label: str, cfg: Config):
-    from components.model.factory import load_policy
+def _tag_resume(iteration: int, run_id: str | None) -> None:
+    """A resumed RL stage is a new MLflow run tagged with the run whose checkpoint it continues."""
+    from components.tracking import set_tags
 
+    log.info("rl: continuing at iteration %d from a checkpoint of MLflow run %s", iteration, run_id)
+    set_tags({"rl.resumed_from_iteration": str(iteration), "rl.resumes_run_id": str(run_id)})
+
+
+def model_folder(label: str, cfg: Config) -> str:
+    """The folder (or hub name, for an un-fine-tuned HF model) holding a pipeline model."""
     path = {"untrained": INIT_DIR, "sft": Path(cfg.sft.out_dir), "rl": Path(cfg.rl.out_dir)}[label]
     pointer = path / POINTER_FILE
-    if pointer.exists():
-        path = json.loads(pointer.read_text())["name_or_path"]
-    return load_policy(path, cfg.model.dtype)
+    return json.loads(pointer.read_text())["name_or_path"] if pointer.exists() else str(path)
+
+
+def evaluate_folder(folder: str, cfg: Config, benchmarks: dict[str, pd.DataFrame], label: str, scorer=None):
+    """{benchmark: (summary, per-problem table)} of the policy in `folder`."""
+    from components.evaluate import evaluate_policy
+    from components.model.factory import load_policy
+    from components.rollout import make_engine
+
+    model, tokenizer = load_policy(folder, cfg.model.dtype)
+    engine = make_engine(cfg.rollout, model, tokenizer, folder, None, cfg.seed)
+    out = {}
+    for name, data in benchmarks.items():
+        out[name] = evaluate_policy(engine, data, cfg.eval, cfg.seed, f"{label}/{name}", scorer)
+    del engine, model
+    return out
+
+
+def load_benchmarks(cfg: Config) -> dict[str, pd.DataFrame]:
+    from components.benchmarks import load_benchmark
+
+    return {b.name: load_benchmark(b, cfg.data.out_dir) for b in cfg.eval.benchmarks}
+
+
+def scoring_pool(cfg: Config):
+    from components.scoring import ScoringPool
+
+    r = cfg.reward
+    return ScoringPool(r.workers, r.timeout_s, r.min_batch_for_pool)
 
 
 def run_evaluate(cfg: Config) -> dict:
+    """Every model on every benchmark: per-problem tables, a summary table, MLflow + DVC metrics."""
     import mlflow
 
-    from components.evaluate import evaluate_policy
+    from components.evaluate import by_source
     from components.tracking import metric_key, stage_run
 
-    data = _read_split(cfg, "eval")
+    benchmarks = load_benchmarks(cfg)  # a bad benchmark file fails before any generation
     out_dir = Path(cfg.eval.out_dir)
     results: dict[str, dict] = {}
-    with stage_run(cfg, "evaluate"), atomic_dir(out_dir) as tmp:
+    rows = []
+    with stage_run(cfg, "evaluate"), atomic_dir(out_dir) as tmp, scoring_pool(cfg) as scorer:
         start = time.time()
         for label in ("untrained", "sft", "rl"):
-            model, tokenizer = _load_for_eval(label, cfg)
-            summary, table = evaluate_policy(model, tokenizer, data, cfg.eval, cfg.seed, label)
-            table.to_parquet(tmp / f"{label}.parquet", index=False)
-            results[label] = summary
-            mlflow.log_metrics({metric_key(f"eval/{label}/{k}"): float(v) for k, v in summary.items()})
-        pd.DataFrame(results).T.rename_axis("model").to_csv(tmp / "summary.csv")
+            results[label] = {}
+            for bench, (summary, table) in evaluate_folder(model_folder(label, cfg), cfg, benchmarks, label,
+                                                           scorer).items():
+                (tmp / label).mkdir(exist_ok=True)
+                table.to_parquet(tmp / label / f"{bench}.parquet", index=False)
+                results[label][bench] = summary
+                rows.append({"model": label, "benchmark": bench, "data_source": "all", **summary})
+                sources = by_source(table, cfg.eval.num_samples)
+                if len(sources) > 1:
+                    rows.extend({"model": label, "benchmark": bench, "data_source": src, **m}
+                                for src, m in sources.items())
+                mlflow.log_metrics({metric_key(f"eval/{label}/{bench}/{k}"): float(v) for k, v in summary.items()})
+        pd.DataFrame(rows).to_csv(tmp / "summary.csv", index=False)
         mlflow.log_metric("eval/seconds", time.time() - start)
         mlflow.log_artifacts(str(tmp), "eval")
     atomic_write_json(cfg.eval.metrics_file, results)
     return results
 
 
-STAGES = {"prepare": run_prepare, "sft": run_sft, "rl": run_rl, "evaluate": run_evaluate}
+def run_verify(cfg: Config) -> dict:
+    """The promotion gate: paired tests of the RL model, registration, and the champion alias."""
+    from components.promotion import verify_and_promote
+
+    return verify_and_promote(cfg)
+
+
+STAGES = {"prepare": run_prepare, "sft": run_sft, "rl": run_rl, "evaluate": run_evaluate, "verify": run_verify}

@@ -1,4 +1,4 @@
-"""The pipeline flow: prepare -> sft -> rl -> evaluate, each task running `dvc repro` on one stage.
+"""The pipeline flow: prepare -> sft -> rl -> evaluate -> verify, each task running `dvc repro` on one stage.
 
 Why through DVC: DVC decides what is stale (a second run does nothing, a changed rl param reruns
 only rl and evaluate) and versions the outputs; Prefect adds retries, logs, a UI and deployments.
@@ -24,7 +24,7 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from components.config import REPO_ROOT, load_config  # noqa: E402
 from components.tracking import PARENT_ENV, ensure_experiment, metric_key  # noqa: E402
 
-STAGES = ("prepare", "sft", "rl", "evaluate")
+STAGES = ("prepare", "sft", "rl", "evaluate", "verify")
 
 
 def _dvc() -> str:
@@ -67,11 +67,21 @@ def pipo_pipeline(stages: list[str] = list(STAGES), force: bool = False) -> dict
             run_stage(stage, run.info.run_id, force)
         metrics_file = REPO_ROOT / cfg.eval.metrics_file
         results = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-        mlflow.log_metrics({metric_key(f"eval/{m}/{k}"): float(v) for m, d in results.items() for k, v in d.items()})
-        if metrics_file.exists():
-            mlflow.log_artifact(str(metrics_file))
-    for model_name, d in results.items():
-        print(f"{model_name:>9}: " + "  ".join(f"{k} {v:.3f}" for k, v in d.items() if k != "num_problems"))
+        mlflow.log_metrics({metric_key(f"eval/{m}/{b}/{k}"): float(v) for m, benches in results.items()
+                            for b, d in benches.items() for k, v in d.items()})
+        for path in (metrics_file, REPO_ROOT / cfg.verify.metrics_file):
+            if path.exists():
+                mlflow.log_artifact(str(path))
+        verdict = REPO_ROOT / cfg.verify.metrics_file
+        if verdict.exists():
+            results["verify"] = json.loads(verdict.read_text())
+    for model_name, benches in results.items():
+        if model_name == "verify":
+            print(f"   verify: promoted={benches['promoted']}  registered v{benches.get('registered_version')}")
+            continue
+        for bench, d in benches.items():
+            print(f"{model_name:>9} {bench}: " + "  ".join(f"{k} {v:.3f}" for k, v in d.items()
+                                                         if k != "num_problems"))
     return results
 
 

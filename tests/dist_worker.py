@@ -1,8 +1,11 @@
-"""Run under `accelerate launch --cpu --num_processes 2`: PIPO training in two gloo processes.
+"""Run under `accelerate launch` with 2 processes (gloo on CPU): PIPO training across ranks.
 
-Each rank writes its per-iteration metrics and a weight checksum to OUT_DIR/rank{r}.json.
+Each rank writes to OUT_DIR/rank{r}.json: its per-iteration metrics, a weight checksum after every
+iteration, the global-mean check, and the gap between one data-parallel update on a fixed global
+batch and the same update computed by a single process on the whole batch.
 """
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -15,8 +18,47 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from components.config import load_config  # noqa: E402
 from components.model.factory import initial_policy  # noqa: E402
 from components.rl import trainer as trainer_module  # noqa: E402
-from components.rl.trainer import global_mean, train_rl  # noqa: E402
+from components.rl.advantages import ADVANTAGES  # noqa: E402
+from components.rl.logprobs import completion_logprobs  # noqa: E402
+from components.rl.trainer import RLTrainer, global_mean, select, train_rl  # noqa: E402
 from tests.test_rl_trainer import TINY, parity_reward, sums  # noqa: E402
+
+
+def checksum(model) -> float:
+    return float(sum(p.detach().double().sum() for p in model.parameters()))
+
+
+def update_gap(acc, cfg, model, tok) -> dict[str, float]:
+    """One base update on a fixed global batch: this rank's shard under DDP vs one process on all of it."""
+    world, rank = acc.num_processes, acc.process_index
+    trainer = RLTrainer(copy.deepcopy(model), tok, sums(64, 2), cfg.rl, 0, acc)
+    single = copy.deepcopy(model)
+    G = cfg.rl.num_generations
+    prompts = [p for p in sums(64, 2)["prompt"].tolist()[:8] for _ in range(G)]
+    # identical weights and generator on every rank: every rank builds the same global batch
+    full = trainer.engine.generate(prompts, cfg.rl.max_completion_length, generator=torch.Generator().manual_seed(5))
+    adv = ADVANTAGES["grpo"](parity_reward(full, None, None).view(-1, G)).reshape(-1)
+    groups = torch.arange(len(prompts) // G)[rank::world]  # sharded by prompt group, as the trainer does
+    mine = (groups[:, None] * G + torch.arange(G)).reshape(-1)
+    shard = select(full, mine)
+
+    def loss_on(module, b, a):
+        lp, _ = completion_logprobs(module, b.prompt_ids, b.prompt_mask, b.completion_ids, b.completion_mask)
+        return trainer.loss_fn(lp, b.logprobs, a, b.completion_mask.float(), max_len=cfg.rl.max_completion_length)
+
+    trainer._step([torch.arange(len(shard))], lambda idx: loss_on(trainer.model, select(shard, idx), adv[mine][idx]),
+                  cfg.rl.lr)
+    opt = torch.optim.AdamW(single.parameters(), lr=cfg.rl.lr, weight_decay=cfg.rl.weight_decay)
+    loss, _ = loss_on(single, full, adv)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(single.parameters(), cfg.rl.max_grad_norm)
+    ddp_grads = {n: p.grad for n, p in acc.unwrap_model(trainer.model).named_parameters()}
+    grad_gap = max(float((ddp_grads[n] - p.grad).abs().max()) for n, p in single.named_parameters())
+    opt.step()
+    weight_gap = max(float((a - b).abs().max()) for a, b in
+                     zip(acc.unwrap_model(trainer.model).parameters(), single.parameters()))
+    return {"grad_gap": grad_gap, "weight_gap": weight_gap,
+            "grad_scale": max(float(p.grad.abs().max()) for p in single.parameters())}
 
 
 def main(out_dir: Path) -> None:
@@ -29,10 +71,23 @@ def main(out_dir: Path) -> None:
     trainer_module.score_batch = parity_reward
     cfg = load_config(overrides=TINY + ["rl.pipo.enabled=true", "rl.iterations=4"])
     model, tok = initial_policy(cfg.model, seed=0)
-    model, result = train_rl(model, tok, sums(200, 1), cfg.rl, 0, acc)
-    checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
+    gap = update_gap(acc, cfg, model, tok)
+    checksums = []
+    model, result = train_rl(model, tok, sums(200, 1), cfg.rl, 0, acc,
+                             log_metrics=lambda m, step: checksums.append(checksum(model)))
     history = [{k: v for k, v in h.items() if not k.startswith("perf/")} for h in result.history]
-    (out_dir / f"rank{rank}.json").write_text(json.dumps({"mean": mean, "history": history, "checksum": checksum}))
+
+    # Exact resume under DDP: 2 iterations with a checkpoint, then a fresh trainer resumes to 4.
+    ckpt = out_dir / "ckpt"
+    short = load_config(overrides=TINY + ["rl.pipo.enabled=true", "rl.iterations=2", "rl.checkpoint_every=2"])
+    first, _ = initial_policy(cfg.model, seed=0)
+    _, part1 = train_rl(first, tok, sums(200, 1), short.rl, 0, acc, checkpoint_dir=ckpt)
+    second, _ = initial_policy(cfg.model, seed=0)
+    second, part2 = train_rl(second, tok, sums(200, 1), cfg.rl, 0, acc, checkpoint_dir=ckpt, resume=True)
+    resumed = [{k: v for k, v in h.items() if not k.startswith("perf/")} for h in part1.history + part2.history]
+    (out_dir / f"rank{rank}.json").write_text(json.dumps({
+        "mean": mean, "history": history, "checksums": checksums, "checksum": checksum(model), **gap,
+        "resumed_from": part2.resumed_from, "resumed_history": resumed, "resumed_checksum": checksum(second)}))
 
 
 if __name__ == "__main__":

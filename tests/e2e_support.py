@@ -86,8 +86,10 @@ def make_repo(dest: Path, overrides: list[str] = TINY_OVERRIDES) -> Path:
     return dest
 
 
-def run(cmd: list[str], repo: Path, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=repo, env=env_for(repo), capture_output=True, text=True, timeout=timeout)
+def run(cmd: list[str], repo: Path, timeout: float = 600, check: bool = True,
+        env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = dict(env_for(repo), **(env_extra or {}))
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}"
                              f"\n--- stderr\n{proc.stderr[-6000:]}")
@@ -101,3 +103,11 @@ def mlflow_runs(repo: Path) -> list:
     exp = client.get_experiment_by_name("pipo")
     assert exp is not None, "experiment 'pipo' was not created"
     return client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def registered_versions(repo: Path, name: str = "pipo-policy") -> list:
+    """Versions of the registered model in the test repo's store, oldest first."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    return sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))

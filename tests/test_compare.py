@@ -45,3 +45,56 @@ def test_control_stops_at_its_wall_time_budget(monkeypatch):
     _, steps = continue_sft_for(model, tok, data, cfg.sft, seconds=2.0, seed=0, lr=1e-3,
                                 accelerator=Accelerator(cpu=True))
     assert steps == 7
+
+
+def test_figures_and_paired_tests_from_synthetic_runs(tmp_path):
+    import numpy as np
+
+    from components.compare import paired_tests
+    from components.report_plots import compare_figures
+
+    rng = np.random.default_rng(0)
+    rows, histories, tables = [], {}, {}
+    for seed in (0, 1, 2):
+        for kind, acc in (("sft", 0.5), ("grpo", 0.7), ("grpo_pipo", 0.72)):
+            correct = rng.random(200) < acc
+            rows.append({"seed": seed, "model": kind, "pass@1": float(correct.mean())})
+            tables[(kind, seed, "b")] = pd.DataFrame({"greedy_correct": correct})
+            if kind != "sft":
+                histories.setdefault(kind, {})[seed] = [
+                    {"reward/mean": 0.5 + t / 100, "actor/entropy": 1.0 - t / 100,
+                     **({"pipo/xi": float(np.sin(t))} if kind == "grpo_pipo" and t >= 8 else {})}
+                    for t in range(40)]
+    files = compare_figures(rows, histories, tmp_path)
+    assert [f.name for f in files] == ["eval_accuracy.png", "reward_curves.png", "pipo_xi.png", "entropy.png"]
+    for f in files:
+        assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 5000
+    cfg = load_config(overrides=["verify.num_resamples=1000"])
+    report = paired_tests(tables, ["grpo", "grpo_pipo"], cfg)
+    assert "| grpo vs sft | 600 |" in report and "| grpo_pipo vs sft | 600 |" in report
+    assert "| grpo_pipo vs grpo | 600 |" in report
+
+
+def test_compare_runs_end_to_end_on_a_tiny_setup(tmp_path, monkeypatch):
+    """The command users rerun (`make compare`), shrunk: one seed, two RL variants, no control."""
+    import json
+
+    from components.compare import run_compare
+    from components.data.prepare import prepare
+    from components.model.tokenizer import build_char_tokenizer
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    overrides = ["data.num_sft=64", "data.num_rl=64", "data.num_eval=24", f"data.out_dir={tmp_path / 'data'}",
+                 "model.tiny.hidden_size=32", "model.tiny.num_hidden_layers=1", "model.tiny.intermediate_size=64",
+                 "sft.epochs=1", "rl.iterations=3", "rl.prompts_per_iteration=4", "rl.num_generations=4",
+                 "rl.pipo.window=2", "eval.num_samples=2", "verify.num_resamples=500"]
+    cfg = load_config(overrides=overrides)
+    tok = build_char_tokenizer()
+    prepare(cfg, lambda text: len(tok(text)["input_ids"]), 30, tmp_path / "validation")
+    variants = {"grpo": overrides + ["rl.pipo.enabled=false"], "grpo_pipo": overrides + ["rl.pipo.enabled=true"]}
+    rows = run_compare(cfg, None, [0], variants, False, tmp_path / "report")
+    assert {r["model"] for r in rows} == {"sft", "grpo", "grpo_pipo"}
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "grpo_pipo vs grpo" in summary and "![eval_accuracy](eval_accuracy.png)" in summary
+    assert (tmp_path / "report" / "pipo_xi.png").exists()
+    assert len(json.loads((tmp_path / "report" / "histories.json").read_text())["grpo_pipo"]["0"]) == 3

@@ -36,7 +36,7 @@ def test_deployment_run_on_local_server_runs_the_pipeline(tmp_path):
         assert "Completed" in proc.stdout
         metrics = json.loads((repo / "metrics" / "eval.json").read_text())
         assert set(metrics) == {"untrained", "sft", "rl"}
-        assert "Running stage 'rl'" in log
+        assert "Running stage 'rl'" in log and "Running stage 'verify'" in log
     finally:
         for p in (served, server):
             if p is not None:

@@ -1,7 +1,7 @@
 """End to end: the Prefect flow, then `dvc repro` on the same repository, with real services.
 
 One repository is shared by the tests of this module, in order: the flow builds everything, so a
-following `dvc repro` must be a no-op, a changed rl param must rerun only rl and evaluate, and
+following `dvc repro` must be a no-op, a changed rl param must rerun only rl, evaluate and verify, and
 `dvc exp run -S` and `dvc push` must work on the result.
 """
 
@@ -12,7 +12,7 @@ import json
 import pytest
 import yaml
 
-from tests.e2e_support import BIN, make_repo, mlflow_runs, run
+from tests.e2e_support import BIN, make_repo, mlflow_runs, registered_versions, run
 
 pytestmark = pytest.mark.e2e
 
@@ -23,29 +23,89 @@ def repo(tmp_path_factory):
 
 
 def ran_stages(output: str) -> list[str]:
-    return [s for s in ("prepare", "sft", "rl", "evaluate") if f"Running stage '{s}'" in output]
+    return [s for s in ("prepare", "sft", "rl", "evaluate", "verify") if f"Running stage '{s}'" in output]
 
 
 def test_prefect_flow_runs_every_stage_and_tracks_it(repo):
-    proc = run([str(BIN / "python"), "-m", "flows.pipeline"], repo)
-    assert ran_stages(proc.stdout + proc.stderr) == ["prepare", "sft", "rl", "evaluate"]
+    """The flow, with the RL process killed by SIGKILL in the middle of iteration 2 on its first
+    attempt: Prefect's task retry reruns `dvc repro rl`, which resumes from the checkpoint."""
+    fired = repo.parent / "fault-fired"
+    proc = run([str(BIN / "python"), "-m", "flows.pipeline"], repo,
+               env_extra={"PIPO_FAULT": "rollout@2", "PIPO_FAULT_ONCE": str(fired)})
+    out = proc.stdout + proc.stderr
+    assert ran_stages(out) == ["prepare", "sft", "rl", "evaluate", "verify"]
+    assert fired.exists() and "stage 'rl' failed" in out and "resumed from" in out
+    rl_runs = sorted((r for r in mlflow_runs(repo) if r.data.tags.get("pipo.stage") == "rl"),
+                     key=lambda r: r.info.start_time)
+    assert len(rl_runs) == 2 and rl_runs[1].data.tags["rl.resumed_from_iteration"] == "2"
+    assert rl_runs[1].data.tags["rl.resumes_run_id"] == rl_runs[0].info.run_id
     metrics = json.loads((repo / "metrics" / "eval.json").read_text())
     for model in ("untrained", "sft", "rl"):
-        assert 0.0 <= metrics[model]["pass@1"] <= 1.0
-        assert "mean@2" in metrics[model]
+        m = metrics[model]["chain_sum"]
+        assert 0.0 <= m["pass@1"] <= 1.0
+        assert {"mean@2", "pass@2", "maj@2", "mean_length"} <= set(m)
     for path in ("data/prepared/eval.parquet", "models/sft/model.safetensors", "models/rl/model.safetensors",
-                 "reports/eval/rl.parquet", "reports/validation/report.md", "checkpoints/rl"):
+                 "reports/eval/rl/chain_sum.parquet", "reports/eval/summary.csv", "reports/validation/report.md",
+                 "reports/verify/report.md", "metrics/verify.json", "checkpoints/rl"):
         assert (repo / path).exists(), path
 
     runs = mlflow_runs(repo)
     parents = [r for r in runs if r.data.tags.get("pipo.stage") == "pipeline"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    children = {r.data.tags["pipo.stage"]: r for r in runs
-                if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
-    assert set(children) == {"prepare", "sft", "rl", "evaluate"}
+    children = {r.data.tags["pipo.stage"]: r for r in sorted(runs, key=lambda r: r.info.start_time)
+                if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}  # the last run per stage
+    assert set(children) == {"prepare", "sft", "rl", "evaluate", "verify"}
     assert children["rl"].data.params["rl.iterations"] == "3"
     assert "reward/mean" in children["rl"].data.metrics
-    assert "eval/rl/pass_at_1" in parents[0].data.metrics
+    assert "eval/rl/chain_sum/pass_at_1" in parents[0].data.metrics
+    assert "verify/rl_vs_sft/diff" in children["verify"].data.metrics
+
+    # the RL model is registered with its provenance; the alias follows the verdict
+    verdict = json.loads((repo / "metrics" / "verify.json").read_text())
+    versions = registered_versions(repo)
+    assert len(versions) == 1
+    tags = versions[0].tags
+    assert tags["verdict"] == ("passed" if verdict["promoted"] else "failed")
+    assert tags["parent_run_id"] == parents[0].info.run_id
+    assert tags["algorithm"] == "grpo" and tags["pipo.enabled"] == "true"
+    assert tags["data_version"].startswith("data/prepared:") and tags["git_commit"] != "unknown"
+    assert (versions[0].aliases == ["champion"]) == verdict["promoted"]
+
+
+def test_champion_loads_as_a_pyfunc_policy_in_a_fresh_process(repo):
+    """models:/pipo-policy@champion answers prompts from a new interpreter, exactly as the policy
+    folder it was registered from does. If the gate did not promote the tiny model, the alias
+    is set by hand first, as a user would in the MLflow UI."""
+    from mlflow.tracking import MlflowClient
+
+    import pandas as pd
+
+    from components.model.factory import load_policy
+    from components.registry import download_policy
+    from components.rewards import extract_boxed
+    from components.rollout import HFRolloutEngine
+
+    uri = f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}"
+    version = registered_versions(repo)[-1]
+    if "champion" not in version.aliases:
+        MlflowClient(tracking_uri=uri).set_registered_model_alias("pipo-policy", "champion", version.version)
+    prompts = pd.read_parquet(repo / "data" / "prepared" / "eval.parquet")["prompt"].tolist()[:6]
+    script = ("import json, sys, mlflow, pandas as pd\n"
+              "m = mlflow.pyfunc.load_model('models:/pipo-policy@champion')\n"
+              "out = m.predict(pd.DataFrame({'prompt': json.loads(sys.argv[1])}))\n"
+              "print('RESULT ' + json.dumps(out.to_dict('list')))\n")
+    proc = run([str(BIN / "python"), "-c", script, json.dumps(prompts)], repo.parent,
+               env_extra={"MLFLOW_TRACKING_URI": uri, "PYTHONPATH": ""})
+    got = json.loads(proc.stdout.split("RESULT ", 1)[1])
+
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    folder = download_policy("pipo-policy", version.version, repo.parent / "champion-download")
+    model, tok = load_policy(folder)
+    want = HFRolloutEngine(model, tok).generate(prompts, 34, greedy=True).texts
+    assert got["completion"] == want
+    assert got["answer"] == [extract_boxed(t) for t in want]
 
 
 def test_second_dvc_repro_runs_nothing(repo):
@@ -54,7 +114,7 @@ def test_second_dvc_repro_runs_nothing(repo):
     assert "up to date" in proc.stdout
 
 
-def test_rl_param_change_reruns_only_rl_and_evaluate(repo):
+def test_rl_param_change_reruns_only_rl_evaluate_and_verify(repo):
     params = repo / "params.yaml"
     raw = yaml.safe_load(params.read_text())
     # weight decay changes the weights even when the tiny untrained policy earns no reward
@@ -63,13 +123,14 @@ def test_rl_param_change_reruns_only_rl_and_evaluate(repo):
     raw["rl"]["weight_decay"] = 0.1
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
     proc = run([str(BIN / "dvc"), "repro"], repo)
-    assert ran_stages(proc.stdout) == ["rl", "evaluate"]
+    assert ran_stages(proc.stdout) == ["rl", "evaluate", "verify"]
+    assert len(registered_versions(repo)) == 2
 
 
 def test_dvc_exp_run_with_set_param_and_metrics_show(repo):
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "rl.weight_decay 0.1"], repo)
     proc = run([str(BIN / "dvc"), "exp", "run", "-S", "rl.weight_decay=0.2"], repo)
-    assert ran_stages(proc.stdout) == ["rl", "evaluate"]
+    assert ran_stages(proc.stdout) == ["rl", "evaluate", "verify"]
     shown = run([str(BIN / "dvc"), "metrics", "show", "--json"], repo).stdout
     assert "pass@1" in shown and "untrained" in shown
 

@@ -37,7 +37,7 @@ def sums(n: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def parity_reward(batch, sources, answers):
+def parity_reward(batch, sources, answers, *_):
     """A verifiable stand-in reward that an untrained policy already earns about half the time:
     these tests pin down the mechanics of every algorithm, not whether arithmetic is learned."""
     return torch.tensor([float(len(t) % 2 == 0) for t in batch.texts])
@@ -59,8 +59,19 @@ def run(policy, overrides, iterations=4, checkpoint_dir=None, resume=False):
     model, tok = policy
     model = copy.deepcopy(model)
     model, result = train_rl(model, tok, sums(200, 1), cfg.rl, 0, Accelerator(cpu=True),
-                             checkpoint_dir=checkpoint_dir, resume=resume)
+                             checkpoint_dir=checkpoint_dir, resume=resume, rollout=cfg.rollout, reward=cfg.reward)
     return model, result
+
+
+def test_trainer_scored_logprobs_agree_with_the_hf_sampler(policy):
+    """With recompute on, pi_old comes from a trainer forward pass; the hf engine samples with the
+    same module, so the measured mismatch is float noise and the IS weights are 1."""
+    _, result = run(policy, ["rollout.recompute_logprobs=true", "rollout.importance_sampling.enabled=true"],
+                    iterations=2)
+    for h in result.history:
+        assert h["rollout/logprob_diff"] < 1e-4
+        assert h["rollout/is_weight_mean"] == pytest.approx(1.0, abs=1e-3)
+        assert h["perf/weight_sync_seconds"] < 0.01  # the hf engine shares the module: nothing to copy
 
 
 @pytest.mark.parametrize("pipo", [False, True], ids=["base", "pipo"])

@@ -3,7 +3,8 @@
 Layout of one checkpoint folder `iter-000050/`:
   model/                 the policy as a Hugging Face folder (safetensors), usable on its own
   weights.safetensors    the exact trainable state, loaded back into the live model on resume
-  trainer_state.pt       optimizer, sampler, PIPO state, RNGs, counters: tensors and plain
+  trainer_state-rankR.pt one per process: optimizer, sampler, PIPO state (each rank caches its
+                         own shard of the previous batch), RNGs, counters: tensors and plain
                          containers only, read with torch.load(weights_only=True)
   meta.json              iteration and the fingerprint of the config that wrote it
 
@@ -15,12 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 
+from components.faults import maybe_fault
 from components.io_utils import atomic_dir, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -29,27 +32,83 @@ LATEST = "latest"
 
 
 class CheckpointMismatchError(ValueError):
-    pass
+    """The checkpoint was written by another model or configuration."""
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file is missing, empty or unreadable."""
 
 
 def checkpoint_name(iteration: int) -> str:
     return f"iter-{iteration:06d}"
 
 
-def save_checkpoint(root: Path, iteration: int, model, tokenizer, trainer_state: dict, meta: dict,
-                    keep: int = 3) -> Path:
+REQUIRED_FILES = ("meta.json", "weights.safetensors", "trainer_state-rank0.pt")
+
+
+def rank_state_name(rank: int) -> str:
+    return f"trainer_state-rank{rank}.pt"
+
+
+def stage_rank_state(root: Path, rank: int, state: dict) -> Path:
+    """Every rank writes its own trainer state next to the checkpoints before rank 0 publishes."""
+    staging = Path(root) / ".staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    final = staging / rank_state_name(rank)
+    tmp = final.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, final)
+    return final
+
+
+def save_checkpoint(root: Path, iteration: int, model, tokenizer, trainer_state: dict | list[Path], meta: dict,
+                    keep: int = 3, state_dict: dict | None = None) -> Path:
+    """Write iter-NNNNNN atomically, point `latest` at it, keep the newest `keep` checkpoints.
+
+    trainer_state: this process's state, or the staged per-rank files (stage_rank_state) of a
+    multi-process run, moved into the checkpoint. state_dict: the full weights when the live
+    module is sharded (FSDP / ZeRO-3 gather them first).
+    """
     root = Path(root)
     target = root / checkpoint_name(iteration)
     with atomic_dir(target) as tmp:
-        model.save_pretrained(tmp / "model", safe_serialization=True)
+        model.save_pretrained(tmp / "model", safe_serialization=True, state_dict=state_dict)
         tokenizer.save_pretrained(tmp / "model")
-        save_model(model, str(tmp / "weights.safetensors"))
-        torch.save(trainer_state, tmp / "trainer_state.pt")
+        maybe_fault("checkpoint", iteration)  # tests: a crash with the weights half written
+        if state_dict is None:
+            save_model(model, str(tmp / "weights.safetensors"))
+        else:
+            # the keys save_model would keep: one name per tied tensor, as load_model expects
+            keep = set(model.state_dict()) - _tied_aliases(model)
+            save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items() if k in keep},
+                      str(tmp / "weights.safetensors"))
+        if isinstance(trainer_state, dict):
+            torch.save(trainer_state, tmp / rank_state_name(0))
+        else:
+            for rank, staged in enumerate(trainer_state):
+                shutil.move(str(staged), tmp / rank_state_name(rank))
         (tmp / "meta.json").write_text(json.dumps({"iteration": iteration, **meta}, indent=2, sort_keys=True))
     atomic_write_text(root / LATEST, target.name + "\n")
     for path in sorted(p for p in root.glob("iter-*") if p.is_dir())[:-keep]:
         shutil.rmtree(path, ignore_errors=True)
     return target
+
+
+def _tied_aliases(model) -> set[str]:
+    """State-dict names that alias another entry's storage (tied embeddings), all but the first."""
+    seen: dict[tuple, str] = {}
+    aliases = set()
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        key = (id(tensor),)
+        if key in seen:
+            aliases.add(name)
+        else:
+            seen[key] = name
+    return aliases
+
+
+def is_complete(path: Path) -> bool:
+    return path.is_dir() and all((path / f).is_file() and (path / f).stat().st_size > 0 for f in REQUIRED_FILES)
 
 
 def latest_checkpoint(root: Path) -> Path | None:
@@ -59,6 +118,27 @@ def latest_checkpoint(root: Path) -> Path | None:
         return None
     path = Path(root) / pointer.read_text().strip()
     return path if path.is_dir() else None
+
+
+def resume_candidates(root: Path) -> list[Path]:
+    """Checkpoints to try, best first: the one `latest` names, then the others newest first.
+
+    A crash can leave `latest` missing or naming a folder that is gone or damaged; the caller
+    tries the next candidate and says so.
+    """
+    root = Path(root)
+    named = latest_checkpoint(root)
+    others = sorted((p for p in root.glob("iter-*") if p.is_dir() and p != named), reverse=True)
+    return ([named] if named is not None else []) + others
+
+
+def remove_partial_writes(root: Path) -> list[Path]:
+    """Delete temporary folders a killed writer left behind (never a published checkpoint)."""
+    leftovers = [p for p in Path(root).glob(".iter-*.tmp-*") if p.is_dir()]
+    leftovers += [p for p in [Path(root) / ".staging"] if p.is_dir()]
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+    return leftovers
 
 
 def folder_identity(path: Path) -> str:
@@ -78,11 +158,30 @@ def folder_identity(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_checkpoint(path: Path, model, expected_meta: dict) -> dict:
-    """Load weights into `model` and return the trainer state; refuse a checkpoint of another config."""
-    meta = json.loads((path / "meta.json").read_text())
+def load_checkpoint(path: Path, model, expected_meta: dict, rank: int = 0) -> dict:
+    """Load weights into `model` and return the trainer state; refuse a checkpoint of another config.
+
+    Raises CheckpointMismatchError naming every differing field, or CorruptCheckpointError when a
+    file is missing or unreadable.
+    """
+    if not is_complete(path):
+        missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
+        raise CorruptCheckpointError(f"checkpoint {path} is incomplete (missing or empty: {missing})")
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise CorruptCheckpointError(f"checkpoint {path}: meta.json unreadable: {exc}") from exc
     diffs = [f"{k}: checkpoint {meta.get(k)!r} != now {v!r}" for k, v in expected_meta.items() if meta.get(k) != v]
     if diffs:
         raise CheckpointMismatchError(f"checkpoint {path} was written by a different setup:\n  " + "\n  ".join(diffs))
+    try:
+        weights = load_file(str(path / "weights.safetensors"))
+        state = torch.load(path / rank_state_name(rank), weights_only=True)
+    except Exception as exc:  # safetensors and torch raise several types for a damaged file
+        raise CorruptCheckpointError(f"checkpoint {path}: unreadable: {exc}") from exc
+    own = {k for k in model.state_dict()}
+    if not set(weights) <= own:
+        raise CheckpointMismatchError(f"checkpoint {path} holds weights this model lacks: "
+                                      f"{sorted(set(weights) - own)[:5]}")
     load_model(model, str(path / "weights.safetensors"))
-    return torch.load(path / "trainer_state.pt", weights_only=True)
+    return state

@@ -3,6 +3,8 @@
 Shapes: logprobs, old_logprobs, mask: [B, L] (mask 1 on completion tokens that count);
 advantages: [B] (one per response). Each returns (scalar loss, stats dict of floats).
 `max_len` is the configured max completion length (Dr.GRPO's constant normaliser).
+`is_weights` ([B, L] or None): truncated importance-sampling weights for a sampler/trainer
+mismatch (components/rl/importance.py); they multiply each token's (or sequence's) loss.
 """
 
 from __future__ import annotations
@@ -58,44 +60,50 @@ def seq_sum_constant_norm(per_token: torch.Tensor, mask: torch.Tensor, max_len: 
     return (per_token * mask.to(per_token.dtype)).sum() / (per_token.shape[0] * max_len)
 
 
-def _token_ratio_loss(aggregate, logprobs, old_logprobs, advantages, mask, eps_low, eps_high, surrogate):
+def _token_ratio_loss(aggregate, logprobs, old_logprobs, advantages, mask, eps_low, eps_high, surrogate,
+                      is_weights=None):
     ratio = (logprobs - old_logprobs).exp()
     per_token, was_clipped = SURROGATES[surrogate](ratio, advantages[:, None], eps_low, eps_high)
+    if is_weights is not None:
+        per_token = per_token * is_weights
     return aggregate(per_token, mask), {"clip_frac": float(masked_mean(was_clipped.float(), mask))}
 
 
 @register_policy_loss("grpo")
 def grpo_loss(logprobs, old_logprobs, advantages, mask, eps_low=0.2, eps_high=0.2, max_len=None,
-              surrogate="standard"):
+              surrogate="standard", is_weights=None):
     """GRPO: token-level ratio, clipped surrogate, token-mean per sequence then sequence-mean."""
     return _token_ratio_loss(seq_mean_token_mean, logprobs, old_logprobs, advantages, mask, eps_low, eps_high,
-                             surrogate)
+                             surrogate, is_weights)
 
 
 @register_policy_loss("dr_grpo")
 def dr_grpo_loss(logprobs, old_logprobs, advantages, mask, eps_low=0.2, eps_high=0.2, max_len=None,
-                 surrogate="standard"):
+                 surrogate="standard", is_weights=None):
     """Dr.GRPO: token-level ratio; sum over tokens / (batch size * max completion length)."""
     if not max_len:
         raise ValueError("dr_grpo_loss needs max_len (the configured max completion length)")
     return _token_ratio_loss(lambda x, m: seq_sum_constant_norm(x, m, max_len), logprobs, old_logprobs,
-                             advantages, mask, eps_low, eps_high, surrogate)
+                             advantages, mask, eps_low, eps_high, surrogate, is_weights)
 
 
 @register_policy_loss("dapo")
 def dapo_loss(logprobs, old_logprobs, advantages, mask, eps_low=0.2, eps_high=0.28, max_len=None,
-              surrogate="standard"):
+              surrogate="standard", is_weights=None):
     """DAPO (Yu et al. 2025): token-level ratio with clip-higher; token-mean over the whole batch."""
-    return _token_ratio_loss(masked_mean, logprobs, old_logprobs, advantages, mask, eps_low, eps_high, surrogate)
+    return _token_ratio_loss(masked_mean, logprobs, old_logprobs, advantages, mask, eps_low, eps_high, surrogate,
+                             is_weights)
 
 
 @register_policy_loss("gspo")
 def gspo_loss(logprobs, old_logprobs, advantages, mask, eps_low=3e-4, eps_high=4e-4, max_len=None,
-              surrogate="standard"):
+              surrogate="standard", is_weights=None):
     """GSPO (Zheng et al. 2025): sequence ratio s = exp(mean_t log(pi/pi_old)), clipped per sequence."""
     m = mask.to(logprobs.dtype)
     seq_log_ratio = ((logprobs - old_logprobs) * m).sum(-1) / m.sum(-1).clamp(min=1.0)
     per_seq, was_clipped = SURROGATES[surrogate](seq_log_ratio.exp(), advantages, eps_low, eps_high)
+    if is_weights is not None:  # one weight per sequence: the masked mean of its token weights
+        per_seq = per_seq * (is_weights * m).sum(-1) / m.sum(-1).clamp(min=1.0)
     has_tokens = (m.sum(-1) > 0).to(per_seq.dtype)
     loss = (per_seq * has_tokens).sum() / has_tokens.sum().clamp(min=1.0)
     return loss, {"clip_frac": float((was_clipped.float() * has_tokens).sum() / has_tokens.sum().clamp(min=1.0))}

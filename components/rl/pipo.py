@@ -69,7 +69,8 @@ class CachedBatch:
 
     prompt_ids, prompt_mask: [B, Lp]; completion_ids, loss_mask: [B, Lc] (loss_mask is the base
     loss's mask: padding and, if configured, truncated completions are 0); old_logprobs: [B, Lc]
-    under the policy that generated B_{t-1}; attributions: [B]; ref_logprobs: [B, Lc] or None.
+    under the policy that generated B_{t-1}; attributions: [B]; ref_logprobs: [B, Lc] or None;
+    is_weights: [B, Lc] or None.
     """
 
     prompt_ids: torch.Tensor
@@ -80,6 +81,7 @@ class CachedBatch:
     old_logprobs: torch.Tensor
     attributions: torch.Tensor
     ref_logprobs: torch.Tensor | None = None
+    is_weights: torch.Tensor | None = None  # truncated IS weights when the sampler was not the trainer
 
     def to_state(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}

@@ -30,15 +30,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from components.config import RLConfig
-from components.rewards import compute_score
+from components.config import RewardConfig, RLConfig, RolloutConfig
+from components import rewards as reward_fns
 from components.rl.advantages import ADVANTAGES
-from components.rl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from components.faults import maybe_fault
+from components.rl.checkpoint import (CorruptCheckpointError, load_checkpoint, rank_state_name,
+                                      remove_partial_writes, resume_candidates, save_checkpoint,
+                                      stage_rank_state)
+from components.rl.importance import logprob_mismatch, truncated_is_weights
 from components.rl.logprobs import completion_logprobs
 from components.rl.losses import POLICY_LOSSES, seq_mean_token_mean
 from components.rl.pipo import CachedBatch, PIPOState, attributions, pi_coefficients
 from components.rl.sampler import PromptSampler
-from components.rollout import HFRolloutEngine, RolloutBatch
+from components.rollout import RolloutBatch, make_engine
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,7 @@ class RLResult:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int = 0
+    resumed_run_id: str | None = None
 
 
 @dataclass
@@ -76,10 +81,17 @@ def overlong_penalty(lengths: torch.Tensor, max_len: int, buffer: int, factor: f
     return -factor * (over / buffer).clamp(max=1.0)
 
 
-def score_batch(batch: RolloutBatch, sources: list[str], answers: list[str]) -> torch.Tensor:
-    return torch.tensor(
-        [compute_score(s, text, a) for s, text, a in zip(sources, batch.texts, answers)], dtype=torch.float32
-    )
+def score_batch(batch: RolloutBatch, sources: list[str], answers: list[str], scorer=None,
+                reward: RewardConfig | None = None) -> torch.Tensor:
+    """Verifiable rewards of a rollout batch, optionally shaped with the format reward."""
+    if scorer is None:
+        correct = [reward_fns.compute_score(s, text, a) for s, text, a in zip(sources, batch.texts, answers)]
+    else:
+        correct = scorer.score(sources, batch.texts, answers)
+    if reward is not None and (reward.correct_weight != 1.0 or reward.format_weight != 0.0):
+        correct = [reward_fns.shaped_reward(c, text, correct_weight=reward.correct_weight, format_weight=reward.format_weight)
+                   for c, text in zip(correct, batch.texts)]
+    return torch.tensor(correct, dtype=torch.float32)
 
 
 def concat_batches(parts: list[RolloutBatch], pad_id: int) -> RolloutBatch:
@@ -128,8 +140,12 @@ def global_mean(accelerator, values: torch.Tensor) -> float:
 class RLTrainer:
     def __init__(self, model, tokenizer, prompts: pd.DataFrame, cfg: RLConfig, seed: int, accelerator,
                  log_metrics: Callable[[dict[str, float], int], None] = lambda m, s: None,
-                 checkpoint_dir: Path | None = None, identity: str = ""):
+                 checkpoint_dir: Path | None = None, identity: str = "", rollout: RolloutConfig | None = None,
+                 reward: RewardConfig | None = None, model_path: str | Path | None = None):
+        """rollout/reward None: the trainer's own module samples (hf) and rewards are scored inline,
+        unshaped; model_path is the folder the policy was loaded from (the vllm engine starts there)."""
         self.cfg, self.seed, self.acc = cfg, seed, accelerator
+        self.rollout_cfg, self.reward_cfg = rollout, reward
         self.world, self.rank = accelerator.num_processes, accelerator.process_index
         if cfg.prompts_per_iteration % self.world:
             raise ValueError(f"rl.prompts_per_iteration ({cfg.prompts_per_iteration}) must divide by the "
@@ -146,13 +162,28 @@ class RLTrainer:
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                       weight_decay=cfg.weight_decay)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
-        self.engine = HFRolloutEngine(accelerator.unwrap_model(self.model), tokenizer)
+        if rollout is None:
+            from components.rollout import HFRolloutEngine
+
+            self.engine = HFRolloutEngine(accelerator.unwrap_model(self.model), tokenizer)
+        else:
+            self.engine = make_engine(rollout, accelerator.unwrap_model(self.model), tokenizer, model_path, None,
+                                      seed * 1_000_003 + self.rank, self.world)
+        # The engine's weights are brought up to date before a rollout whenever an optimizer step
+        # changed them (a resumed checkpoint counts); the hf engine shares the module, a no-op.
+        self.weights_dirty = True
+        self.scorer = None  # a scoring process pool (with per-item timeouts) when reward.workers > 0
+        if reward is not None and reward.workers > 0:
+            from components.scoring import ScoringPool
+
+            self.scorer = ScoringPool(reward.workers, reward.timeout_s, reward.min_batch_for_pool)
         self.sampler = PromptSampler(len(prompts), seed)
         self.texts, self.answers, self.sources = (prompts[c].tolist() for c in ("prompt", "answer", "source"))
         self.pipo = PIPOState(cfg.pipo.window, cfg.pipo.history_needed) if cfg.pipo.enabled else None
         self.skipped_total = 0
         self.skipped_in_row = 0
         self.start_iteration = 0
+        self.resumed_run_id: str | None = None
         self.meta = {"fingerprint": run_fingerprint(cfg, seed, len(prompts), self.world, identity), "seed": seed,
                      "num_prompts": len(prompts), "num_processes": self.world, "algorithm": cfg.algorithm,
                      "pipo": cfg.pipo.enabled}
@@ -182,21 +213,62 @@ class RLTrainer:
         random.setstate((3, tuple(int(x) for x in state["rng_python"].tolist()), None))
 
     def resume(self, checkpoint_dir: Path) -> int:
-        """Continue from the latest checkpoint in checkpoint_dir, if any; returns the next iteration."""
-        path = latest_checkpoint(checkpoint_dir)
-        if path is None:
-            return 0
-        state = load_checkpoint(path, self.acc.unwrap_model(self.model), self.meta)
-        self.load_state_dict(state)
-        self.start_iteration = json.loads((path / "meta.json").read_text())["iteration"]
-        log.info("rl: resumed from %s at iteration %d", path, self.start_iteration)
-        return self.start_iteration
+        """Continue from the newest loadable checkpoint in checkpoint_dir; returns the next iteration.
+
+        A damaged or missing `latest` falls back to the previous checkpoint, with a warning; a
+        checkpoint of another setup raises CheckpointMismatchError naming what differs.
+        """
+        if self.sharded and resume_candidates(checkpoint_dir):
+            raise RuntimeError(
+                f"exact resume from {checkpoint_dir} is implemented for one process and DDP; under FSDP/DeepSpeed "
+                "the optimizer state is sharded. Start a new run from the checkpoint's model/ folder "
+                "(set sft.out_dir to it), or remove the folder to start over.")
+        if self.acc.is_main_process:
+            for leftover in remove_partial_writes(checkpoint_dir):
+                log.warning("rl: removed %s, a checkpoint write that never finished (the process died)", leftover)
+        self.acc.wait_for_everyone()
+        candidates = resume_candidates(checkpoint_dir)
+        for rank_in_list, path in enumerate(candidates):
+            try:
+                state = load_checkpoint(path, self.acc.unwrap_model(self.model), self.meta, self.rank)
+            except CorruptCheckpointError as exc:
+                log.warning("rl: %s; falling back to the previous checkpoint", exc)
+                continue
+            if rank_in_list > 0:
+                log.warning("rl: resuming from %s, not the one `latest` named", path.name)
+            self.load_state_dict(state)
+            meta = json.loads((path / "meta.json").read_text())
+            self.start_iteration = int(meta["iteration"])
+            self.resumed_run_id = meta.get("mlflow_run_id")
+            self.weights_dirty = True
+            log.info("rl: resumed from %s at iteration %d (first written by MLflow run %s)", path,
+                     self.start_iteration, self.resumed_run_id)
+            return self.start_iteration
+        if candidates:
+            log.warning("rl: no loadable checkpoint in %s; starting from iteration 0", checkpoint_dir)
+        return 0
+
+    @property
+    def sharded(self) -> bool:
+        """FSDP or DeepSpeed: no rank holds the whole model."""
+        from accelerate.utils import DistributedType
+
+        return self.acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
     def save(self, iteration: int) -> None:
         self.acc.wait_for_everyone()
+        # Sharded modes gather the full weights first: a collective every rank must join.
+        full = self.acc.get_state_dict(self.model) if self.sharded else None
+        states: dict | list[Path] = self.state_dict()
+        if self.world > 1:  # each rank's own state (its PIPO cache holds its own shard of B_{t-1})
+            stage_rank_state(self.checkpoint_dir, self.rank, states)
+            self.acc.wait_for_everyone()
+            states = [self.checkpoint_dir / ".staging" / rank_state_name(r) for r in range(self.world)]
         if self.acc.is_main_process:
             save_checkpoint(self.checkpoint_dir, iteration, self.acc.unwrap_model(self.model), self.tokenizer,
-                            self.state_dict(), self.meta)
+                            states, {**self.meta, "mlflow_run_id": _active_run_id()},
+                            keep=self.cfg.keep_checkpoints, state_dict=full)
+        self.acc.wait_for_everyone()
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -216,11 +288,11 @@ class RLTrainer:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return int(t.item())
 
-    def _loss(self, logprobs, old_logprobs, advantages, mask, ref_logprobs, surrogate="standard"):
+    def _loss(self, logprobs, old_logprobs, advantages, mask, ref_logprobs, surrogate="standard", is_weights=None):
         cfg = self.cfg
         loss, stats = self.loss_fn(logprobs, old_logprobs, advantages, mask, eps_low=cfg.epsilon,
                                    eps_high=cfg.epsilon_high, max_len=cfg.max_completion_length,
-                                   surrogate=surrogate)
+                                   surrogate=surrogate, is_weights=is_weights)
         if ref_logprobs is not None:
             # k3 estimator of KL(pi || pi_ref) (Schulman), the "low_var_kl" of verl.
             delta = ref_logprobs - logprobs
@@ -232,10 +304,28 @@ class RLTrainer:
     def _ref_logprobs(self, b: RolloutBatch) -> torch.Tensor | None:
         if self.ref_model is None:
             return None
-        with torch.no_grad():
-            lp, _ = completion_logprobs(self.ref_model, b.prompt_ids, b.prompt_mask, b.completion_ids,
-                                        b.completion_mask, self.cfg.temperature)
-        return lp
+        return self._score_logprobs(self.ref_model, b)
+
+    @torch.no_grad()
+    def _score_logprobs(self, model, b: RolloutBatch) -> torch.Tensor:
+        """Log-probs of the sampled completions under `model`, in mini-batches (no grad)."""
+        step = max(1, self.cfg.mini_batch_size // self.world)
+        parts = []
+        for lo in range(0, len(b), step):
+            sl = slice(lo, lo + step)
+            lp, _ = completion_logprobs(model, b.prompt_ids[sl], b.prompt_mask[sl], b.completion_ids[sl],
+                                        b.completion_mask[sl], self.cfg.temperature)
+            parts.append(lp)
+        return torch.cat(parts) if parts else b.logprobs
+
+    def _sync_engine(self) -> float:
+        """Push the trainer's weights into the rollout engine if a step changed them; seconds spent."""
+        if not self.weights_dirty:
+            return 0.0
+        t0 = time.time()
+        self.engine.sync_weights(self.acc.unwrap_model(self.model))
+        self.weights_dirty = False
+        return time.time() - t0
 
     def _step(self, chunks: list[torch.Tensor], loss_of_chunk, lr: float) -> tuple[list[float], list[dict], float] | None:
         """One optimizer step accumulated over index chunks; only the last backward syncs (DDP).
@@ -271,6 +361,7 @@ class RLTrainer:
             stats.append(st)
         grad_norm = float(self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm))
         self.optimizer.step()
+        self.weights_dirty = True
         self.skipped_in_row = 0
         return losses, stats, grad_norm
 
@@ -292,6 +383,7 @@ class RLTrainer:
         rounds = 1 + (cfg.dapo.max_resample_rounds if self.is_dapo and cfg.dapo.dynamic_sampling else 0)
         kept_parts, kept_rewards, all_rewards = [], [], []
         tokens, seconds, have = 0, 0.0, 0
+        self.last_sync_seconds = self._sync_engine()
         for _ in range(rounds):
             chosen = self.sampler.next(cfg.prompts_per_iteration)[self.rank::self.world]
             rep = [i for i in chosen for _ in range(G)]
@@ -300,7 +392,8 @@ class RLTrainer:
                                          cfg.top_p, generator=generator)
             seconds += time.time() - t0
             tokens += batch.num_completion_tokens
-            rewards = score_batch(batch, [self.sources[i] for i in rep], [self.answers[i] for i in rep]).view(-1, G)
+            rewards = score_batch(batch, [self.sources[i] for i in rep], [self.answers[i] for i in rep], self.scorer,
+                                  self.reward_cfg).view(-1, G)
             all_rewards.append(rewards.reshape(-1))
             if self.is_dapo and cfg.dapo.dynamic_sampling:
                 informative = rewards.std(dim=1) > 0
@@ -330,8 +423,9 @@ class RLTrainer:
             lp, _ = completion_logprobs(self.model, cached.prompt_ids[idx], cached.prompt_mask[idx],
                                         cached.completion_ids[idx], cached.completion_mask[idx], cfg.temperature)
             ref = cached.ref_logprobs[idx] if cached.ref_logprobs is not None else None
+            isw = cached.is_weights[idx] if cached.is_weights is not None else None
             return self._loss(lp, cached.old_logprobs[idx], coeff[idx], cached.loss_mask[idx], ref,
-                              surrogate=cfg.pipo.pi_clip_mode)
+                              surrogate=cfg.pipo.pi_clip_mode, is_weights=isw)
 
         per_rank = max(1, cfg.mini_batch_size // self.world)
         n = len(coeff)
@@ -349,6 +443,7 @@ class RLTrainer:
 
         # 1-2. rollout, rewards, mu_t, base advantages
         ro = self.rollout(it, generator)
+        maybe_fault("rollout", it)  # tests: a crash in the middle of an iteration
         b = ro.batch
         mu_t = self._global_mean(ro.all_rewards)
         shaped = ro.rewards
@@ -362,10 +457,25 @@ class RLTrainer:
         if cfg.mask_truncated_completions:
             mask = mask * (~b.truncated).float()[:, None]
         ref_logprobs = self._ref_logprobs(b)
-        old_logprobs = b.logprobs  # the sampling policy's own log-probs (same weights, fp32)
+        metrics: dict[str, float] = {}
+        old_logprobs, is_weights = b.logprobs, None  # hf: the sampler is the trainer's module, same fp32 weights
+        ro_cfg = self.rollout_cfg
+        if ro_cfg is not None and ro_cfg.trainer_logprobs:
+            # The PPO ratio needs pi_old as the trainer computes it; the sampler's log-probs only
+            # tell how far the behaviour policy was from it.
+            old_logprobs = self._score_logprobs(self.model, b)
+            mismatch = logprob_mismatch(old_logprobs, b.logprobs, b.completion_mask)
+            metrics["rollout/logprob_diff"] = self._rank_mean(mismatch["rollout/logprob_diff"])
+            metrics["rollout/logprob_diff_max"] = self._rank_mean(mismatch["rollout/logprob_diff_max"])
+            if ro_cfg.importance_sampling.enabled:
+                is_weights = truncated_is_weights(old_logprobs, b.logprobs, b.completion_mask,
+                                                  ro_cfg.importance_sampling.cap, ro_cfg.importance_sampling.level)
+                m = b.completion_mask.bool()
+                metrics["rollout/is_weight_mean"] = self._rank_mean(float(is_weights[m].mean()) if m.any() else 1.0)
+                metrics["rollout/is_capped_frac"] = self._rank_mean(
+                    float((is_weights[m] >= ro_cfg.importance_sampling.cap).float().mean()) if m.any() else 0.0)
 
         # 3. PIPO: did the previous update help? Re-apply or push against it on B_{t-1}.
-        metrics: dict[str, float] = {}
         if self.pipo is not None:
             signal = self.pipo.signal(mu_t, cfg.pipo.neg_scale)
             metrics["pipo/mu_t"] = mu_t
@@ -390,7 +500,8 @@ class RLTrainer:
                     m = b.completion_mask[idx].float()
                     ent_holder.append(float((ent * m).sum() / m.sum().clamp(min=1)))
                 ref = ref_logprobs[idx] if ref_logprobs is not None else None
-                return self._loss(lp, old_logprobs[idx], advantages[idx], mask[idx], ref)
+                isw = is_weights[idx] if is_weights is not None else None
+                return self._loss(lp, old_logprobs[idx], advantages[idx], mask[idx], ref, is_weights=isw)
 
             out = self._step(chunk, loss_of_chunk, cfg.lr)
             if out is None:
@@ -407,7 +518,7 @@ class RLTrainer:
             self.pipo.push(mu_t, CachedBatch(
                 prompt_ids=b.prompt_ids, prompt_mask=b.prompt_mask, completion_ids=b.completion_ids,
                 completion_mask=b.completion_mask, loss_mask=mask, old_logprobs=old_logprobs,
-                attributions=attributions(seq_adv).reshape(-1), ref_logprobs=ref_logprobs))
+                attributions=attributions(seq_adv).reshape(-1), ref_logprobs=ref_logprobs, is_weights=is_weights))
 
         lengths = b.completion_mask.sum(-1).float()
         group_std = ro.all_rewards.view(-1, G).std(dim=1)  # over every sampled group, before DAPO's filter
@@ -425,10 +536,19 @@ class RLTrainer:
             "train/skipped_updates": float(self.skipped_total),
             "perf/iter_seconds": time.time() - t0,
             "perf/rollout_tokens_per_s": ro.tokens / max(ro.seconds, 1e-9),
+            "perf/weight_sync_seconds": self.last_sync_seconds,
         })
+        if self.scorer is not None:
+            metrics["reward/scoring_timeouts"] = float(self.scorer.timeouts)
+            metrics["reward/scoring_crashes"] = float(self.scorer.crashes)
         if kls:
             metrics["actor/kl"] = self._rank_mean(_mean(kls))
         return metrics
+
+    def close(self) -> None:
+        """Stop the scoring workers (the rollout engine goes with the process)."""
+        if self.scorer is not None:
+            self.scorer.close()
 
     def train(self) -> RLResult:
         cfg = self.cfg
@@ -456,24 +576,45 @@ def run_fingerprint(cfg: RLConfig, seed: int, num_prompts: int, world: int, extr
     Bookkeeping fields (iteration count, logging, checkpoint cadence, paths) are left out, so a
     run can be extended or re-logged and still resume.
     """
-    trajectory = cfg.model_dump(exclude={"iterations", "log_every", "checkpoint_every", "out_dir", "checkpoint_dir"})
+    trajectory = cfg.model_dump(exclude={"iterations", "log_every", "checkpoint_every", "keep_checkpoints", "out_dir",
+                                         "checkpoint_dir"})
     blob = json.dumps([trajectory, seed, num_prompts, world, extra], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def train_rl(model, tokenizer, prompts: pd.DataFrame, cfg: RLConfig, seed: int, accelerator,
              log_metrics: Callable[[dict[str, float], int], None] = lambda m, s: None,
-             checkpoint_dir: Path | None = None, resume: bool = False, identity: str = ""):
+             checkpoint_dir: Path | None = None, resume: bool = False, identity: str = "",
+             rollout: RolloutConfig | None = None, reward: RewardConfig | None = None,
+             model_path: str | Path | None = None,
+             on_resume: Callable[[int, str | None], None] = lambda it, run_id: None):
     """Run cfg.iterations RL iterations on `prompts` (columns prompt, answer, source).
 
-    With resume=True and a checkpoint in checkpoint_dir, continue from it instead of starting over.
+    With resume=True and a checkpoint in checkpoint_dir, continue from it instead of starting over;
+    on_resume(iteration, run id that wrote the checkpoint) is called before training continues.
     """
-    trainer = RLTrainer(model, tokenizer, prompts, cfg, seed, accelerator, log_metrics, checkpoint_dir, identity)
-    if resume and checkpoint_dir is not None:
-        trainer.resume(checkpoint_dir)
-    result = trainer.train()
+    trainer = RLTrainer(model, tokenizer, prompts, cfg, seed, accelerator, log_metrics, checkpoint_dir, identity,
+                        rollout=rollout, reward=reward, model_path=model_path)
+    if resume and checkpoint_dir is not None and trainer.resume(checkpoint_dir):
+        on_resume(trainer.start_iteration, trainer.resumed_run_id)
+    try:
+        result = trainer.train()
+    finally:
+        trainer.close()
     result.resumed_from = trainer.start_iteration
+    result.resumed_run_id = trainer.resumed_run_id
     return accelerator.unwrap_model(trainer.model), result
+
+
+def _active_run_id() -> str | None:
+    """The MLflow run this process logs to, recorded in checkpoints so a resumed run can name it."""
+    try:
+        import mlflow
+
+        run = mlflow.active_run()
+    except ImportError:  # the vLLM test environment has no MLflow
+        return None
+    return run.info.run_id if run is not None else None
 
 
 def _mean(xs: list[float]) -> float:

@@ -7,6 +7,8 @@ avoids generate's per-step processor overhead, which dominates for small models 
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from transformers import DynamicCache, PreTrainedTokenizerBase
 
@@ -24,12 +26,32 @@ def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.empty_like(logits).scatter_(-1, order, sorted_logits)
 
 
+def cache_kwarg(model: torch.nn.Module) -> str:
+    """The forward() keyword for the KV cache: `cache` in transformers >= 5.20, `past_key_values`
+    before. Models take **kwargs, so a wrong name would be silently ignored (decoding without
+    the prompt's context): look it up instead of guessing."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrapper
+    params = inspect.signature(base.forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in params:
+            return name
+    # A wrapper with forward(**kwargs): the installed transformers' name.
+    import transformers
+    from packaging.version import Version
+
+    return "cache" if Version(transformers.__version__) >= Version("5.20") else "past_key_values"
+
+
 class HFRolloutEngine:
     """Samples from the live policy module, so it always uses the trainer's current weights."""
 
     def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase):
         self.model = model
         self.tokenizer = tokenizer
+        self.cache_arg = cache_kwarg(model)
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        """Nothing to copy: this engine samples with the trainer's module itself."""
 
     @torch.no_grad()
     def generate(
@@ -55,7 +77,7 @@ class HFRolloutEngine:
         positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions,
-                    cache=cache, use_cache=True)
+                    use_cache=True, **{self.cache_arg: cache})
         logits = out.logits[:, -1].float()
         next_pos = positions[:, -1] + 1
         attn = prompt_mask
@@ -79,7 +101,7 @@ class HFRolloutEngine:
                 break
             attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
             out = model(input_ids=tokens[-1][:, None], attention_mask=attn, position_ids=next_pos[:, None],
-                        cache=cache, use_cache=True)
+                        use_cache=True, **{self.cache_arg: cache})
             next_pos = next_pos + 1
             logits = out.logits[:, -1].float()
         model.train(was_training)

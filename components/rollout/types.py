@@ -30,6 +30,11 @@ class RolloutBatch:
     def __len__(self) -> int:
         return len(self.prompts)
 
+    def to(self, device: torch.device | str) -> "RolloutBatch":
+        move = lambda t: t.to(device)  # noqa: E731
+        return RolloutBatch(self.prompts, move(self.prompt_ids), move(self.prompt_mask), move(self.completion_ids),
+                            move(self.completion_mask), move(self.logprobs), move(self.truncated), self.texts)
+
     @property
     def num_completion_tokens(self) -> int:
         return int(self.completion_mask.sum())

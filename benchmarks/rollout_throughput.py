@@ -1,0 +1,71 @@
+"""Rollout throughput of one engine on the default policy: completion tokens per second.
+
+Samples the RL batch shape (rl.prompts_per_iteration x rl.num_generations prompts from the RL
+split) `--repeats` times after `--warmup` untimed rounds and prints the median. Run it once per engine,
+each in the environment that has it:
+
+  .venv/bin/python benchmarks/rollout_throughput.py --engine hf
+  .venv-vllm/bin/python benchmarks/rollout_throughput.py --engine vllm
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from components.config import load_config  # noqa: E402
+from components.model.factory import load_policy  # noqa: E402
+from components.rollout import make_engine  # noqa: E402
+from components.runtime import configure_threads, quiet_environment  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engine", choices=["hf", "vllm"], default="hf")
+    parser.add_argument("--policy", default="models/sft")
+    parser.add_argument("--prompts", default="data/prepared/rl.parquet")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first (vLLM's CPU kernels warm up "
+                                                             "over several calls)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--json", default=None, help="also write the numbers to this file")
+    args = parser.parse_args()
+    quiet_environment()
+    configure_threads()
+
+    cfg = load_config(overrides=args.overrides + [f"rollout.engine={args.engine}"])
+    model, tok = load_policy(args.policy, cfg.model.dtype)
+    engine = make_engine(cfg.rollout, model, tok, args.policy, None, cfg.seed)
+    rl = cfg.rl
+    texts = pd.read_parquet(args.prompts)["prompt"].tolist()
+    batch_prompts = [p for p in texts[: rl.prompts_per_iteration] for _ in range(rl.num_generations)]
+    generator = torch.Generator().manual_seed(cfg.seed)
+    rates, seconds = [], []
+    for round_ in range(args.warmup + args.repeats):
+        t0 = time.perf_counter()
+        batch = engine.generate(batch_prompts, rl.max_completion_length, rl.temperature, rl.top_p, generator=generator)
+        dt = time.perf_counter() - t0
+        if round_ >= args.warmup:
+            rates.append(batch.num_completion_tokens / dt)
+            seconds.append(dt)
+    result = {"engine": args.engine, "policy": args.policy, "batch": len(batch_prompts),
+              "max_new_tokens": rl.max_completion_length, "threads": torch.get_num_threads(),
+              "median_tokens_per_s": statistics.median(rates), "median_seconds": statistics.median(seconds),
+              "rates": rates}
+    print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

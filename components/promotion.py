@@ -1,0 +1,153 @@
+"""The verification gate at the pipeline's level: the RL model is promoted only when a paired
+test on per-problem results says it beats the SFT model it started from and, when there is one,
+the registry's current champion (re-evaluated on the same problems and seed).
+
+Every RL model is registered as a new version with its provenance; the alias moves only on a
+pass, otherwise the version is tagged with the reason. Outputs (report, metrics file) are
+written atomically after the registry calls succeed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from components.config import Config
+from components.io_utils import atomic_dir, atomic_write_json
+from components.tracking import PARENT_ENV, metric_key, stage_run
+from components.verification import Comparison, compare, markdown_report
+
+log = logging.getLogger(__name__)
+
+
+def per_problem_scores(table: pd.DataFrame, score: str) -> np.ndarray:
+    """greedy: 0/1 correctness of the greedy answer; mean_at_k: share of the k samples correct."""
+    if score == "greedy":
+        return table["greedy_correct"].astype(float).to_numpy()
+    return np.array([float(np.mean(list(v))) for v in table["sample_correct"]])
+
+
+def pooled_scores(tables: dict[str, pd.DataFrame], score: str) -> tuple[list[str], np.ndarray]:
+    """Scores over every benchmark's problems, keyed benchmark/id, in a fixed order."""
+    keys, parts = [], []
+    for bench in sorted(tables):
+        t = tables[bench]
+        keys.extend(f"{bench}/{i}" for i in t["id"].astype(str))
+        parts.append(per_problem_scores(t, score))
+    return keys, np.concatenate(parts)
+
+
+def read_eval_tables(eval_dir: Path, label: str, benchmarks: list[str]) -> dict[str, pd.DataFrame]:
+    tables = {}
+    for bench in benchmarks:
+        path = eval_dir / label / f"{bench}.parquet"
+        if not path.exists():
+            raise FileNotFoundError(f"per-problem results not found: {path} (run the evaluate stage first)")
+        tables[bench] = pd.read_parquet(path)
+    return tables
+
+
+def _aligned(name: str, keys_a: list[str], keys_b: list[str]) -> None:
+    if keys_a != keys_b:
+        raise ValueError(f"{name}: the two models were not evaluated on the same problems")
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def provenance_tags(cfg: Config, verdict: str, reason: str) -> dict[str, str]:
+    from components.registry import data_version, git_commit
+
+    p = cfg.rl.pipo
+    return {
+        "algorithm": cfg.rl.algorithm,
+        "pipo.enabled": str(p.enabled).lower(),
+        "pipo.window": str(p.window),
+        "pipo.neg_scale": str(p.neg_scale),
+        "pipo.pi_clip_mode": p.pi_clip_mode,
+        "rollout.engine": cfg.rollout.engine,
+        "seed": str(cfg.seed),
+        "data_version": data_version(),
+        "git_commit": git_commit(),
+        "parent_run_id": os.environ.get(PARENT_ENV, "none"),
+        "verdict": verdict,
+        "verdict_reason": reason,
+    }
+
+
+def verify_and_promote(cfg: Config) -> dict:
+    import mlflow
+
+    from components.registry import current_champion, log_policy, register, set_alias, tag_version
+
+    v, reg = cfg.verify, cfg.registry
+    names = [b.name for b in cfg.eval.benchmarks]
+    eval_dir = Path(cfg.eval.out_dir)
+    sft_keys, sft = pooled_scores(read_eval_tables(eval_dir, "sft", names), v.score)
+    rl_keys, rl = pooled_scores(read_eval_tables(eval_dir, "rl", names), v.score)
+    _aligned("rl vs sft", sft_keys, rl_keys)
+
+    def gate(name: str, baseline: np.ndarray) -> Comparison:
+        return compare(name, baseline, rl, min_gain=v.min_gain, confidence=v.confidence,
+                       num_resamples=v.num_resamples, seed=cfg.seed)
+
+    with stage_run(cfg, "verify") as run:
+        comparisons = [gate("rl vs sft", sft)]
+        champion = current_champion(reg.model_name, reg.alias) if v.against_champion else None
+        if champion is not None:
+            comparisons.append(gate(f"rl vs champion v{champion.version}", _champion_scores(cfg, champion, rl_keys)))
+        passed = all(c.verdict.passed for c in comparisons)
+        failed = [c for c in comparisons if not c.verdict.passed]
+        reason = "; ".join(f"{c.name}: {c.verdict.reason}" for c in (failed or comparisons))
+        report = markdown_report(comparisons, title=f"Verification gate ({v.score} score, {len(rl)} problems)")
+
+        summary: dict = {"promoted": passed, "score": v.score, "num_problems": int(len(rl))}
+        for c in comparisons:
+            key = _slug(c.name.split(" v")[0]) if "champion" in c.name else _slug(c.name)
+            summary[key] = {"diff": c.paired.diff, "ci_low": c.paired.ci_low, "ci_high": c.paired.ci_high,
+                            "p_value": c.paired.p_value, "passed": c.verdict.passed,
+                            "mcnemar_p": c.mcnemar.p_value if c.mcnemar is not None else None}
+            mlflow.log_metrics({metric_key(f"verify/{key}/{m}"): float(summary[key][m])
+                                for m in ("diff", "ci_low", "ci_high", "p_value", "passed")})
+        mlflow.log_metric("verify/promoted", float(passed))
+
+        with atomic_dir(v.out_dir) as tmp:
+            (tmp / "report.md").write_text(report)
+            info = log_policy(cfg.rl.out_dir, cfg.eval.max_completion_length)
+            version = register(info.model_uri, reg.model_name,
+                               provenance_tags(cfg, "passed" if passed else "failed", reason))
+            if passed:
+                set_alias(reg.model_name, reg.alias, version.version)
+                tag_version(reg.model_name, version.version, {"promotion": f"promoted to @{reg.alias}"})
+            else:
+                held = f"@{reg.alias} stays on v{champion.version}" if champion else f"no @{reg.alias} set"
+                tag_version(reg.model_name, version.version, {"promotion": f"not promoted ({held})"})
+            summary["registered_version"] = int(version.version)
+            (tmp / "report.md").write_text(report + f"\n\nRegistered as {reg.model_name} v{version.version}; "
+                                           + (f"@{reg.alias} moved to it.\n" if passed else "not promoted.\n"))
+            mlflow.log_artifact(str(tmp / "report.md"), "verify")
+        mlflow.set_tags({"verify.verdict": "passed" if passed else "failed",
+                         "verify.registered_version": str(version.version)})
+    atomic_write_json(v.metrics_file, summary)
+    log.info("verify: %s; %s v%s", "PROMOTED" if passed else "not promoted", reg.model_name, version.version)
+    return summary
+
+
+def _champion_scores(cfg: Config, champion, rl_keys: list[str]) -> np.ndarray:
+    """Re-evaluate the champion on the current benchmarks with the same seed and settings."""
+    from components.registry import download_policy
+    from components.stages import evaluate_folder, load_benchmarks, scoring_pool
+
+    with tempfile.TemporaryDirectory() as tmp, scoring_pool(cfg) as scorer:
+        folder = download_policy(cfg.registry.model_name, champion.version, Path(tmp))
+        results = evaluate_folder(str(folder), cfg, load_benchmarks(cfg), f"champion-v{champion.version}", scorer)
+        keys, scores = pooled_scores({b: table for b, (_, table) in results.items()}, cfg.verify.score)
+    _aligned("rl vs champion", keys, rl_keys)
+    return scores

@@ -1,0 +1,105 @@
+"""The MLflow model registry: every RL model a new version of one registered model, and the alias
+(`champion`) that marks the version in use."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from components.config import REPO_ROOT
+
+COMPONENTS_DIR = Path(__file__).resolve().parent
+
+
+def log_policy(policy_dir: str | Path, max_new_tokens: int, name: str = "policy"):
+    """Log the policy folder as a pyfunc model in the active run; returns the ModelInfo."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from components.policy_model import POLICY_ARTIFACT
+
+    example = pd.DataFrame({"prompt": ["12+34="]})
+    signature = infer_signature(example, pd.DataFrame({"completion": ["x"], "answer": ["x"]}),
+                                params={"max_new_tokens": max_new_tokens, "temperature": 0.0, "seed": 0})
+    # The model carries its own copy of components/ (without bytecode caches) so it loads in any
+    # environment that has the libraries, without this repository.
+    with tempfile.TemporaryDirectory(prefix="pipo-code-") as tmp:
+        code = Path(tmp) / "components"
+        shutil.copytree(COMPONENTS_DIR, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        return mlflow.pyfunc.log_model(
+            name=name, python_model=str(COMPONENTS_DIR / "policy_model.py"),
+            artifacts={POLICY_ARTIFACT: str(policy_dir)}, code_paths=[str(code)], signature=signature,
+            model_config={"max_new_tokens": max_new_tokens}, input_example=example,
+            pip_requirements=["torch", "transformers", "pandas", "pydantic", "pyyaml", "math-verify"],
+        )
+
+
+def register(model_uri: str, model_name: str, tags: dict[str, str]):
+    """A new version of `model_name` from `model_uri`, with tags; returns the ModelVersion."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    version = mlflow.register_model(model_uri, model_name, tags={k: str(v) for k, v in tags.items()})
+    return MlflowClient().get_model_version(model_name, version.version)
+
+
+def current_champion(model_name: str, alias: str):
+    """The ModelVersion holding `alias`, or None (no such model or alias yet)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient().get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+
+
+def set_alias(model_name: str, alias: str, version: str) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient().set_registered_model_alias(model_name, alias, version)
+
+
+def tag_version(model_name: str, version: str, tags: dict[str, str]) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, str(value))
+
+
+def download_policy(model_name: str, version: str, dst: Path) -> Path:
+    """The policy folder inside a registered version (to re-evaluate a champion)."""
+    import mlflow
+
+    from components.policy_model import POLICY_ARTIFACT
+
+    root = Path(mlflow.artifacts.download_artifacts(f"models:/{model_name}/{version}", dst_path=str(dst)))
+    spec = yaml.safe_load((root / "MLmodel").read_text())
+    return root / spec["flavors"]["python_function"]["artifacts"][POLICY_ARTIFACT]["path"]
+
+
+def data_version(lock_file: Path = REPO_ROOT / "dvc.lock", stage: str = "prepare") -> str:
+    """The DVC hash of the prepared data (its output in dvc.lock), or 'unknown'."""
+    try:
+        lock = yaml.safe_load(lock_file.read_text())
+        outs = lock["stages"][stage]["outs"]
+        return ",".join(f"{o['path']}:{o.get('md5', '?')}" for o in outs)
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return "unknown"
+
+
+def git_commit(repo: Path = REPO_ROOT) -> str:
+    """HEAD's commit, with '+dirty' when tracked files differ from it; 'unknown' outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")

@@ -1,0 +1,123 @@
+"""PNG figures for the comparison report: eval accuracy with intervals, reward curves, PIPO's xi
+trace and policy entropy, per variant over seeds. Pure plotting: data in, files out."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+Histories = dict[str, dict[int, list[dict[str, float]]]]  # variant -> seed -> per-iteration metrics
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    if window <= 1 or len(values) < window:
+        return values
+    kernel = np.ones(window) / window
+    return np.convolve(values, kernel, mode="valid")
+
+
+def _series(runs: dict[int, list[dict[str, float]]], key: str) -> np.ndarray | None:
+    """[seeds, iterations] of one metric (NaN where a run lacks it), or None if no run has it."""
+    rows = [[h.get(key, np.nan) for h in hist] for hist in runs.values() if any(key in h for h in hist)]
+    if not rows:
+        return None
+    width = min(len(r) for r in rows)
+    return np.array([r[:width] for r in rows], dtype=float)
+
+
+def accuracy_plot(rows: list[dict], metric: str, path: Path) -> Path:
+    """Bars: mean over seeds of `metric` per model kind, with a 95 % t-interval; dots: each seed."""
+    kinds = list(dict.fromkeys(r["model"] for r in rows))
+    fig, ax = plt.subplots(figsize=(1.6 * len(kinds) + 2, 4))
+    for i, kind in enumerate(kinds):
+        values = [r[metric] for r in rows if r["model"] == kind]
+        mean = statistics.mean(values)
+        half = _t95(len(values)) * statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
+        ax.bar(i, mean, color=f"C{i}", alpha=0.6)
+        ax.errorbar(i, mean, yerr=half, color="black", capsize=6)
+        ax.scatter([i] * len(values), values, color="black", s=12, zorder=3)
+    ax.set_xticks(range(len(kinds)), kinds, rotation=15)
+    ax.set_ylabel(metric)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Eval {metric}: mean over seeds, 95 % interval, seeds as dots")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def curve_plot(histories: Histories, key: str, ylabel: str, title: str, path: Path, smooth: int = 10) -> Path | None:
+    """Mean over seeds of a per-iteration metric per variant (smoothed), with the seeds' range."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    drawn = False
+    for i, (variant, runs) in enumerate(histories.items()):
+        series = _series(runs, key)
+        if series is None:
+            continue
+        curves = np.array([_smooth(s, smooth) for s in series])
+        x = np.arange(curves.shape[1]) + (min(smooth, series.shape[1]) - 1 if series.shape[1] >= smooth else 0)
+        ax.plot(x, np.nanmean(curves, axis=0), color=f"C{i}", label=f"{variant} ({len(curves)} seeds)")
+        if len(curves) > 1:
+            ax.fill_between(x, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0), color=f"C{i}", alpha=0.2)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("RL iteration")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def xi_plot(histories: Histories, path: Path) -> Path | None:
+    """PIPO's normalised improvement signal xi_t per seed (0 before the window fills)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    drawn = False
+    for i, (variant, runs) in enumerate(histories.items()):
+        for j, (seed, hist) in enumerate(runs.items()):
+            xs = [t for t, h in enumerate(hist) if "pipo/xi" in h]
+            if not xs:
+                continue
+            ax.plot(xs, [hist[t]["pipo/xi"] for t in xs], color=f"C{i}", alpha=0.5, lw=0.8,
+                    label=variant if j == 0 else None)
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xlabel("RL iteration")
+    ax.set_ylabel("xi_t = (mu_t - mu_his) / sigma_his")
+    ax.set_title("PIPO improvement signal per iteration (one line per seed)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def compare_figures(rows: list[dict], histories: Histories, out_dir: Path) -> list[Path]:
+    """Every figure of the report, written to out_dir; returns the files written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    made = [accuracy_plot(rows, "pass@1", out_dir / "eval_accuracy.png")]
+    made.append(curve_plot(histories, "reward/mean", "mean reward", "Training reward (smoothed)",
+                           out_dir / "reward_curves.png"))
+    made.append(xi_plot(histories, out_dir / "pipo_xi.png"))
+    made.append(curve_plot(histories, "actor/entropy", "entropy (nats/token)", "Policy entropy (smoothed)",
+                           out_dir / "entropy.png"))
+    return [p for p in made if p is not None]
+
+
+def _t95(n: int) -> float:
+    """Two-sided 95 % Student-t quantile for n samples (n - 1 degrees of freedom)."""
+    table = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
+    return table.get(n, 1.96 + 2.5 / max(n - 1, 1))

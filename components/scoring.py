@@ -1,0 +1,354 @@
+"""Batch scoring with a hard per-item timeout that works from any thread.
+
+`compute_score` cannot be interrupted in-process (sympy holds the thread, and math-verify's
+signal-based timeouts only work on the main thread), so large batches go to worker processes
+that can be killed. Each worker handles one item at a time under a deadline: a worker that
+hangs past it is killed, one that dies (os._exit, SIGKILL, a segfault) is noticed through its
+closed pipe; either way the item scores 0.0, is counted, and a fresh worker takes its place while
+the rest of the batch carries on. Small batches are scored inline, where the pre-filters in
+`components.rewards` keep sympy away from the inputs known to hang it.
+
+Workers are plain `python -c` subprocesses, not multiprocessing children: nothing is forked from
+a parent that may hold torch threads, and the parent's __main__ (a trainer importing torch) is
+not re-imported, so a worker starts with math-verify only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Sequence
+
+from components.rewards import compute_score
+
+log = logging.getLogger(__name__)
+
+_PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+_WORKER_BOOT = "from components.scoring import _worker_main; _worker_main()"
+_STOP_GRACE_S = 1.0
+
+
+@dataclass(eq=False)
+class _Worker:
+    proc: subprocess.Popen
+    tasks: Connection  # parent -> worker
+    results: Connection  # worker -> parent
+    deadline: float  # start-up deadline until ready, then the current item's
+    ready: bool = False
+    item: int | None = None
+
+
+class ScoringPool:
+    """Scores (source, completion, ground truth) items like `compute_score`, each under `timeout_s`.
+
+    workers: worker processes (0 scores everything inline).
+    timeout_s: per-item limit in the workers; an item past it scores 0.0 (counted in `timeouts`).
+    min_batch_for_pool: batches smaller than this are scored inline in the caller's thread.
+    extra_scorers_module: module each worker imports first, to register extra scorers
+        (`components.rewards.register_scorer`), e.g. "tests.scoring_hooks".
+    preload: modules each worker imports before it reports ready, so that their import time does
+        not count against the first item's timeout (e.g. "reasoning_gym" for tasks other than
+        chain_sum); math-verify is always warmed up.
+    startup_timeout_s: how long a worker may take to start before the pool gives up with an error.
+
+    Counters: `timeouts` (killed for running past timeout_s), `crashes` (died while scoring),
+    `errors` (the scorer raised). Thread-safe; close() (or the context manager) stops the workers,
+    and they are also stopped when the pool is garbage-collected or the interpreter exits.
+    """
+
+    def __init__(
+        self,
+        workers: int = 2,
+        timeout_s: float = 10.0,
+        min_batch_for_pool: int = 32,
+        *,
+        extra_scorers_module: str | None = None,
+        preload: Sequence[str] = (),
+        startup_timeout_s: float = 60.0,
+    ) -> None:
+        if workers < 0 or timeout_s <= 0 or startup_timeout_s <= 0:
+            raise ValueError("workers must be >= 0 and the timeouts > 0")
+        self.num_workers = workers
+        self.timeout_s = float(timeout_s)
+        self.min_batch_for_pool = min_batch_for_pool
+        self.extra_scorers_module = extra_scorers_module
+        self.preload = tuple(preload)
+        self.startup_timeout_s = float(startup_timeout_s)
+        self.timeouts = self.crashes = self.errors = 0
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        if extra_scorers_module:  # the inline path needs the same scorers as the workers
+            importlib.import_module(extra_scorers_module)
+        self._finalizer = weakref.finalize(self, _stop_all, self._workers)
+
+    # --- public API -----------------------------------------------------------------------------
+
+    def score(
+        self,
+        sources: Sequence[str],
+        completions: Sequence[Any],
+        ground_truths: Sequence[Any],
+        extra_infos: Sequence[dict | None] | None = None,
+    ) -> list[float]:
+        """One reward per completion, in order; inline below min_batch_for_pool items, else in the pool."""
+        items = _items(sources, completions, ground_truths, extra_infos)
+        if self.num_workers == 0 or len(items) < self.min_batch_for_pool:
+            self._check_open()
+            return [self._score_inline(*item) for item in items]
+        return self._score_in_pool(items)
+
+    def score_one(self, source: str, completion: Any, ground_truth: Any, extra_info: dict | None = None) -> float:
+        """One item through a worker, under timeout_s, whatever the batch threshold (inline if workers=0)."""
+        items = [(source, completion, ground_truth, extra_info)]
+        if self.num_workers == 0:
+            self._check_open()
+            return self._score_inline(*items[0])
+        return self._score_in_pool(items)[0]
+
+    def counters(self) -> dict[str, int]:
+        """Items lost to timeouts, crashes and scorer errors since the pool was made (for logging)."""
+        return {"timeouts": self.timeouts, "crashes": self.crashes, "errors": self.errors}
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live workers (empty until the first pooled batch)."""
+        return [w.proc.pid for w in self._workers]
+
+    def close(self) -> None:
+        """Stop every worker; the pool cannot be used afterwards. Idempotent."""
+        with self._lock:
+            self._closed = True
+            self._finalizer()
+
+    def __enter__(self) -> ScoringPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- inline ---------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the scoring pool is closed")
+
+    def _score_inline(self, source: str, completion: Any, truth: Any, extra: dict | None) -> float:
+        try:
+            return float(compute_score(source, completion, truth, extra))
+        except Exception as exc:  # only extra scorers raise: compute_score itself never does
+            self.errors += 1
+            log.warning("scorer for %s raised %s: %s", source, type(exc).__name__, exc)
+            return 0.0
+
+    # --- pool -----------------------------------------------------------------------------------
+
+    def _score_in_pool(self, items: list[tuple]) -> list[float]:
+        with self._lock:
+            self._check_open()
+            while len(self._workers) < self.num_workers:
+                self._workers.append(self._spawn())
+            try:
+                return self._run(items)
+            except BaseException:
+                # A worker still busy with this batch would answer into the next one: drop it.
+                for worker in [w for w in self._workers if w.item is not None]:
+                    self._workers.remove(worker)
+                    _stop(worker, graceful=False)
+                raise
+
+    def _run(self, items: list[tuple]) -> list[float]:
+        """Keep every ready worker busy until each item has a result, a timeout or a crash."""
+        results = [0.0] * len(items)
+        pending = deque(range(len(items)))
+        remaining = len(items)
+        while remaining:
+            for worker in self._workers:
+                if worker.ready and worker.item is None and pending:
+                    remaining -= self._dispatch(worker, pending, items, results)
+            waiting = [w for w in self._workers if not w.ready or w.item is not None]
+            if not waiting:
+                continue
+            timeout = max(0.0, min(w.deadline for w in waiting) - time.monotonic())
+            readable = set(wait([w.results for w in waiting], timeout))
+            for worker in waiting:
+                if worker.results in readable:
+                    remaining -= self._receive(worker, results)
+                elif time.monotonic() >= worker.deadline:
+                    remaining -= self._expire(worker, results)
+        return results
+
+    def _spawn(self) -> _Worker:
+        task_r, task_w = os.pipe()
+        result_r, result_w = os.pipe()
+        argv = [sys.executable, "-c", _WORKER_BOOT, str(task_r), str(result_w), str(os.getpid()),
+                self.extra_scorers_module or "", *self.preload]
+        try:
+            proc = subprocess.Popen(argv, pass_fds=(task_r, result_w), env=_worker_env(), stdin=subprocess.DEVNULL)
+        except BaseException:
+            for fd in (task_r, task_w, result_r, result_w):
+                os.close(fd)
+            raise
+        os.close(task_r)  # the worker's ends: the parent keeps only its own
+        os.close(result_w)
+        return _Worker(proc, Connection(task_w, readable=False), Connection(result_r, writable=False),
+                       deadline=time.monotonic() + self.startup_timeout_s)
+
+    def _replace(self, worker: _Worker) -> None:
+        _stop(worker, graceful=False)
+        self._workers[self._workers.index(worker)] = self._spawn()
+
+    def _dispatch(self, worker: _Worker, pending: deque, items: list[tuple], results: list[float]) -> int:
+        """Send the next pending item to an idle worker; returns how many items that finished (0 or 1)."""
+        index = pending.popleft()
+        try:
+            worker.tasks.send((index, *items[index]))
+        except (BrokenPipeError, ConnectionError, EOFError, OSError):
+            pending.appendleft(index)  # the worker died while idle: not this item's fault
+            self._replace(worker)
+            return 0
+        except Exception as exc:  # e.g. an extra_info that cannot be pickled
+            self.errors += 1
+            log.warning("cannot send item %d to a scoring worker: %s: %s", index, type(exc).__name__, exc)
+            results[index] = 0.0
+            return 1
+        worker.item, worker.deadline = index, time.monotonic() + self.timeout_s
+        return 0
+
+    def _receive(self, worker: _Worker, results: list[float]) -> int:
+        try:
+            message = worker.results.recv()
+        except (EOFError, OSError):
+            return self._crashed(worker, results)
+        kind = message[0]
+        if kind == "ready":
+            worker.ready, worker.deadline = True, math.inf
+            return 0
+        _, index, value = message
+        if kind == "error":
+            self.errors += 1
+            log.warning("scorer raised on item %d: %s", index, value)
+            value = 0.0
+        results[index] = float(value)
+        worker.item, worker.deadline = None, math.inf
+        return 1
+
+    def _crashed(self, worker: _Worker, results: list[float]) -> int:
+        if not worker.ready:
+            code = worker.proc.wait()
+            self._workers.remove(worker)
+            _stop(worker, graceful=False)
+            raise RuntimeError(f"a scoring worker exited with code {code} while starting (its stderr says why)")
+        index = worker.item
+        try:  # its pipe closes a moment before it is reaped
+            code: int | None = worker.proc.wait(timeout=_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            code = None
+        log.warning("scoring worker %d died (exit code %s) on item %s", worker.proc.pid, code, index)
+        self._replace(worker)
+        if index is None:
+            return 0
+        self.crashes += 1
+        results[index] = 0.0
+        return 1
+
+    def _expire(self, worker: _Worker, results: list[float]) -> int:
+        if not worker.ready:
+            self._workers.remove(worker)
+            _stop(worker, graceful=False)
+            raise RuntimeError(f"a scoring worker did not start within {self.startup_timeout_s:.0f} s")
+        index = worker.item
+        log.warning("scoring item %s ran past %.1f s: killing worker %d", index, self.timeout_s, worker.proc.pid)
+        self.timeouts += 1
+        results[index] = 0.0
+        self._replace(worker)
+        return 1
+
+
+def _items(sources, completions, ground_truths, extra_infos) -> list[tuple]:
+    extras = [None] * len(completions) if extra_infos is None else list(extra_infos)
+    if not len(sources) == len(completions) == len(ground_truths) == len(extras):
+        raise ValueError("sources, completions, ground_truths and extra_infos must have one entry per item")
+    return list(zip(sources, completions, ground_truths, extras))
+
+
+def _worker_env() -> dict[str, str]:
+    """The parent's environment, its import path (so workers find the same modules) and one thread."""
+    env = dict(os.environ)
+    paths = [_PROJECT_ROOT] + [p or os.getcwd() for p in sys.path]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if os.path.isdir(p)))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, "1")
+    return env
+
+
+def _stop(worker: _Worker, graceful: bool) -> None:
+    """Stop one worker and reap it; a graceful stop asks first and kills only after a grace period."""
+    if graceful:
+        try:
+            worker.tasks.send(None)
+        except (OSError, ValueError):
+            pass
+    worker.tasks.close()
+    try:
+        worker.proc.wait(timeout=_STOP_GRACE_S if graceful else 0.0)
+    except subprocess.TimeoutExpired:
+        worker.proc.kill()
+        worker.proc.wait()
+    worker.results.close()
+
+
+def _stop_all(workers: list[_Worker]) -> None:
+    while workers:
+        _stop(workers.pop(), graceful=True)
+
+
+# --- worker side ------------------------------------------------------------------------------------
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    # Closing the task pipe ends an idle worker; this also ends one stuck in sympy when the
+    # parent dies without killing it (polled, since the GIL may be held for a while).
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
+def _worker_main() -> None:
+    """Entry point of a worker process: argv is task fd, result fd, parent pid, extra module, preloads."""
+    task_fd, result_fd, parent_pid, extra_module, *preload = sys.argv[1:]
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    threading.Thread(target=_exit_with_parent, args=(int(parent_pid),), daemon=True).start()
+    tasks = Connection(int(task_fd), writable=False)
+    results = Connection(int(result_fd), readable=False)
+    for module in preload:
+        importlib.import_module(module)
+    if extra_module:
+        importlib.import_module(extra_module)
+    compute_score("math", "\\boxed{\\frac12}", "0.5")  # imports sympy and the LaTeX grammar now
+    results.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = tasks.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        index, source, completion, truth, extra = message
+        try:
+            results.send(("ok", index, float(compute_score(source, completion, truth, extra))))
+        except Exception as exc:
+            results.send(("error", index, f"{type(exc).__name__}: {exc}"))

@@ -1,0 +1,141 @@
+"""The verification gate and promotion on a real (temporary) MLflow store: registration tags,
+the alias moving only on a pass, bad benchmark input, and an unreachable store."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from components.benchmarks import BenchmarkError, load_benchmark
+from components.config import BenchmarkConfig, ConfigError, load_config
+from components.model.factory import initial_policy
+from components.promotion import pooled_scores, verify_and_promote
+from components.tracking import TrackingUnavailableError, ensure_experiment
+from tests.e2e_support import free_port
+
+TINY = ["model.tiny.hidden_size=32", "model.tiny.num_hidden_layers=1", "model.tiny.intermediate_size=64"]
+
+
+def eval_table(correct: list[bool], k: int = 2) -> pd.DataFrame:
+    n = len(correct)
+    return pd.DataFrame({"id": [f"p{i}" for i in range(n)], "greedy_correct": correct,
+                         "sample_correct": [[c] * k for c in correct]})
+
+
+@pytest.fixture()
+def workspace(tmp_path, monkeypatch):
+    """A working directory with a tiny RL policy folder and an MLflow store of its own."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("PIPO_PARENT_RUN_ID", raising=False)
+    cfg = load_config(overrides=TINY + ["verify.num_resamples=2000"])
+    model, tok = initial_policy(cfg.model, seed=0)
+    model.save_pretrained(tmp_path / cfg.rl.out_dir)
+    tok.save_pretrained(tmp_path / cfg.rl.out_dir)
+    return tmp_path, cfg
+
+
+def write_eval(root, label: str, correct: list[bool]) -> None:
+    (root / "reports" / "eval" / label).mkdir(parents=True, exist_ok=True)
+    eval_table(correct).to_parquet(root / "reports" / "eval" / label / "chain_sum.parquet")
+
+
+def test_a_clear_gain_is_registered_and_promoted(workspace):
+    root, cfg = workspace
+    write_eval(root, "sft", [i % 2 == 0 for i in range(200)])  # 0.50
+    write_eval(root, "rl", [i % 5 != 0 for i in range(200)])  # 0.80
+    summary = verify_and_promote(cfg)
+    assert summary["promoted"] and summary["rl_vs_sft"]["ci_low"] > 0
+    client = MlflowClient()
+    version = client.get_model_version_by_alias("pipo-policy", "champion")
+    assert str(version.version) == "1"
+    assert version.tags["verdict"] == "passed" and version.tags["algorithm"] == "grpo"
+    assert version.tags["pipo.enabled"] == "true" and "git_commit" in version.tags
+    assert version.tags["parent_run_id"] == "none"
+    assert json.loads((root / "metrics" / "verify.json").read_text())["registered_version"] == 1
+    assert "rl vs sft" in (root / "reports" / "verify" / "report.md").read_text()
+
+
+def test_no_gain_is_registered_but_not_promoted(workspace):
+    root, cfg = workspace
+    same = [i % 3 == 0 for i in range(150)]
+    write_eval(root, "sft", same)
+    write_eval(root, "rl", same)
+    summary = verify_and_promote(cfg)
+    assert not summary["promoted"]
+    client = MlflowClient()
+    [version] = client.search_model_versions("name = 'pipo-policy'")
+    assert version.tags["verdict"] == "failed" and "not promoted" in version.tags["promotion"]
+    assert "min_gain" in version.tags["verdict_reason"]
+    assert version.aliases == []
+
+
+def test_mismatched_problem_sets_are_refused(workspace):
+    root, cfg = workspace
+    write_eval(root, "sft", [True, False, True])
+    write_eval(root, "rl", [True, True, True, True])
+    with pytest.raises(ValueError, match="same problems"):
+        verify_and_promote(cfg)
+    assert not (root / "metrics" / "verify.json").exists()
+
+
+def test_pooled_scores_use_the_configured_score():
+    table = pd.DataFrame({"id": ["a", "b"], "greedy_correct": [True, False],
+                          "sample_correct": [[True, False, False, False], [True, True, True, True]]})
+    keys, greedy = pooled_scores({"x": table}, "greedy")
+    _, share = pooled_scores({"x": table}, "mean_at_k")
+    assert keys == ["x/a", "x/b"] and greedy.tolist() == [1.0, 0.0] and share.tolist() == [0.25, 1.0]
+
+
+def test_benchmark_files_are_checked(tmp_path):
+    bad = tmp_path / "bad.parquet"
+    pd.DataFrame({"question_text": ["1+1"], "gold": ["2"]}).to_parquet(bad)
+    with pytest.raises(BenchmarkError, match="bad.parquet"):
+        load_benchmark(BenchmarkConfig(name="bad", file=str(bad)), tmp_path)
+    empty = tmp_path / "empty.parquet"
+    pd.DataFrame({"question": pd.Series([], dtype=str), "answer": pd.Series([], dtype=str)}).to_parquet(empty)
+    with pytest.raises(BenchmarkError, match="empty.parquet"):
+        load_benchmark(BenchmarkConfig(name="empty", file=str(empty)), tmp_path)
+    with pytest.raises(BenchmarkError, match="missing.parquet"):
+        load_benchmark(BenchmarkConfig(name="m", file=str(tmp_path / "missing.parquet")), tmp_path)
+    with pytest.raises(BenchmarkError, match="eval.parquet"):
+        load_benchmark(BenchmarkConfig(name="s", split="eval"), tmp_path)
+
+
+def test_real_benchmark_files_load():
+    for name in ("math500", "aime25", "amc23"):
+        df = load_benchmark(BenchmarkConfig(name=name, file=f"data/benchmarks/{name}.parquet"), "unused")
+        assert len(df) >= 30 and df["answer"].astype(str).str.len().gt(0).all()
+
+
+def test_eval_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="eval.num_samples"):
+        load_config(overrides=["eval.num_samples=0"])
+    with pytest.raises(ConfigError, match="exactly one of split or file"):
+        load_config(overrides=["eval.benchmarks=[{name: x}]"])
+    with pytest.raises(ConfigError, match="unique"):
+        load_config(overrides=["eval.benchmarks=[{name: x, split: eval}, {name: x, split: rl}]"])
+
+
+def test_gpu_preset_is_valid_and_points_at_real_files():
+    cfg = load_config(presets=["presets/gpu.yaml"])
+    assert cfg.rollout.engine == "vllm" and [b.name for b in cfg.eval.benchmarks] == ["math500", "aime25", "amc23"]
+    for b in cfg.eval.benchmarks:
+        assert load_benchmark(b, "unused").shape[0] > 0
+    with pytest.raises(ConfigError, match="rl.no_such_key: unknown key"):
+        from components.config import DEFAULT_PARAMS, _read_yaml, merge_preset
+
+        merge_preset(_read_yaml(DEFAULT_PARAMS, "params"), {"rl": {"no_such_key": 1}}, "test")
+
+
+def test_an_unreachable_tracking_server_fails_fast():
+    import time
+
+    cfg = load_config(overrides=[f"tracking.tracking_uri=http://127.0.0.1:{free_port()}"])
+    start = time.monotonic()
+    with pytest.raises(TrackingUnavailableError, match="cannot be reached"):
+        ensure_experiment(cfg)
+    assert time.monotonic() - start < 10
