@@ -12,3 +12,4 @@ from components.runtime import quiet_environment  # noqa: E402
 
 quiet_environment()
 os.environ.pop("PIPO_PARENT_RUN_ID", None)
+os.environ.pop("PIPO_PRESET", None)  # the suite tests params.yaml as committed

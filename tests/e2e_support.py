@@ -64,7 +64,7 @@ def env_for(repo: Path) -> dict[str, str]:
         "HF_HUB_OFFLINE": "1",
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     })
-    for var in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "PIPO_PARENT_RUN_ID"):
+    for var in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "PIPO_PARENT_RUN_ID", "PIPO_PRESET", "PIPO_FAULT"):
         env.pop(var, None)
     return env
 

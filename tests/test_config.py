@@ -61,3 +61,25 @@ def test_override_of_unknown_key_rejected():
 def test_missing_params_file_named(tmp_path):
     with pytest.raises(ConfigError, match="params file not found"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_rollout_and_reward_errors_name_the_key():
+    import pytest
+
+    from components.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="rollout.engine"):
+        load_config(overrides=["rollout.engine=sglang"])
+    with pytest.raises(ConfigError, match="rollout.importance_sampling.cap"):
+        load_config(overrides=["rollout.importance_sampling.cap=0.5"])
+    with pytest.raises(ConfigError, match="reward.timeout_s"):
+        load_config(overrides=["reward.timeout_s=0"])
+    assert load_config(overrides=["rollout.engine=vllm"]).rollout.trainer_logprobs
+    assert not load_config().rollout.trainer_logprobs
+
+
+def test_presets_come_from_the_environment_too(monkeypatch):
+    from components.config import load_config
+
+    monkeypatch.setenv("PIPO_PRESET", "presets/gpu.yaml")
+    assert load_config().rollout.engine == "vllm"
