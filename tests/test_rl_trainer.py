@@ -15,6 +15,7 @@ from components.config import load_config
 from components.model.factory import initial_policy
 from components.rl import trainer as trainer_module
 from components.rl.trainer import RLTrainer, train_rl
+from components.rl.trainer import score_batch as real_score_batch  # before the fixture swaps it out
 
 ALGO_OVERRIDES = {
     "grpo": [],
@@ -194,3 +195,18 @@ def test_harmful_update_with_zero_neg_scale_gives_zero_gradient(policy):
     grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
     assert grads and all(torch.count_nonzero(g) == 0 for g in grads)
     assert torch.equal(seq_logprob(), before)
+
+
+def test_score_batch_applies_the_configured_format_weight():
+    from types import SimpleNamespace
+
+    score_batch = real_score_batch
+    texts = ["so \\boxed{7}", "\\boxed{7} and \\boxed{8}", "\\boxed{5}"]
+    batch = SimpleNamespace(texts=texts)
+    sources = ["reasoning_gym/chain_sum"] * 3
+    plain = score_batch(batch, sources, ["7", "8", "7"])
+    assert plain.tolist() == [1.0, 1.0, 0.0]
+    cfg = load_config(overrides=["reward.correct_weight=1.0", "reward.format_weight=0.5"])
+    shaped = score_batch(batch, sources, ["7", "8", "7"], None, cfg.reward)
+    # one well-formed final box earns the format bonus, with or without the right answer
+    assert shaped.tolist() == [1.5, 1.0, 0.5]
