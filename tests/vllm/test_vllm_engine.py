@@ -37,15 +37,19 @@ def parity_reward(batch, sources, answers, *_):
     return torch.tensor([float(len(t) % 2 == 0) for t in batch.texts])
 
 
-@pytest.fixture(scope="module")
-def trainer(tmp_path_factory):
-    cfg = load_config(overrides=OVERRIDES)
-    model, tok = initial_policy(cfg.model, seed=0)
-    folder = tmp_path_factory.mktemp("policy")
+def vllm_trainer(folder, overrides: list[str], seed: int) -> RLTrainer:
+    """An RL trainer whose vllm engine starts from a fresh tiny policy saved in `folder`."""
+    cfg = load_config(overrides=OVERRIDES + overrides)
+    model, tok = initial_policy(cfg.model, seed=seed)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
-    tr = RLTrainer(copy.deepcopy(model), tok, sums(64), cfg.rl, 0, Accelerator(cpu=True), rollout=cfg.rollout,
-                   reward=cfg.reward, model_path=folder)
+    return RLTrainer(copy.deepcopy(model), tok, sums(64), cfg.rl, 0, Accelerator(cpu=True), rollout=cfg.rollout,
+                     reward=cfg.reward, model_path=folder)
+
+
+@pytest.fixture(scope="module")
+def trainer(tmp_path_factory):
+    tr = vllm_trainer(tmp_path_factory.mktemp("policy"), [], seed=0)
     yield tr
     tr.close()
 

@@ -3,28 +3,17 @@ importance sampling reweights tokens by the capped ratio (its own engine, second
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
-from accelerate import Accelerator
 
-from components.config import load_config
-from components.model.factory import initial_policy
 from components.rl import trainer as trainer_module
-from components.rl.trainer import RLTrainer
-from tests.vllm.test_vllm_engine import OVERRIDES, parity_reward, sums
+from tests.vllm.test_vllm_engine import parity_reward, vllm_trainer
 
 
 @pytest.fixture(scope="module")
 def bf16_trainer(tmp_path_factory):
-    cfg = load_config(overrides=OVERRIDES + ["rollout.vllm.dtype=bfloat16", "rollout.importance_sampling.cap=1.5"])
-    model, tok = initial_policy(cfg.model, seed=1)
-    folder = tmp_path_factory.mktemp("policy_bf16")
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    tr = RLTrainer(copy.deepcopy(model), tok, sums(64), cfg.rl, 0, Accelerator(cpu=True), rollout=cfg.rollout,
-                   reward=cfg.reward, model_path=folder)
+    tr = vllm_trainer(tmp_path_factory.mktemp("policy_bf16"),
+                      ["rollout.vllm.dtype=bfloat16", "rollout.importance_sampling.cap=1.5"], seed=1)
     yield tr
     tr.close()
 
