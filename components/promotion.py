@@ -110,7 +110,7 @@ def verify_and_promote(cfg: Config) -> dict:
 
         summary: dict = {"promoted": passed, "score": v.score, "num_problems": int(len(rl))}
         for c in comparisons:
-            key = _slug(c.name.split(" v")[0]) if "champion" in c.name else _slug(c.name)
+            key = _slug(c.name.rsplit(" v", 1)[0]) if "champion" in c.name else _slug(c.name)  # no version
             summary[key] = {"diff": c.paired.diff, "ci_low": c.paired.ci_low, "ci_high": c.paired.ci_high,
                             "p_value": c.paired.p_value, "passed": c.verdict.passed,
                             "mcnemar_p": c.mcnemar.p_value if c.mcnemar is not None else None}

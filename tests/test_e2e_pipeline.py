@@ -125,6 +125,9 @@ def test_rl_param_change_reruns_only_rl_evaluate_and_verify(repo):
     proc = run([str(BIN / "dvc"), "repro"], repo)
     assert ran_stages(proc.stdout) == ["rl", "evaluate", "verify"]
     assert len(registered_versions(repo)) == 2
+    # a champion exists now (promoted by the gate or by hand above): the new model was tested against it
+    verdict = json.loads((repo / "metrics" / "verify.json").read_text())
+    assert {"rl_vs_sft", "rl_vs_champion"} <= set(verdict)
 
 
 def test_dvc_exp_run_with_set_param_and_metrics_show(repo):
