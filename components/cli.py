@@ -34,7 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    STAGES[args.stage](cfg)
+    try:
+        STAGES[args.stage](cfg)
+    except ConfigError as exc:  # a setting only checkable once the stage has loaded its model
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -11,7 +11,7 @@ import torch
 
 from components.config import EvalConfig
 from components.eval_metrics import summarise, summarise_by_source
-from components.rewards import compute_score, extract_boxed
+from components.rewards import extract_boxed
 from components.rollout import RolloutEngine
 
 log = logging.getLogger(__name__)
@@ -29,9 +29,13 @@ def _generate_all(engine: RolloutEngine, prompts: list[str], cfg: EvalConfig, gr
 
 
 def _score(scorer, sources: list[str], texts: list[str], answers: list[str]) -> list[bool]:
-    """Correctness of each completion (the pool when one is given: timeouts, crash isolation)."""
+    """Correctness of each completion, through the pool (timeouts, crash isolation); without one, a
+    transient pool with no standing workers and ScoringPool's default timeout."""
     if scorer is None:
-        scores = [compute_score(s, t, a) for s, t, a in zip(sources, texts, answers)]
+        from components.scoring import ScoringPool
+
+        with ScoringPool(workers=0) as pool:
+            scores = pool.score(sources, texts, answers)
     else:
         scores = scorer.score(sources, texts, answers)
     return [float(x) >= 1.0 for x in scores]

@@ -25,13 +25,37 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Files that mark a project (a repository, a DVC pipeline), never a stage's output folder.
+PROJECT_MARKERS = (".git", ".dvc", "dvc.yaml", "params.yaml")
+
+
+class UnsafeTargetError(ValueError):
+    """atomic_dir was asked to replace a folder that is not a stage's own output."""
+
+
+def check_replaceable(target: str | Path) -> None:
+    """Refuse to replace the working directory, the repository, a folder above either, or a
+    folder holding a project (a config check should have refused such a path already)."""
+    resolved = Path(target).resolve()
+    for what, root in (("the working directory", Path.cwd().resolve()), ("the repository root", REPO_ROOT)):
+        if resolved == root or resolved in root.parents:
+            raise UnsafeTargetError(f"refusing to replace {target}: it is {what} or a folder above it ({root})")
+    found = [m for m in PROJECT_MARKERS if os.path.lexists(resolved / m)]
+    if found:
+        raise UnsafeTargetError(f"refusing to replace {target}: it holds {', '.join(found)}, "
+                                "a project's files, not a stage's output")
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces `target` in one rename.
 
     Readers see the previous complete folder or the new complete one, never a mix; on failure
     the temporary folder is removed and a previous `target` is left (or put back) in place.
+    Only a stage's own output folder is ever replaced (check_replaceable).
     """
+    check_replaceable(target)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))

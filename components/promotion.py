@@ -2,9 +2,15 @@
 test on per-problem results says it beats the SFT model it started from and, when there is one,
 the registry's current champion (re-evaluated on the same problems and seed).
 
-Every RL model is registered as a new version with its provenance; the alias moves only on a
-pass, otherwise the version is tagged with the reason. Outputs (report, metrics file) are
-written atomically after the registry calls succeed.
+Before anything is compared, the evaluation results must belong to the current models: the content
+hashes `evaluate` recorded in reports/eval/provenance.json (SFT and RL model folders, each benchmark's
+data) are recomputed, and a mismatch stops the stage (ProvenanceError) before the registry is touched.
+
+Every distinct RL model (by the sha256 of its folder, tag `model_hash`) is registered once with its
+provenance and `promotion: pending`; a rerun on the same weights reuses that version. The alias moves
+only on a pass, and then the tag becomes `promoted to @alias`, otherwise `not promoted (reason)`; so a
+crash between registering and moving the alias leaves a pending version that the next run completes.
+Outputs (report, metrics file) are written atomically after the registry calls succeed.
 """
 
 from __future__ import annotations
@@ -62,8 +68,12 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-def provenance_tags(cfg: Config, verdict: str, reason: str) -> dict[str, str]:
-    from components.registry import data_version, git_commit
+PENDING = "pending"
+
+
+def provenance_tags(cfg: Config, verdict: str, reason: str, model_hashes: dict[str, str] | None = None
+                    ) -> dict[str, str]:
+    from components.registry import MODEL_HASH_TAG, data_version, git_commit
 
     p = cfg.rl.pipo
     return {
@@ -79,17 +89,22 @@ def provenance_tags(cfg: Config, verdict: str, reason: str) -> dict[str, str]:
         "parent_run_id": os.environ.get(PARENT_ENV, "none"),
         "verdict": verdict,
         "verdict_reason": reason,
+        **({MODEL_HASH_TAG: model_hashes["rl"], "sft_model_hash": model_hashes["sft"]} if model_hashes else {}),
     }
 
 
 def verify_and_promote(cfg: Config) -> dict:
     import mlflow
 
-    from components.registry import current_champion, log_policy, register, set_alias, tag_version
+    from components.provenance import check_eval_provenance
+    from components.registry import current_champion, find_version, log_policy, register, set_alias, tag_version
 
     v, reg = cfg.verify, cfg.registry
     names = [b.name for b in cfg.eval.benchmarks]
     eval_dir = Path(cfg.eval.out_dir)
+    # Scores of other weights (or other data) must never decide about these weights.
+    hashes = check_eval_provenance(eval_dir, {"sft": cfg.sft.out_dir, "rl": cfg.rl.out_dir}, cfg.eval.benchmarks,
+                                   cfg.data.out_dir)
     sft_keys, sft = pooled_scores(read_eval_tables(eval_dir, "sft", names), v.score)
     rl_keys, rl = pooled_scores(read_eval_tables(eval_dir, "rl", names), v.score)
     _aligned("rl vs sft", sft_keys, rl_keys)
@@ -100,15 +115,22 @@ def verify_and_promote(cfg: Config) -> dict:
 
     with stage_run(cfg, "verify") as run:
         comparisons = [gate("rl vs sft", sft)]
-        champion = current_champion(reg.model_name, reg.alias) if v.against_champion else None
-        if champion is not None:
+        existing = find_version(reg.model_name, hashes["rl"], reg.alias)
+        holder = current_champion(reg.model_name, reg.alias)
+        champion = holder if v.against_champion else None
+        if champion is not None and existing is not None and str(champion.version) == str(existing.version):
+            log.info("verify: @%s is already this model (v%s); no comparison against itself", reg.alias,
+                     champion.version)
+            champion = None
+        elif champion is not None:
             comparisons.append(gate(f"rl vs champion v{champion.version}", _champion_scores(cfg, champion, rl_keys)))
         passed = all(c.verdict.passed for c in comparisons)
         failed = [c for c in comparisons if not c.verdict.passed]
         reason = "; ".join(f"{c.name}: {c.verdict.reason}" for c in (failed or comparisons))
         report = markdown_report(comparisons, title=f"Verification gate ({v.score} score, {len(rl)} problems)")
 
-        summary: dict = {"promoted": passed, "score": v.score, "num_problems": int(len(rl))}
+        summary: dict = {"promoted": passed, "score": v.score, "num_problems": int(len(rl)),
+                         "model_hash": hashes["rl"]}
         for c in comparisons:
             key = _slug(c.name.rsplit(" v", 1)[0]) if "champion" in c.name else _slug(c.name)  # no version
             summary[key] = {"diff": c.paired.diff, "ci_low": c.paired.ci_low, "ci_high": c.paired.ci_high,
@@ -120,21 +142,36 @@ def verify_and_promote(cfg: Config) -> dict:
 
         with atomic_dir(v.out_dir) as tmp:
             (tmp / "report.md").write_text(report)
-            info = log_policy(cfg.rl.out_dir, cfg.eval.max_completion_length)
-            version = register(info.model_uri, reg.model_name,
-                               provenance_tags(cfg, "passed" if passed else "failed", reason))
+            verdict = "passed" if passed else "failed"
+            if existing is None:
+                info = log_policy(cfg.rl.out_dir, cfg.eval.max_completion_length)
+                version = register(info.model_uri, reg.model_name,
+                                   {**provenance_tags(cfg, verdict, reason, hashes), "promotion": PENDING})
+            else:  # the same weights were registered before (a rerun, or a crash before the alias moved)
+                version = existing
+                log.info("verify: %s v%s already holds this model (sha256 %s); reusing it", reg.model_name,
+                         version.version, hashes["rl"])
+                tag_version(reg.model_name, version.version,
+                            {"verdict": verdict, "verdict_reason": reason, "promotion": PENDING})
             if passed:
                 set_alias(reg.model_name, reg.alias, version.version)
                 tag_version(reg.model_name, version.version, {"promotion": f"promoted to @{reg.alias}"})
             else:
-                held = f"@{reg.alias} stays on v{champion.version}" if champion else f"no @{reg.alias} set"
+                if holder is not None and str(holder.version) == str(version.version):
+                    held = f"@{reg.alias} left on this version from an earlier pass"
+                elif holder is not None:
+                    held = f"@{reg.alias} stays on v{holder.version}"
+                else:
+                    held = f"no @{reg.alias} set"
                 tag_version(reg.model_name, version.version, {"promotion": f"not promoted ({held})"})
             summary["registered_version"] = int(version.version)
-            (tmp / "report.md").write_text(report + f"\n\nRegistered as {reg.model_name} v{version.version}; "
+            summary["reused_version"] = existing is not None
+            again = " (these weights were registered before: no new version)" if existing is not None else ""
+            (tmp / "report.md").write_text(report + f"\n\nRegistered as {reg.model_name} v{version.version}{again}; "
                                            + (f"@{reg.alias} moved to it.\n" if passed else "not promoted.\n"))
             mlflow.log_artifact(str(tmp / "report.md"), "verify")
         mlflow.set_tags({"verify.verdict": "passed" if passed else "failed",
-                         "verify.registered_version": str(version.version)})
+                         "verify.registered_version": str(version.version), "verify.model_hash": hashes["rl"]})
     atomic_write_json(v.metrics_file, summary)
     log.info("verify: %s; %s v%s", "PROMOTED" if passed else "not promoted", reg.model_name, version.version)
     return summary

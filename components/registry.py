@@ -1,5 +1,5 @@
-"""The MLflow model registry: every RL model a new version of one registered model, and the alias
-(`champion`) that marks the version in use."""
+"""The MLflow model registry: every distinct RL model (by the content hash of its folder) one version
+of one registered model, and the alias (`champion`) that marks the version in use."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import yaml
 from components.config import REPO_ROOT
 
 COMPONENTS_DIR = Path(__file__).resolve().parent
+MODEL_HASH_TAG = "model_hash"  # sha256 of the registered policy folder (components.provenance.hash_path)
 
 
 def log_policy(policy_dir: str | Path, max_new_tokens: int, name: str = "policy"):
@@ -46,6 +47,25 @@ def register(model_uri: str, model_name: str, tags: dict[str, str]):
 
     version = mlflow.register_model(model_uri, model_name, tags={k: str(v) for k, v in tags.items()})
     return MlflowClient().get_model_version(model_name, version.version)
+
+
+def find_version(model_name: str, model_hash: str, alias: str | None = None):
+    """The version registered from the model folder with this content hash (tag MODEL_HASH_TAG), or None.
+
+    Registration is idempotent per model: verify reruns on the same weights reuse this version. Should
+    several carry the hash (versions registered before the tag was unique), the one holding `alias`
+    wins, else the newest.
+    """
+    from mlflow import MlflowClient
+
+    found = MlflowClient().search_model_versions(
+        f"name = '{model_name}' AND tags.{MODEL_HASH_TAG} = '{model_hash}'")
+    found = [v for v in found if (v.tags or {}).get(MODEL_HASH_TAG) == model_hash]
+    if not found:
+        return None
+    holder = current_champion(model_name, alias) if alias is not None else None  # search results lack aliases
+    held = str(holder.version) if holder is not None else None
+    return max(found, key=lambda v: (str(v.version) == held, int(v.version)))
 
 
 def current_champion(model_name: str, alias: str):

@@ -4,10 +4,17 @@ One scorer for RL, evaluation and data validation. Math goes through math-verify
 decimals, LaTeX, sets, intervals, expressions); reasoning-gym tasks use the task's own scorer,
 with a fast exact path for chain_sum (RL scores hundreds of completions per iteration).
 
-Model output is only ever parsed, never evaluated as Python. Inline scoring has no hard timeout
-(math-verify's signal-based ones only work on the main thread), so cheap pre-filters keep answers
-that could make sympy hang away from it; `components.scoring.ScoringPool` adds real per-item
-timeouts in worker processes on top.
+Model output is only ever parsed, never evaluated as Python: math answers go through math-verify's
+LaTeX parser only, and a reasoning-gym task is scored only if it is on one of the two lists in
+`components.gym_tasks` (scorers that compare strings or Decimals, or scorers reached only after the
+answer passed a whitelist parser); any other task scores 0.0 without running its scorer.
+
+`compute_score` itself has no deadline (sympy cannot be interrupted in-process; math-verify's
+signal-based timeouts only work on the main thread). The pipeline scores through
+`components.scoring.ScoringPool`, which runs inline only the sources whose cost is bounded by
+construction (`cost_is_bounded`) and sends every other item to a worker process that is killed
+past `reward.timeout_s`. Cheap pre-filters below still keep known sympy hangs from costing a
+worker its timeout.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import math
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
+
+from components.gym_tasks import ACCEPTED_TASKS, PARSED_TASKS, is_plain_arithmetic, scorer_inputs
 
 log = logging.getLogger(__name__)
 
@@ -326,10 +335,12 @@ def _safe_for_sympy(answer: str) -> bool:
 
 @functools.lru_cache(maxsize=65536)
 def _parse_boxed(answer: str) -> tuple:
-    # Cached: RL scores the same few hundred ground truths every iteration.
-    from math_verify import parse
+    # Cached: RL scores the same few hundred ground truths every iteration. LaTeX extraction only:
+    # math-verify's plain-expression fallback would hand the text to sympy's parse_expr.
+    from math_verify import LatexExtractionConfig, parse
 
-    return tuple(parse("\\boxed{" + answer + "}", parsing_timeout=None))
+    return tuple(parse("\\boxed{" + answer + "}", extraction_config=[LatexExtractionConfig()],
+                       parsing_timeout=None))
 
 
 def _math_equal(gold: str, pred: str) -> bool:
@@ -428,23 +439,31 @@ def _chain_sum_equal(gold: str, pred: str) -> bool:
 
 
 def _rg_equal(task: str, gold: str, pred: str, extra_info: dict | None) -> bool:
-    """Exact check for reasoning-gym answers, then the task's own scorer (binary: only 1.0 counts)."""
+    """Exact check for reasoning-gym answers, then the task's own scorer (binary: only 1.0 counts).
+
+    Only accepted tasks (components.gym_tasks) get that far; a task whose scorer parses the answer
+    with sympy sees it only after the answer, and the reference strings it parses, passed the
+    whitelist parser.
+    """
+    if task not in ACCEPTED_TASKS:
+        return False  # prepare refuses such data; no reasoning-gym code runs on the answer
     if pred.strip() == gold.strip():
         return True
     if task == "chain_sum":
-        return _chain_sum_equal(gold, pred)
+        return _chain_sum_equal(gold, pred)  # linear in the answer's length
     if len(pred) > max(MAX_RG_ANSWER_CHARS, 4 * len(gold)):
         return False
-    if "__" in pred:
-        # Some task scorers (countdown, puzzle24, the integration tasks) hand the answer to sympy's
-        # parse_expr, which calls eval; without dunder attributes an answer cannot reach Python's
-        # internals through it.
-        return False
     metadata = (extra_info or {}).get("metadata", {})
-    entry = {"answer": gold, "metadata": json.loads(metadata) if isinstance(metadata, str) else metadata}
+    metadata = json.loads(metadata) if isinstance(metadata, str) else metadata
+    if task in PARSED_TASKS:
+        inputs = scorer_inputs(task, gold, metadata)
+        pred = pred.strip()
+        if inputs is None or not all(is_plain_arithmetic(s, inputs[0]) for s in (pred, *inputs[1])):
+            return False
+    entry = {"answer": gold, "metadata": metadata}
     try:
         return _rg_dataset(task).score_answer(pred, entry) >= 1.0
-    except Exception:  # an unknown task or a scorer that needs richer metadata: exact match only
+    except Exception:  # a scorer that needs richer metadata: exact match only
         return False
 
 
@@ -455,7 +474,8 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_
     """verl-style reward: 1.0 if the last boxed answer in `solution_str` matches `ground_truth`.
 
     `ground_truth` may be a string, a worked solution, or a list of acceptable answers. Never
-    raises for built-in sources: a verifier error scores 0.0 and is logged.
+    raises for built-in sources: a verifier error scores 0.0 and is logged. No deadline: score
+    untrusted completions through components.scoring.ScoringPool, which adds reward.timeout_s.
     """
     data_source = str(data_source)
     custom = _extra_scorer(data_source)
@@ -528,6 +548,8 @@ def is_verifiable(data_source: str, ground_truth: str | None) -> bool:
     if not answers:
         return False
     if data_source.startswith(RG_PREFIX):
+        if data_source[len(RG_PREFIX) :] not in ACCEPTED_TASKS:
+            return False
         if data_source == RG_PREFIX + "chain_sum":
             try:
                 Decimal(answers[0].replace(",", ""))
@@ -535,6 +557,23 @@ def is_verifiable(data_source: str, ground_truth: str | None) -> bool:
                 return False
         return True
     return compute_score(data_source, "\\boxed{" + answers[0] + "}", answers[0]) == 1.0
+
+
+def cost_is_bounded(data_source: str, solution_str: Any) -> bool:
+    """Whether compute_score on this item is cheap by construction, so it may run without a deadline.
+
+    True for reasoning-gym tasks other than PARSED_TASKS (a string or Decimal comparison, linear in
+    the answer's length, or 0.0 for a task that is not accepted) and for any built-in source when
+    the completion has no non-empty box (0.0 after one linear scan). Math answers, PARSED_TASKS
+    (sympy) and registered scorers (unknown cost) need a deadline.
+    """
+    data_source = str(data_source)
+    if _extra_scorer(data_source) is not None:
+        return False
+    if data_source.startswith(RG_PREFIX) and data_source[len(RG_PREFIX) :] not in PARSED_TASKS:
+        return True
+    pred = extract_boxed(_as_text(solution_str))
+    return pred is None or not pred.strip()
 
 
 def _completion_text(completion: Any) -> str:
@@ -549,7 +588,9 @@ def _completion_text(completion: Any) -> str:
 def trl_reward_func(
     completions: list[Any], ground_truth: list[Any], data_source: list[str] | str = "math", **kwargs: Any
 ) -> list[float]:
-    """TRL reward-function adapter: dataset columns arrive as keyword lists aligned with completions."""
+    """TRL reward-function adapter: dataset columns arrive as keyword lists aligned with completions.
+
+    In-process like compute_score, so without a deadline; the pipeline scores through ScoringPool."""
     sources = [data_source] * len(completions) if isinstance(data_source, str) else list(data_source)
     return [compute_score(s, _completion_text(c), g) for s, c, g in zip(sources, completions, ground_truth)]
 

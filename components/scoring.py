@@ -1,12 +1,14 @@
 """Batch scoring with a hard per-item timeout that works from any thread.
 
 `compute_score` cannot be interrupted in-process (sympy holds the thread, and math-verify's
-signal-based timeouts only work on the main thread), so large batches go to worker processes
-that can be killed. Each worker handles one item at a time under a deadline: a worker that
-hangs past it is killed, one that dies (os._exit, SIGKILL, a segfault) is noticed through its
-closed pipe; either way the item scores 0.0, is counted, and a fresh worker takes its place while
-the rest of the batch carries on. Small batches are scored inline, where the pre-filters in
-`components.rewards` keep sympy away from the inputs known to hang it.
+signal-based timeouts only work on the main thread), so every item whose cost is not bounded by
+construction (`components.rewards.cost_is_bounded`: math answers, sympy-based reasoning-gym tasks,
+registered scorers) goes to a worker process that can be killed, whatever the batch size. Each
+worker handles one item at a time under a deadline: a worker that hangs past it is killed, one
+that dies (os._exit, SIGKILL, a segfault) is noticed through its closed pipe; either way the item
+scores 0.0, is counted, and a fresh worker takes its place while the rest of the batch carries on.
+Only bounded items (chain_sum's Decimal comparison, string comparisons, completions without a box)
+are scored inline, so the default chain_sum RL batch never waits on a process.
 
 Workers are plain `python -c` subprocesses, not multiprocessing children: nothing is forked from
 a parent that may hold torch threads, and the parent's __main__ (a trainer importing torch) is
@@ -31,7 +33,8 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Sequence
 
-from components.rewards import compute_score
+from components.gym_tasks import PARSED_TASKS
+from components.rewards import RG_PREFIX, compute_score, cost_is_bounded
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +56,10 @@ class _Worker:
 class ScoringPool:
     """Scores (source, completion, ground truth) items like `compute_score`, each under `timeout_s`.
 
-    workers: worker processes (0 scores everything inline).
-    timeout_s: per-item limit in the workers; an item past it scores 0.0 (counted in `timeouts`).
-    min_batch_for_pool: batches smaller than this are scored inline in the caller's thread.
+    workers: standing worker processes, started on first need. 0: none standing; a batch with items
+        that need a deadline starts one worker for itself and stops it afterwards (slower, still bounded).
+    timeout_s: per-item limit; an item past it scores 0.0 (counted in `timeouts`). Items whose cost is
+        bounded by construction (`cost_is_bounded`) are scored inline; all others go to a worker.
     extra_scorers_module: module each worker imports first, to register extra scorers
         (`components.rewards.register_scorer`), e.g. "tests.scoring_hooks".
     preload: modules each worker imports before it reports ready, so that their import time does
@@ -72,7 +76,6 @@ class ScoringPool:
         self,
         workers: int = 2,
         timeout_s: float = 10.0,
-        min_batch_for_pool: int = 32,
         *,
         extra_scorers_module: str | None = None,
         preload: Sequence[str] = (),
@@ -82,7 +85,6 @@ class ScoringPool:
             raise ValueError("workers must be >= 0 and the timeouts > 0")
         self.num_workers = workers
         self.timeout_s = float(timeout_s)
-        self.min_batch_for_pool = min_batch_for_pool
         self.extra_scorers_module = extra_scorers_module
         self.preload = tuple(preload)
         self.startup_timeout_s = float(startup_timeout_s)
@@ -103,20 +105,24 @@ class ScoringPool:
         ground_truths: Sequence[Any],
         extra_infos: Sequence[dict | None] | None = None,
     ) -> list[float]:
-        """One reward per completion, in order; inline below min_batch_for_pool items, else in the pool."""
+        """One reward per completion, in order: bounded items inline, every other item in a worker."""
         items = _items(sources, completions, ground_truths, extra_infos)
-        if self.num_workers == 0 or len(items) < self.min_batch_for_pool:
-            self._check_open()
-            return [self._score_inline(*item) for item in items]
-        return self._score_in_pool(items)
+        self._check_open()
+        results = [0.0] * len(items)
+        pooled = []
+        for index, item in enumerate(items):
+            if cost_is_bounded(item[0], item[1]):
+                results[index] = self._score_inline(*item)
+            else:
+                pooled.append(index)
+        if pooled:
+            for index, value in zip(pooled, self._score_in_pool([items[i] for i in pooled])):
+                results[index] = value
+        return results
 
     def score_one(self, source: str, completion: Any, ground_truth: Any, extra_info: dict | None = None) -> float:
-        """One item through a worker, under timeout_s, whatever the batch threshold (inline if workers=0)."""
-        items = [(source, completion, ground_truth, extra_info)]
-        if self.num_workers == 0:
-            self._check_open()
-            return self._score_inline(*items[0])
-        return self._score_in_pool(items)[0]
+        """One item, like score(): inline if its cost is bounded, else in a worker under timeout_s."""
+        return self.score([source], [completion], [ground_truth], [extra_info])[0]
 
     def counters(self) -> dict[str, int]:
         """Items lost to timeouts, crashes and scorer errors since the pool was made (for logging)."""
@@ -158,7 +164,11 @@ class ScoringPool:
     def _score_in_pool(self, items: list[tuple]) -> list[float]:
         with self._lock:
             self._check_open()
-            while len(self._workers) < self.num_workers:
+            if "reasoning_gym" not in self.preload and any(_needs_reasoning_gym(item[0]) for item in items):
+                # Its import (seconds) must not count against an item's timeout: restart preloaded.
+                self.preload += ("reasoning_gym",)
+                _stop_all(self._workers)
+            while len(self._workers) < max(self.num_workers, 1):
                 self._workers.append(self._spawn())
             try:
                 return self._run(items)
@@ -168,6 +178,9 @@ class ScoringPool:
                     self._workers.remove(worker)
                     _stop(worker, graceful=False)
                 raise
+            finally:
+                if self.num_workers == 0:  # no standing workers: this batch's one goes with it
+                    _stop_all(self._workers)
 
     def _run(self, items: list[tuple]) -> list[float]:
         """Keep every ready worker busy until each item has a result, a timeout or a crash."""
@@ -275,6 +288,10 @@ class ScoringPool:
         results[index] = 0.0
         self._replace(worker)
         return 1
+
+
+def _needs_reasoning_gym(source: Any) -> bool:
+    return str(source).startswith(RG_PREFIX) and str(source)[len(RG_PREFIX) :] in PARSED_TASKS
 
 
 def _items(sources, completions, ground_truths, extra_infos) -> list[tuple]:

@@ -57,9 +57,10 @@ def _prompt_budget(cfg: Config):
 def run_prepare(cfg: Config) -> dict:
     import mlflow
 
-    from components.data.prepare import prepare
+    from components.data.prepare import prepare, reset_report
     from components.tracking import stage_run
 
+    reset_report(VALIDATION_DIR)  # before anything can fail: a failed prepare never shows an old PASSED
     count_tokens, max_prompt_tokens = _prompt_budget(cfg)
     with stage_run(cfg, "prepare"):
         try:
@@ -109,7 +110,8 @@ def run_rl(cfg: Config) -> dict:
     import mlflow
     from accelerate.utils import set_seed
 
-    from components.model.factory import load_policy
+    from components.config import ConfigError
+    from components.model.factory import context_length, load_policy
     from components.model.lora import maybe_wrap_lora
     from components.rl.checkpoint import folder_identity
     from components.rl.trainer import run_fingerprint, train_rl
@@ -120,6 +122,12 @@ def run_rl(cfg: Config) -> dict:
     set_seed(cfg.seed)
     accelerator = _accelerator()
     model, tokenizer = load_policy(cfg.sft.out_dir, cfg.model.dtype)
+    # An HF model's context is only known now (config load checks the tiny model's).
+    context = context_length(model)
+    if cfg.rl.max_completion_length >= context:
+        raise ConfigError(f"rl.max_completion_length ({cfg.rl.max_completion_length}) leaves no room for a prompt "
+                          f"in the context of the model in {cfg.sft.out_dir} (max_position_embeddings = {context}); "
+                          "it must be below that")
     model = maybe_wrap_lora(model, cfg.model.lora)
     # Checkpoints live under a folder named by the run's fingerprint (config, seed, data size,
     # process count, SFT weights): rerunning the same run after a crash resumes it, while a
@@ -152,9 +160,14 @@ def _tag_resume(iteration: int, run_id: str | None) -> None:
     set_tags({"rl.resumed_from_iteration": str(iteration), "rl.resumes_run_id": str(run_id)})
 
 
+def model_dir(label: str, cfg: Config) -> Path:
+    """The pipeline's folder of a model (for an un-fine-tuned HF model: the folder holding its pointer)."""
+    return {"untrained": INIT_DIR, "sft": Path(cfg.sft.out_dir), "rl": Path(cfg.rl.out_dir)}[label]
+
+
 def model_folder(label: str, cfg: Config) -> str:
     """The folder (or hub name, for an un-fine-tuned HF model) holding a pipeline model."""
-    path = {"untrained": INIT_DIR, "sft": Path(cfg.sft.out_dir), "rl": Path(cfg.rl.out_dir)}[label]
+    path = model_dir(label, cfg)
     pointer = path / POINTER_FILE
     return json.loads(pointer.read_text())["name_or_path"] if pointer.exists() else str(path)
 
@@ -184,7 +197,7 @@ def scoring_pool(cfg: Config):
     from components.scoring import ScoringPool
 
     r = cfg.reward
-    return ScoringPool(r.workers, r.timeout_s, r.min_batch_for_pool)
+    return ScoringPool(r.workers, r.timeout_s)
 
 
 def run_evaluate(cfg: Config) -> dict:
@@ -192,14 +205,20 @@ def run_evaluate(cfg: Config) -> dict:
     import mlflow
 
     from components.evaluate import by_source
+    from components.provenance import eval_manifest, write_eval_manifest
     from components.tracking import metric_key, stage_run
 
     benchmarks = load_benchmarks(cfg)  # a bad benchmark file fails before any generation
     out_dir = Path(cfg.eval.out_dir)
     results: dict[str, dict] = {}
     rows = []
+    # The content hashes of every model folder and benchmark file scored, written with the tables
+    # in the same atomic folder: verify refuses results that do not match the current models.
+    manifest = eval_manifest({label: model_dir(label, cfg) for label in ("untrained", "sft", "rl")},
+                             cfg.eval.benchmarks, cfg.data.out_dir)
     with stage_run(cfg, "evaluate"), atomic_dir(out_dir) as tmp, scoring_pool(cfg) as scorer:
         start = time.time()
+        write_eval_manifest(tmp, manifest)
         for label in ("untrained", "sft", "rl"):
             results[label] = {}
             for bench, (summary, table) in evaluate_folder(model_folder(label, cfg), cfg, benchmarks, label,

@@ -3,23 +3,55 @@
 Stages run in their own processes (DVC calls them), so nesting crosses processes: the pipeline
 flow creates the parent run and passes its id in PIPO_PARENT_RUN_ID; a stage started by plain
 `dvc repro` has no parent and logs a top-level run tagged with its stage.
+
+Failure behaviour: MLflow's HTTP client is bounded by `tracking.request_timeout_s`, `max_retries`
+and `backoff_factor` (its defaults retry a dead server for about 4 minutes per call). A stage run
+ends FINISHED, FAILED (an exception) or KILLED (SIGTERM or Ctrl-C). A run whose process died
+without a word (SIGKILL, power loss) is tagged with that process's pid, host and start time, so the
+next start of the same stage on that host marks it KILLED.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import signal
+import socket
+import threading
 from pathlib import Path
 from typing import Iterator
 
 from components.config import REPO_ROOT, Config
 
+log = logging.getLogger(__name__)
+
 PARENT_ENV = "PIPO_PARENT_RUN_ID"
 MLFLOW_DIR = REPO_ROOT / "mlflow"
+PID_TAG, HOST_TAG, PROCESS_START_TAG = "pipo.pid", "pipo.host", "pipo.process_start"
+END_REASON_TAG = "pipo.end_reason"
 
 
 class TrackingUnavailableError(RuntimeError):
     pass
+
+
+class StageTerminated(SystemExit):
+    """SIGTERM inside a stage run: unwinds like Ctrl-C (cleanups run, the run is marked KILLED) and
+    exits with the usual 128 + signal status."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+def configure_http(cfg: Config) -> None:
+    """Bound MLflow's HTTP retries by params.yaml (MLflow reads these on every request, so setting
+    them before the first request is enough; params.yaml wins over the environment)."""
+    t = cfg.tracking
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(t.request_timeout_s)
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(t.max_retries)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(t.backoff_factor)
 
 
 def tracking_uri(cfg: Config) -> str:
@@ -39,9 +71,10 @@ def ensure_experiment(cfg: Config) -> str:
     """
     import mlflow
 
+    configure_http(cfg)
     uri = tracking_uri(cfg)
     if uri.startswith(("http://", "https://")):
-        _probe_server(uri)
+        _probe_server(uri, cfg.tracking.request_timeout_s)
     mlflow.set_tracking_uri(uri)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -79,22 +112,141 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def _process_state(pid: int) -> tuple[str, str] | None:
+    """(state letter, boot id + start time in clock ticks) of a live process, from /proc; None where
+    there is no /proc (the pid alone then decides)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces and parentheses
+    return fields[0], f"{boot}:{fields[19]}"
+
+
+def _process_tags() -> dict[str, str]:
+    state = _process_state(os.getpid())
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(), PROCESS_START_TAG: state[1] if state else ""}
+
+
+def _process_gone(tags: dict[str, str]) -> bool:
+    """Whether the process that opened a run is certainly dead: it ran on this host and its pid is
+    gone, a zombie, or now another process (a different start time). Runs from other hosts, or
+    without the tags, are never judged."""
+    if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
+        return False
+    pid = int(tags[PID_TAG])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, owned by someone else
+    state = _process_state(pid)
+    if state is None:
+        return False
+    return state[0] == "Z" or bool(tags.get(PROCESS_START_TAG)) and state[1] != tags[PROCESS_START_TAG]
+
+
+def close_stale_runs(experiment_id: str, stage: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of `stage` whose process died (e.g. by SIGKILL); their ids."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    try:
+        runs = client.search_runs([experiment_id], f"tags.`pipo.stage` = '{stage}' and attributes.status = 'RUNNING'",
+                                  max_results=1000)
+    except Exception as exc:  # a sweep that cannot run must not stop the stage
+        log.warning("could not look for stale %s runs: %s", stage, exc)
+        return []
+    closed = []
+    for run in runs:
+        if not _process_gone(run.data.tags):
+            continue
+        reason = f"process {run.data.tags[PID_TAG]} on {run.data.tags[HOST_TAG]} died without ending the run"
+        try:
+            client.set_tag(run.info.run_id, END_REASON_TAG, reason)
+            client.set_terminated(run.info.run_id, "KILLED")
+        except Exception as exc:
+            log.warning("could not mark stale run %s KILLED: %s", run.info.run_id, exc)
+            continue
+        log.warning("marked MLflow run %s (%s) KILLED: %s", run.info.run_id, stage, reason)
+        closed.append(run.info.run_id)
+    return closed
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into StageTerminated while a stage runs (main thread, default handler only)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum, frame):
+        raise StageTerminated(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _end_run(run_id: str, status: str, reason: str | None) -> None:
+    """End the stage's run with `status`; a store that fails here (it may be what failed the stage)
+    is logged, never raised over the stage's own exception."""
+    import mlflow
+
+    try:
+        if reason:
+            mlflow.MlflowClient().set_tag(run_id, END_REASON_TAG, reason[:5000])
+    except Exception as exc:
+        log.warning("could not tag MLflow run %s with why it ended: %s", run_id, exc)
+    try:
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run_id:
+            mlflow.end_run(status)  # pops the run before it calls the store, so it is popped even if that fails
+        else:
+            mlflow.MlflowClient().set_terminated(run_id, status)
+    except Exception as exc:
+        log.warning("could not mark MLflow run %s %s: %s", run_id, status, exc)
+
+
 @contextlib.contextmanager
 def stage_run(cfg: Config, stage: str) -> Iterator[object]:
-    """A run for one stage, nested under the pipeline's parent run when there is one (rank 0 only)."""
+    """A run for one stage, nested under the pipeline's parent run when there is one (rank 0 only).
+
+    Ends FINISHED, FAILED on an exception, or KILLED on SIGTERM / KeyboardInterrupt; first marks
+    KILLED this stage's runs left RUNNING by a process that died on this host.
+    """
     import mlflow
 
     if not is_main_process():
         yield None
         return
     experiment_id = ensure_experiment(cfg)
-    tags = {"pipo.stage": stage}
+    close_stale_runs(experiment_id, stage)
+    tags = {"pipo.stage": stage, **_process_tags()}
     parent = os.environ.get(PARENT_ENV)
     if parent:
         tags["mlflow.parentRunId"] = parent
-    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
-        mlflow.log_params(cfg.flat())
-        yield run
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags)
+    status, reason = "FAILED", None
+    try:
+        with _sigterm_raises():
+            mlflow.log_params(cfg.flat())
+            yield run
+        status = "FINISHED"
+    except (KeyboardInterrupt, StageTerminated) as exc:
+        status = "KILLED"
+        reason = signal.Signals(exc.signum).name if isinstance(exc, StageTerminated) else "KeyboardInterrupt"
+        raise
+    except BaseException as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        _end_run(run.info.run_id, status, reason)
 
 
 def set_tags(tags: dict[str, str]) -> None:

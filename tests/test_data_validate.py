@@ -24,14 +24,16 @@ def test_good_splits_pass():
     assert report.rows == {"sft": 8, "rl": 12, "eval": 6}
     assert "PASSED" in report.to_markdown()
     checks = report.to_dict()["checks"]
-    assert len(checks) == 7 + 6 + 7 + 1 and all(c["success"] for c in checks)
+    # per split: 4 not-null, answer parseable, prompt bytes, prompt tokens (+ solution for sft, leak
+    # for eval); across splits: unique ids and one answer per repeated prompt
+    assert len(checks) == 8 + 7 + 8 + 2 and all(c["success"] for c in checks)
 
 
 def test_each_failure_is_named_with_ids():
     splits = good_splits()
     sft, rl, ev = splits["sft"], splits["rl"], splits["eval"]
     rl.loc[1, "id"] = rl.loc[0, "id"]  # duplicate id
-    rl.loc[2, "prompt"] = ev.loc[3, "prompt"]  # eval prompt leaked into training
+    rl.loc[2, ["prompt", "answer"]] = ev.loc[3, ["prompt", "answer"]]  # eval prompt leaked into training
     sft.loc[4, "prompt"] = "1+" * 20 + "1="  # too long
     sft.loc[5, "answer"] = "forty-two"  # not a number: the verifier cannot use it
     sft.loc[6, "solution"] = None
@@ -41,7 +43,7 @@ def test_each_failure_is_named_with_ids():
     failed = _failed(report)
     assert failed == {
         "all:id unique across all splits": ["chain_sum-rl-000000"],
-        "eval:eval prompt not in sft or rl": ["chain_sum-eval-000003"],
+        "eval:eval prompt not in sft or rl (whitespace ignored)": ["chain_sum-eval-000003"],
         "sft:prompt <= 16 tokens": ["chain_sum-sft-000004"],
         "sft:answer parseable by the verifier": ["chain_sum-sft-000005"],
         "sft:sft row has a solution": ["chain_sum-sft-000006"],

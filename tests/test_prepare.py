@@ -64,3 +64,70 @@ def test_failure_does_not_create_out_dir(tmp_path, monkeypatch):
     with pytest.raises(DataValidationError, match="prompt <= 3 tokens"):
         prepare(_cfg(out), len, 3, tmp_path / "reports")
     assert not out.exists()
+
+
+def _broken_source(data, seed):
+    from components.data.ingest import IngestError
+
+    raise IngestError("cannot read data file train.parquet: truncated footer")
+
+
+def test_failure_before_validation_replaces_a_stale_passed_report(tmp_path, monkeypatch):
+    out, reports = tmp_path / "prepared", tmp_path / "reports"
+    prepare(_cfg(out), len, 16, reports)  # a previous, passing run
+    assert (reports / "report.md").read_text().startswith("# Data validation: PASSED")
+    monkeypatch.setattr(prepare_mod, "load_source", _broken_source)
+    with pytest.raises(ValueError, match="truncated footer"):
+        prepare(_cfg(out), len, 16, reports)
+    md = (reports / "report.md").read_text()
+    assert "PASSED" not in md and md.startswith("# Data validation: FAILED")
+    assert "before validation" in md and "IngestError" in md and "truncated footer" in md
+    report = json.loads((reports / "report.json").read_text())
+    assert report["success"] is False and report["status"] == "error"
+    assert sorted(p.name for p in reports.iterdir()) == ["report.json", "report.md"]  # no temp files left
+
+
+def test_run_prepare_never_logs_or_leaves_a_stale_passed_report(tmp_path, monkeypatch):
+    """The stage itself: the failed MLflow run carries the new report, not the previous PASSED; a
+    failure before prepare() even starts (the tokenizer budget) leaves NOT RUN on disk."""
+    import mlflow
+
+    import components.stages as stages
+
+    for key in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"):
+        monkeypatch.delenv(key, raising=False)  # restored after the test: stage_run sets them
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = load_config(overrides=["data.num_sft=20", "data.num_rl=50", "data.num_eval=10", f"tracking.tracking_uri={uri}",
+                                 "tracking.experiment=stale-report"])
+    stale = tmp_path / stages.VALIDATION_DIR
+
+    def write_stale():
+        stale.mkdir(parents=True, exist_ok=True)
+        (stale / "report.md").write_text("# Data validation: PASSED\n")
+        (stale / "report.json").write_text(json.dumps({"success": True}))
+
+    write_stale()
+    monkeypatch.setattr(prepare_mod, "load_source", _broken_source)
+    with pytest.raises(ValueError, match="truncated footer"):
+        stages.run_prepare(cfg)
+    assert "PASSED" not in (stale / "report.md").read_text()
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("stale-report")
+    [run] = client.search_runs([experiment.experiment_id], "tags.`pipo.stage` = 'prepare'")
+    assert run.info.status == "FAILED" and "truncated footer" in run.data.tags["pipo.end_reason"]
+    logged = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="validation/report.md",
+                                                 dst_path=str(tmp_path / "downloaded"), tracking_uri=uri)
+    text = Path(logged).read_text()
+    assert text.startswith("# Data validation: FAILED") and "PASSED" not in text
+
+    write_stale()
+
+    def no_tokenizer(cfg):
+        raise OSError("tokenizer folder not found")
+
+    monkeypatch.setattr(stages, "_prompt_budget", no_tokenizer)
+    with pytest.raises(OSError, match="tokenizer folder"):
+        stages.run_prepare(cfg)
+    assert (stale / "report.md").read_text().startswith("# Data validation: NOT RUN")
+    assert json.loads((stale / "report.json").read_text())["success"] is False

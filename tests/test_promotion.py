@@ -13,6 +13,7 @@ from components.benchmarks import BenchmarkError, load_benchmark
 from components.config import BenchmarkConfig, ConfigError, load_config
 from components.model.factory import initial_policy
 from components.promotion import pooled_scores, verify_and_promote
+from components.provenance import eval_manifest, hash_path, write_eval_manifest
 from components.tracking import TrackingUnavailableError, ensure_experiment
 from tests.e2e_support import free_port
 
@@ -27,20 +28,28 @@ def eval_table(correct: list[bool], k: int = 2) -> pd.DataFrame:
 
 @pytest.fixture()
 def workspace(tmp_path, monkeypatch):
-    """A working directory with a tiny RL policy folder and an MLflow store of its own."""
+    """A working directory with tiny SFT and RL policy folders, the eval split, and an MLflow store of its own."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("PIPO_PARENT_RUN_ID", raising=False)
     cfg = load_config(overrides=TINY + ["verify.num_resamples=2000"])
-    model, tok = initial_policy(cfg.model, seed=0)
-    model.save_pretrained(tmp_path / cfg.rl.out_dir)
-    tok.save_pretrained(tmp_path / cfg.rl.out_dir)
+    for seed, out_dir in ((0, cfg.rl.out_dir), (1, cfg.sft.out_dir)):
+        model, tok = initial_policy(cfg.model, seed=seed)
+        model.save_pretrained(tmp_path / out_dir)
+        tok.save_pretrained(tmp_path / out_dir)
+    (tmp_path / cfg.data.out_dir).mkdir(parents=True)
+    pd.DataFrame({"id": ["e0"], "prompt": ["1+1="], "answer": ["2"]}).to_parquet(
+        tmp_path / cfg.data.out_dir / "eval.parquet")
     return tmp_path, cfg
 
 
 def write_eval(root, label: str, correct: list[bool]) -> None:
+    """Per-problem results of one model, and (as the evaluate stage does) the hashes of what was scored."""
     (root / "reports" / "eval" / label).mkdir(parents=True, exist_ok=True)
     eval_table(correct).to_parquet(root / "reports" / "eval" / label / "chain_sum.parquet")
+    cfg = load_config(overrides=TINY)
+    write_eval_manifest(root / "reports" / "eval", eval_manifest(
+        {"sft": cfg.sft.out_dir, "rl": cfg.rl.out_dir}, cfg.eval.benchmarks, cfg.data.out_dir))
 
 
 def test_a_clear_gain_is_registered_and_promoted(workspace):
@@ -55,6 +64,8 @@ def test_a_clear_gain_is_registered_and_promoted(workspace):
     assert version.tags["verdict"] == "passed" and version.tags["algorithm"] == "grpo"
     assert version.tags["pipo.enabled"] == "true" and "git_commit" in version.tags
     assert version.tags["parent_run_id"] == "none"
+    assert version.tags["model_hash"] == hash_path(root / cfg.rl.out_dir)
+    assert version.tags["promotion"] == "promoted to @champion"
     assert json.loads((root / "metrics" / "verify.json").read_text())["registered_version"] == 1
     assert "rl vs sft" in (root / "reports" / "verify" / "report.md").read_text()
 

@@ -21,7 +21,7 @@ CHAIN_SUM = "reasoning_gym/chain_sum"
 
 @pytest.fixture(scope="module")
 def pool():
-    with ScoringPool(workers=2, timeout_s=TIMEOUT_S, min_batch_for_pool=4, extra_scorers_module=HOOKS,
+    with ScoringPool(workers=2, timeout_s=TIMEOUT_S, extra_scorers_module=HOOKS,
                      preload=("reasoning_gym",)) as p:
         yield p
 
@@ -77,10 +77,15 @@ def test_pool_matches_inline_compute_score(pool):
     assert pool.counters() == {"timeouts": 0, "crashes": 0, "errors": 0}
 
 
-def test_workers_start_lazily_and_small_batches_stay_inline():
-    with ScoringPool(workers=2, timeout_s=TIMEOUT_S, min_batch_for_pool=8) as small:
-        assert small.score(*_ok_items(3)) == _expected(3)
-        assert small.pids == []
+def test_workers_start_lazily_and_only_bounded_items_stay_inline():
+    with ScoringPool(workers=2, timeout_s=TIMEOUT_S) as pool:
+        # chain_sum (a Decimal comparison) and box-less completions are bounded: no worker starts.
+        assert pool.score([CHAIN_SUM] * 3 + [MATH], [r"\boxed{85}", r"\boxed{84}", "85", "no box"],
+                          ["85"] * 4) == [1.0, 0.0, 0.0, 0.0]
+        assert pool.pids == []
+        # A math answer needs the deadline, so even a batch of three goes to the workers.
+        assert pool.score(*_ok_items(3)) == _expected(3)
+        assert len(pool.pids) == 2
 
 
 def test_workers_are_reused_and_do_not_import_torch(pool):
@@ -150,7 +155,7 @@ def test_mismatched_columns_are_rejected(pool):
 
 
 def test_close_leaves_no_worker_processes():
-    pool = ScoringPool(workers=2, timeout_s=TIMEOUT_S, min_batch_for_pool=1)
+    pool = ScoringPool(workers=2, timeout_s=TIMEOUT_S)
     assert pool.score(*_ok_items(4)) == _expected(4)
     pids = pool.pids
     assert len(pids) == 2 and all(_alive(pid) for pid in pids)
@@ -163,7 +168,7 @@ def test_close_leaves_no_worker_processes():
 
 
 def test_a_forgotten_pool_stops_its_workers_when_collected():
-    pool = ScoringPool(workers=1, timeout_s=TIMEOUT_S, min_batch_for_pool=1)
+    pool = ScoringPool(workers=1, timeout_s=TIMEOUT_S)
     assert pool.score(*_ok_items(2)) == _expected(2)
     pids = pool.pids
     del pool
@@ -174,7 +179,7 @@ def test_a_forgotten_pool_stops_its_workers_when_collected():
 def test_a_worker_that_cannot_start_is_an_error_not_a_hang():
     with pytest.raises(ModuleNotFoundError):  # the parent imports the scorers module first
         ScoringPool(workers=1, extra_scorers_module="tests.no_such_module")
-    broken = ScoringPool(workers=2, timeout_s=TIMEOUT_S, min_batch_for_pool=1, preload=("no_such_module",))
+    broken = ScoringPool(workers=2, timeout_s=TIMEOUT_S, preload=("no_such_module",))
     with pytest.raises(RuntimeError, match="while starting"):
         broken.score(*_ok_items(4))
     pids = broken.pids

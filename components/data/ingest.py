@@ -17,7 +17,9 @@ import pandas as pd
 
 from components.config import DataConfig
 from components.data import COLUMNS
-from components.rewards import extract_boxed
+from components.data.validate import answer_conflicts, prompt_key
+from components.gym_tasks import unsupported_tasks_error
+from components.rewards import RG_PREFIX, extract_boxed
 
 log = logging.getLogger(__name__)
 
@@ -61,21 +63,36 @@ def read_table(path: str | Path) -> pd.DataFrame:
     raise IngestError(f"data file {path}: unsupported extension {path.suffix!r} (use .parquet, .jsonl or .json)")
 
 
+def _text(value: Any) -> str | None:
+    """A cell as text, or None when it is missing (None, NaN) or not text (bytes, lists, dicts):
+    the validation gate then reports the row by id instead of training on 'None', 'nan' or b'...'."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return None
+    if isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
+        return None if isinstance(value, (float, np.floating)) and np.isnan(value) else str(value)
+    return None
+
+
 def _user_text(prompt: Any) -> str | None:
-    """The last user message of a chat prompt (or the prompt itself when it is plain text)."""
+    """The last user message of a chat prompt (or the prompt itself when it is plain text);
+    None when the prompt is missing, not text, or has no user message."""
     if isinstance(prompt, str):
         return prompt
+    if not isinstance(prompt, (list, tuple, np.ndarray)):
+        return _text(prompt)
     messages = [m for m in _jsonable(prompt) if isinstance(m, dict) and m.get("role") == "user"]
-    return str(messages[-1].get("content")) if messages else None
+    return _text(messages[-1].get("content")) if messages else None
 
 
 def _reference_answer(text: Any) -> tuple[str | None, str | None]:
     """(answer, worked solution) from a reference: boxed answer, GSM8K '#### 42', or the text itself."""
     if isinstance(text, (list, np.ndarray)):
         text = text[0] if len(text) else None
-    if text is None or (isinstance(text, float) and np.isnan(text)):
+    text = _text(text)
+    if text is None:
         return None, None
-    text = str(text)
     if "####" in text:
         return text.rsplit("####", 1)[1].strip().replace(",", ""), text
     if "\\boxed" in text or "\\fbox" in text:
@@ -104,23 +121,24 @@ def _detect_layout(df: pd.DataFrame) -> str:
 
 
 def _verl_row(row: dict) -> dict:
-    reward_model = row.get("reward_model") or {}
+    reward_model = row.get("reward_model")
+    reward_model = reward_model if isinstance(reward_model, dict) else {}
     answer, solution = _reference_answer(reward_model.get("ground_truth"))
     extra = {k: row[k] for k in ("extra_info", "ability") if k in row and row[k] is not None}
-    return {"source": str(row["data_source"]), "prompt": _user_text(row["prompt"]), "answer": answer,
+    return {"source": _text(row["data_source"]), "prompt": _user_text(row["prompt"]), "answer": answer,
             "solution": solution, "metadata": _jsonable(extra)}
 
 
 def _hf_row(row: dict, source: str) -> dict:
     prompt = next(row[c] for c in HF_PROMPT_COLUMNS if c in row)
     answer, solution = _reference_answer(row.get("answer"))
-    if row.get("solution") is not None:
+    if _text(row.get("solution")) is not None:
         # MATH style: the solution is a worked solution; an explicit answer column wins over its box.
         boxed, solution = _reference_answer(row["solution"])
         answer = answer or boxed
-        solution = solution or str(row["solution"])
+        solution = solution or _text(row["solution"])
     skip = set(HF_PROMPT_COLUMNS) | set(HF_ANSWER_COLUMNS)
-    return {"source": source, "prompt": str(prompt), "answer": answer, "solution": solution,
+    return {"source": source, "prompt": _user_text(prompt), "answer": answer, "solution": solution,
             "metadata": _jsonable({k: v for k, v in row.items() if k not in skip})}
 
 
@@ -163,10 +181,17 @@ def load_hub(name: str, split: str) -> pd.DataFrame:
 
 
 def _dedupe(df: pd.DataFrame, what: str) -> pd.DataFrame:
-    out = df.drop_duplicates(subset="prompt", keep="first")
-    if len(out) < len(df):
-        log.warning("%s: dropped %d rows with a repeated prompt", what, len(df) - len(out))
-    return out.reset_index(drop=True)
+    """One row per prompt (whitespace ignored), keeping the first. Rows without a prompt, and every
+    row of a prompt repeated with different answers, are kept so the validation gate names them."""
+    keys = df["prompt"].map(prompt_key)
+    conflict = answer_conflicts(df)
+    repeated = keys.notna() & keys.duplicated(keep="first") & ~conflict
+    if repeated.any():
+        log.warning("%s: dropped %d rows with a repeated prompt", what, int(repeated.sum()))
+    if conflict.any():
+        log.warning("%s: %d rows repeat a prompt with a different answer; kept for the validation gate to "
+                    "report", what, int(conflict.sum()))
+    return df[~repeated].reset_index(drop=True)
 
 
 def split_rows(
@@ -178,6 +203,9 @@ def split_rows(
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
     rows = rows.iloc[order].reset_index(drop=True)
+    conflict = answer_conflicts(rows)
+    if conflict.any():  # first, so that no split's size cap hides them from the gate (which then fails)
+        rows = pd.concat([rows[conflict], rows[~conflict]], ignore_index=True)
     if eval_rows is None:
         if len(rows) <= data.num_eval:
             raise ValueError(f"the data files hold {len(rows)} distinct prompts: not enough for num_eval="
@@ -185,7 +213,7 @@ def split_rows(
         eval_df, rows = rows.iloc[: data.num_eval], rows.iloc[data.num_eval :]
     else:
         eval_df = _dedupe(eval_rows, "eval files")
-        leaked = rows["prompt"].isin(set(eval_df["prompt"]))
+        leaked = rows["prompt"].map(prompt_key).isin(set(eval_df["prompt"].map(prompt_key).dropna()))
         if leaked.any():  # decontaminate: an eval prompt must never be trained on
             log.warning("dropped %d training rows whose prompt is in the eval files", int(leaked.sum()))
             rows = rows[~leaked]
@@ -197,15 +225,28 @@ def split_rows(
     return {"sft": sft.reset_index(drop=True), "rl": rl.reset_index(drop=True), "eval": eval_df.reset_index(drop=True)}
 
 
+def refuse_unaccepted_gym_tasks(*frames: pd.DataFrame | None) -> None:
+    """An IngestError naming every reasoning-gym task in the rows that the verifier does not accept
+    (components.gym_tasks: its scorer could run model output as code), and the accepted ones."""
+    tasks = {s[len(RG_PREFIX):] for df in frames if df is not None for s in df["source"]
+             if isinstance(s, str) and s.startswith(RG_PREFIX)}
+    error = unsupported_tasks_error(tasks)
+    if error:
+        raise IngestError(error)
+
+
 def load_source(data: DataConfig, seed: int) -> dict[str, pd.DataFrame]:
     """sft/rl/eval canonical splits for whichever data.source is configured."""
     if data.source == "reasoning_gym":
         from components.data.arithmetic import generate_splits
 
-        return generate_splits(data.task, data.num_sft, data.num_rl, data.num_eval, seed)
+        splits = generate_splits(data.task, data.num_sft, data.num_rl, data.num_eval, seed)
+        refuse_unaccepted_gym_tasks(*splits.values())
+        return splits
     if data.source == "hf_hub":
         rows = load_hub(str(data.hub_dataset), data.hub_split)
     else:
         rows = load_files(data.files, "verl" if data.source == "verl" else "hf")
     eval_rows = load_files(data.eval_files, None) if data.eval_files else None
+    refuse_unaccepted_gym_tasks(rows, eval_rows)
     return split_rows(rows, eval_rows, data, seed)

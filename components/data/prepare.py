@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from components.config import Config
 from components.data import COLUMNS, SPLITS
 from components.data.ingest import load_source
-from components.io_utils import atomic_dir
+from components.io_utils import atomic_dir, atomic_write_text
 from components.data.validate import ValidationReport, summarize_failures, validate_splits
 
 # Every column is a (nullable) string: an all-None `solution` column (rl, eval) would otherwise be
@@ -40,9 +40,27 @@ def content_hash(df: pd.DataFrame) -> str:
 
 
 def _write_report(report: ValidationReport, report_dir: Path) -> None:
-    report_dir.mkdir(parents=True, exist_ok=True)
-    (report_dir / "report.md").write_text(report.to_markdown())
-    (report_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    _write_report_files(report_dir, report.to_markdown(), report.to_dict())
+
+
+def _write_report_files(report_dir: Path, markdown: str, data: dict[str, Any]) -> None:
+    # Each file is replaced in one rename (json first, the human-facing md last): a reader never
+    # sees a half-written report, nor an old verdict once a new run has started.
+    atomic_write_text(Path(report_dir) / "report.json", json.dumps(data, indent=2) + "\n")
+    atomic_write_text(Path(report_dir) / "report.md", markdown)
+
+
+def reset_report(report_dir: Path, reason: str = "prepare started; no validation result yet") -> None:
+    """Replace the previous run's report with a NOT RUN one, so a prepare that fails (or is killed)
+    before validation never shows, or logs to MLflow, an old PASSED."""
+    _write_report_files(report_dir, f"# Data validation: NOT RUN\n\n{reason}\n",
+                        {"success": False, "status": "not_run", "reason": reason, "rows": {}, "checks": []})
+
+
+def _report_early_failure(report_dir: Path, exc: BaseException) -> None:
+    reason = f"prepare failed before validation: {type(exc).__name__}: {exc}"
+    _write_report_files(report_dir, f"# Data validation: FAILED\n\n{reason}\n",
+                        {"success": False, "status": "error", "reason": reason, "rows": {}, "checks": []})
 
 
 def write_splits_atomically(splits: dict[str, pd.DataFrame], out_dir: Path) -> None:
@@ -62,8 +80,13 @@ def prepare(
     Returns {split: {"rows": n, "hash": sha256}}; raises DataValidationError before touching
     data.out_dir when any expectation fails.
     """
-    splits = load_source(cfg.data, cfg.seed)
-    report = validate_splits(splits, count_tokens, max_prompt_tokens)
+    reset_report(Path(report_dir))
+    try:
+        splits = load_source(cfg.data, cfg.seed)
+        report = validate_splits(splits, count_tokens, max_prompt_tokens)
+    except Exception as exc:
+        _report_early_failure(Path(report_dir), exc)
+        raise
     _write_report(report, Path(report_dir))
     if not report.success:
         raise DataValidationError(report, Path(report_dir))

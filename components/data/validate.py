@@ -1,14 +1,15 @@
 """Great Expectations checks on the sft/rl/eval splits before anything trains on them.
 
-Derived facts (verifier can parse the answer, prompt length in tokens, eval prompt leaked into
-training) become computed columns, so every check is a plain column expectation whose failures
-GX reports by row id.
+Derived facts (verifier can parse the answer, prompt length in bytes and tokens, eval prompt
+leaked into training, a repeated prompt with another answer) become computed columns, so every
+check is a plain column expectation whose failures GX reports by row id.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -18,6 +19,46 @@ from components.rewards import is_verifiable
 
 MAX_IDS_SHOWN = 20
 NOT_NULL_COLUMNS = ("id", "prompt", "answer", "source")
+# A prompt longer than max_prompt_tokens * BYTES_PER_TOKEN UTF-8 bytes cannot fit the token budget,
+# so it is rejected before the tokenizer sees it (a 10 MB prompt made the tokenizer peak at 4.7 GB,
+# a 100 MB one aborted it). Generous on purpose: a character-level tokenizer packs at most 4 bytes
+# into a token, BPE tokenizers about 4 on English and far fewer on other scripts; only a prompt
+# made mostly of long merged runs (e.g. 64 '=' in one token) could exceed 32 and be refused by
+# bytes although its tokens would fit.
+BYTES_PER_TOKEN = 32
+EVAL_LEAK = "eval prompt not in sft or rl (whitespace ignored)"
+ANSWER_CONFLICT = "a repeated prompt has one answer"
+_WHITESPACE = re.compile(r"\s+")
+
+
+def prompt_key(prompt: Any) -> str | None:
+    """A prompt with all whitespace removed: '1 + 6= ' and '1+6=' are the same problem for leakage
+    and duplicate checks. None for a missing or non-text prompt."""
+    return _WHITESPACE.sub("", prompt) if isinstance(prompt, str) else None
+
+
+def max_prompt_bytes(max_prompt_tokens: int) -> int:
+    """The byte bound checked before tokenizing (see BYTES_PER_TOKEN)."""
+    return max_prompt_tokens * BYTES_PER_TOKEN
+
+
+def _utf8_length(text: str, limit: int) -> int:
+    """UTF-8 byte length, without encoding a text that is already longer than `limit` in characters
+    (each character is at least one byte, so it is over the bound either way)."""
+    if len(text) > limit:
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def answer_conflicts(df: pd.DataFrame) -> pd.Series:
+    """True for rows whose prompt (ignoring whitespace) occurs with another non-null answer
+    (answers compared after stripping): keeping either one silently would train on a coin flip."""
+    keys = df["prompt"].map(prompt_key)
+    answers = df["answer"].map(lambda a: a.strip() if isinstance(a, str) else None)
+    if keys.isna().all():
+        return pd.Series(False, index=df.index)
+    distinct = answers.groupby(keys, dropna=True).transform("nunique")
+    return distinct.fillna(0).gt(1).reindex(df.index, fill_value=False).astype(bool)
 
 
 @dataclass
@@ -64,17 +105,23 @@ class ValidationReport:
 
 
 def _with_computed_columns(
-    df: pd.DataFrame, split: str, train_prompts: set[str], count_tokens: Callable[[str], int]
+    df: pd.DataFrame, split: str, train_keys: set[str], count_tokens: Callable[[str], int] | None,
+    byte_limit: int,
 ) -> pd.DataFrame:
     out = df.copy()
     out["answer_verifiable"] = [
         is_verifiable(str(s), a) if isinstance(a, str) else False for s, a in zip(out["source"], out["answer"])
     ]
-    # None for a missing prompt: the not-null check reports it, the length check skips it.
-    out["prompt_tokens"] = pd.Series([count_tokens(p) if isinstance(p, str) else None for p in out["prompt"]],
-                                     index=out.index, dtype="float64")
+    # None for a missing prompt: the not-null check reports it, the length checks skip it. Only a
+    # prompt within the byte bound is tokenized; a longer one is reported by the byte check.
+    sizes = [_utf8_length(p, byte_limit) if isinstance(p, str) else None for p in out["prompt"]]
+    out["prompt_bytes"] = pd.Series(sizes, index=out.index, dtype="float64")
+    if count_tokens is not None:
+        out["prompt_tokens"] = pd.Series(
+            [count_tokens(p) if n is not None and n <= byte_limit else None for p, n in zip(out["prompt"], sizes)],
+            index=out.index, dtype="float64")
     if split == "eval":
-        out["prompt_in_train"] = out["prompt"].isin(train_prompts)
+        out["prompt_in_train"] = out["prompt"].map(prompt_key).isin(train_keys)
     return out
 
 
@@ -84,14 +131,17 @@ def _expectations(split: str, max_prompt_tokens: int) -> list[tuple[str, Any]]:
 
     checks: list[tuple[str, Any]] = [(f"{c} not null", gxe.ExpectColumnValuesToNotBeNull(column=c))
                                      for c in NOT_NULL_COLUMNS]
+    byte_limit = max_prompt_bytes(max_prompt_tokens)
     checks += [
         ("answer parseable by the verifier",
          gxe.ExpectColumnValuesToBeInSet(column="answer_verifiable", value_set=[True])),
+        (f"prompt 1..{byte_limit} bytes (checked before tokenizing)",
+         gxe.ExpectColumnValuesToBeBetween(column="prompt_bytes", min_value=1, max_value=byte_limit)),
         (f"prompt <= {max_prompt_tokens} tokens",
          gxe.ExpectColumnValuesToBeBetween(column="prompt_tokens", min_value=1, max_value=max_prompt_tokens)),
     ]
     if split == "eval":
-        checks.append(("eval prompt not in sft or rl",
+        checks.append((EVAL_LEAK,
                        gxe.ExpectColumnValuesToBeInSet(column="prompt_in_train", value_set=[False])))
     if split == "sft":
         checks.append(("sft row has a solution", gxe.ExpectColumnValuesToNotBeNull(column="solution")))
@@ -140,15 +190,45 @@ def validate_splits(
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    train_prompts = {p for s in ("sft", "rl") if s in splits for p in splits[s]["prompt"].dropna()}
+    byte_limit = max_prompt_bytes(max_prompt_tokens)
+    train_keys = {prompt_key(p) for s in ("sft", "rl") if s in splits for p in splits[s]["prompt"]
+                  if isinstance(p, str) and len(p) <= byte_limit}
     checks: list[CheckResult] = []
     for split, df in splits.items():
-        frame = _with_computed_columns(df, split, train_prompts, count_tokens)
+        frame = _with_computed_columns(df, split, train_keys, count_tokens, byte_limit)
         checks += _run_suite(context, split, frame, _expectations(split, max_prompt_tokens))
-    combined = pd.concat([df[["id"]] for df in splits.values()], ignore_index=True)
-    checks += _run_suite(context, "all", combined,
-                         [("id unique across all splits", gxe.ExpectColumnValuesToBeUnique(column="id"))])
+    combined = pd.concat([df[["id", "prompt", "answer"]] for df in splits.values()], ignore_index=True)
+    combined["answer_consistent"] = ~answer_conflicts(combined)
+    checks += _run_suite(context, "all", combined[["id", "answer_consistent"]],
+                         [("id unique across all splits", gxe.ExpectColumnValuesToBeUnique(column="id")),
+                          (ANSWER_CONFLICT, gxe.ExpectColumnValuesToBeInSet(column="answer_consistent",
+                                                                             value_set=[True]))])
     return ValidationReport(checks=checks, rows={s: len(df) for s, df in splits.items()})
+
+
+def check_rows(df: pd.DataFrame, byte_limit: int) -> list[tuple[str, int, list[str]]]:
+    """The gate's row checks that need neither a tokenizer nor other splits, evaluated with pandas
+    (no GX): for data that is scored but never trained on, i.e. benchmark files. A prompt, answer or
+    source that is not text counts as null, as in ingest. Returns (description, failing count,
+    first failing ids) per failed check; empty when every row passes."""
+    frame = df.reset_index(drop=True).copy()
+    for column in ("prompt", "answer", "source"):
+        frame[column] = pd.Series([v if isinstance(v, str) else None for v in frame[column]], dtype=object)
+    frame = _with_computed_columns(frame, "benchmark", set(), None, byte_limit)
+    bad: list[tuple[str, pd.Series]] = [(f"{c} not null", frame[c].isna()) for c in NOT_NULL_COLUMNS]
+    bad += [
+        ("answer parseable by the verifier", ~frame["answer_verifiable"].astype(bool)),
+        (f"prompt 1..{byte_limit} bytes (checked before tokenizing)",
+         frame["prompt_bytes"].notna() & ~frame["prompt_bytes"].between(1, byte_limit)),
+        ("id unique", frame["id"].notna() & frame["id"].duplicated(keep=False)),
+        (ANSWER_CONFLICT, answer_conflicts(frame)),
+    ]
+    out = []
+    for description, mask in bad:
+        if mask.any():
+            ids = [_id_label(v) for v in frame.loc[mask, "id"]]
+            out.append((description, len(ids), list(dict.fromkeys(ids))[:MAX_IDS_SHOWN]))
+    return out
 
 
 def summarize_failures(report: ValidationReport) -> str:

@@ -7,6 +7,8 @@ Layout of one checkpoint folder `iter-000050/`:
                          own shard of the previous batch), RNGs, counters: tensors and plain
                          containers only, read with torch.load(weights_only=True)
   meta.json              iteration and the fingerprint of the config that wrote it
+  checksums.json         sha256 of every other file, written last: a checkpoint whose bytes
+                         changed after it was written (a flipped bit) is refused like a damaged one
 
 Nothing here unpickles arbitrary objects.
 """
@@ -43,7 +45,46 @@ def checkpoint_name(iteration: int) -> str:
     return f"iter-{iteration:06d}"
 
 
-REQUIRED_FILES = ("meta.json", "weights.safetensors", "trainer_state-rank0.pt")
+MANIFEST = "checksums.json"
+REQUIRED_FILES = ("meta.json", "weights.safetensors", "trainer_state-rank0.pt", MANIFEST)
+
+
+def checkpoint_iteration(path: Path) -> int | None:
+    """The iteration an iter-NNNNNN folder holds (None for any other name)."""
+    name = Path(path).name
+    return int(name[len("iter-"):]) if name.startswith("iter-") and name[len("iter-"):].isdigit() else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): _sha256(p) for p in sorted(Path(folder).rglob("*"))
+            if p.is_file() and p.relative_to(folder).as_posix() != MANIFEST}
+
+
+def write_manifest(folder: Path) -> None:
+    """sha256 of every file in the checkpoint folder; written last, before the folder is published."""
+    (Path(folder) / MANIFEST).write_text(json.dumps({"sha256": _checksums(folder)}, indent=2, sort_keys=True))
+
+
+def verify_manifest(path: Path) -> None:
+    """Raise CorruptCheckpointError when any file differs from, or is missing from, the manifest."""
+    try:
+        expected = json.loads((Path(path) / MANIFEST).read_text())["sha256"]
+        assert isinstance(expected, dict)
+    except (OSError, ValueError, KeyError, TypeError, AssertionError) as exc:
+        raise CorruptCheckpointError(f"checkpoint {path}: {MANIFEST} unreadable: {exc!r}") from exc
+    actual = _checksums(path)
+    bad = sorted(f for f in set(expected) | set(actual) if expected.get(f) != actual.get(f))
+    if bad:
+        raise CorruptCheckpointError(f"checkpoint {path}: checksum mismatch in {', '.join(bad[:5])}"
+                                     f"{' and more' if len(bad) > 5 else ''} (the files changed after they were written)")
 
 
 def rank_state_name(rank: int) -> str:
@@ -79,8 +120,9 @@ def save_checkpoint(root: Path, iteration: int, model, tokenizer, trainer_state:
             save_model(model, str(tmp / "weights.safetensors"))
         else:
             # the keys save_model would keep: one name per tied tensor, as load_model expects
-            keep = set(model.state_dict()) - _tied_aliases(model)
-            save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items() if k in keep},
+            # (not named `keep`: that would shadow the count of checkpoints to keep, used below)
+            names = set(model.state_dict()) - _tied_aliases(model)
+            save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items() if k in names},
                       str(tmp / "weights.safetensors"))
         if isinstance(trainer_state, dict):
             torch.save(trainer_state, tmp / rank_state_name(0))
@@ -88,8 +130,12 @@ def save_checkpoint(root: Path, iteration: int, model, tokenizer, trainer_state:
             for rank, staged in enumerate(trainer_state):
                 shutil.move(str(staged), tmp / rank_state_name(rank))
         (tmp / "meta.json").write_text(json.dumps({"iteration": iteration, **meta}, indent=2, sort_keys=True))
+        write_manifest(tmp)  # last: it vouches for every file above
     atomic_write_text(root / LATEST, target.name + "\n")
-    for path in sorted(p for p in root.glob("iter-*") if p.is_dir())[:-keep]:
+    # Keep the newest `keep`, never the one just written (a run that restarted below older,
+    # longer-run checkpoints writes lower iteration numbers than they hold).
+    others = sorted(p for p in root.glob("iter-*") if p.is_dir() and p.name != target.name)
+    for path in others[: max(len(others) - (keep - 1), 0)]:
         shutil.rmtree(path, ignore_errors=True)
     return target
 
@@ -167,6 +213,7 @@ def load_checkpoint(path: Path, model, expected_meta: dict, rank: int = 0) -> di
     if not is_complete(path):
         missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
         raise CorruptCheckpointError(f"checkpoint {path} is incomplete (missing or empty: {missing})")
+    verify_manifest(path)
     try:
         meta = json.loads((path / "meta.json").read_text())
     except (OSError, ValueError) as exc:

@@ -34,9 +34,9 @@ from components.config import RewardConfig, RLConfig, RolloutConfig
 from components import rewards as reward_fns
 from components.rl.advantages import ADVANTAGES
 from components.faults import maybe_fault
-from components.rl.checkpoint import (CorruptCheckpointError, load_checkpoint, rank_state_name,
-                                      remove_partial_writes, resume_candidates, save_checkpoint,
-                                      stage_rank_state)
+from components.rl.checkpoint import (CorruptCheckpointError, checkpoint_iteration, load_checkpoint,
+                                      rank_state_name, remove_partial_writes, resume_candidates,
+                                      save_checkpoint, stage_rank_state)
 from components.rl.importance import logprob_mismatch, truncated_is_weights
 from components.rl.logprobs import completion_logprobs
 from components.rl.losses import POLICY_LOSSES, seq_mean_token_mean
@@ -83,9 +83,15 @@ def overlong_penalty(lengths: torch.Tensor, max_len: int, buffer: int, factor: f
 
 def score_batch(batch: RolloutBatch, sources: list[str], answers: list[str], scorer=None,
                 reward: RewardConfig | None = None) -> torch.Tensor:
-    """Verifiable rewards of a rollout batch, optionally shaped with the format reward."""
+    """Verifiable rewards of a rollout batch, optionally shaped with the format reward.
+
+    Always through a ScoringPool (a transient one when none is given), so that every completion is
+    either bounded by construction or scored in a worker under reward.timeout_s."""
     if scorer is None:
-        correct = [reward_fns.compute_score(s, text, a) for s, text, a in zip(sources, batch.texts, answers)]
+        from components.scoring import ScoringPool
+
+        with ScoringPool(0, reward.timeout_s) if reward is not None else ScoringPool(0) as pool:
+            correct = pool.score(sources, batch.texts, answers)
     else:
         correct = scorer.score(sources, batch.texts, answers)
     if reward is not None and (reward.correct_weight != 1.0 or reward.format_weight != 0.0):
@@ -172,11 +178,11 @@ class RLTrainer:
         # The engine's weights are brought up to date before a rollout whenever an optimizer step
         # changed them (a resumed checkpoint counts); the hf engine shares the module, a no-op.
         self.weights_dirty = True
-        self.scorer = None  # a scoring process pool (with per-item timeouts) when reward.workers > 0
-        if reward is not None and reward.workers > 0:
+        self.scorer = None  # the scoring pool: per-item timeouts for every item not bounded by construction
+        if reward is not None:
             from components.scoring import ScoringPool
 
-            self.scorer = ScoringPool(reward.workers, reward.timeout_s, reward.min_batch_for_pool)
+            self.scorer = ScoringPool(reward.workers, reward.timeout_s)
         self.sampler = PromptSampler(len(prompts), seed)
         self.texts, self.answers, self.sources = (prompts[c].tolist() for c in ("prompt", "answer", "source"))
         self.pipo = PIPOState(cfg.pipo.window, cfg.pipo.history_needed) if cfg.pipo.enabled else None
@@ -217,6 +223,9 @@ class RLTrainer:
 
         A damaged or missing `latest` falls back to the previous checkpoint, with a warning; a
         checkpoint of another setup raises CheckpointMismatchError naming what differs.
+        Only checkpoints at or below rl.iterations count: the iteration count is left out of the
+        fingerprint (so raising it continues a run), and a lowered one must not return a model
+        trained for longer than asked; the newest checkpoint at or below it is used, or none.
         """
         if self.sharded and resume_candidates(checkpoint_dir):
             raise RuntimeError(
@@ -228,6 +237,13 @@ class RLTrainer:
                 log.warning("rl: removed %s, a checkpoint write that never finished (the process died)", leftover)
         self.acc.wait_for_everyone()
         candidates = resume_candidates(checkpoint_dir)
+        target = self.cfg.iterations
+        beyond = [p for p in candidates if (checkpoint_iteration(p) or 0) > target]
+        if beyond:
+            log.warning("rl: ignoring checkpoint(s) %s in %s: past rl.iterations=%d (a longer run of this "
+                        "configuration wrote them); using the newest checkpoint at or below iteration %d instead",
+                        ", ".join(sorted(p.name for p in beyond)), checkpoint_dir, target, target)
+            candidates = [p for p in candidates if p not in beyond]
         for rank_in_list, path in enumerate(candidates):
             try:
                 state = load_checkpoint(path, self.acc.unwrap_model(self.model), self.meta, self.rank)
@@ -244,8 +260,9 @@ class RLTrainer:
             log.info("rl: resumed from %s at iteration %d (first written by MLflow run %s)", path,
                      self.start_iteration, self.resumed_run_id)
             return self.start_iteration
-        if candidates:
-            log.warning("rl: no loadable checkpoint in %s; starting from iteration 0", checkpoint_dir)
+        if candidates or beyond:
+            log.warning("rl: no loadable checkpoint%s in %s; starting from iteration 0",
+                        f" at or below iteration {target}" if beyond else "", checkpoint_dir)
         return 0
 
     @property
