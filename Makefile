@@ -80,7 +80,7 @@ serve: install remote
 # RL variants vs SFT vs matched-time continued SFT over seeds (params.yaml `compare:`).
 compare: install remote
 	$(VENV)/bin/dvc repro prepare
-	$(PY) -m components.compare
+	$(PY) -m components.compare.run
 
 # PIPO's per-iteration cost over its base algorithm, side by side (needs `make run` first).
 bench: install

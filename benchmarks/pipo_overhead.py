@@ -28,7 +28,7 @@ from components.config import load_config  # noqa: E402
 from components.model.factory import initial_policy, load_policy  # noqa: E402
 from components.rl.logprobs import completion_logprobs  # noqa: E402
 from components.rl.trainer import RLTrainer  # noqa: E402
-from components.runtime import configure_threads, quiet_environment  # noqa: E402
+from components.infra.runtime import configure_threads, quiet_environment  # noqa: E402
 
 
 def fwd_bwd_seconds(trainer: RLTrainer, generator: torch.Generator, repeats: int = 5) -> float:
@@ -65,8 +65,10 @@ def main() -> None:
     prompts = pd.read_parquet(args.prompts)
     acc = Accelerator(cpu=not torch.cuda.is_available())
     trainers = {
-        "base": RLTrainer(copy.deepcopy(model), tok, prompts, base_cfg.rl, base_cfg.seed, acc),
-        "pipo": RLTrainer(copy.deepcopy(model), tok, prompts, pipo_cfg.rl, pipo_cfg.seed, acc),
+        "base": RLTrainer(copy.deepcopy(model), tok, prompts, base_cfg.rl, base_cfg.seed, acc,
+                          rollout=base_cfg.rollout, reward=base_cfg.reward),
+        "pipo": RLTrainer(copy.deepcopy(model), tok, prompts, pipo_cfg.rl, pipo_cfg.seed, acc,
+                          rollout=pipo_cfg.rollout, reward=pipo_cfg.reward),
     }
     times: dict[str, list[float]] = {"base": [], "pipo": [], "pi_step": []}
     first_active = None

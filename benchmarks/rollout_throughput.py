@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from components.config import load_config  # noqa: E402
 from components.model.factory import load_policy  # noqa: E402
 from components.rollout import make_engine  # noqa: E402
-from components.runtime import configure_threads, quiet_environment  # noqa: E402
+from components.infra.runtime import configure_threads, quiet_environment  # noqa: E402
 
 
 def main() -> None:

@@ -10,16 +10,16 @@ import logging
 import sys
 
 from components.config import ConfigError, load_config
-from components.runtime import configure_threads, quiet_environment
+from components.infra.runtime import configure_threads, quiet_environment
 
 
 def main(argv: list[str] | None = None) -> int:
     quiet_environment()
     configure_threads()
-    from components.stages import STAGES
+    from components.stages import STAGE_NAMES, stage_function
 
     parser = argparse.ArgumentParser(prog="python -m components.cli", description=__doc__)
-    parser.add_argument("stage", choices=sorted(STAGES))
+    parser.add_argument("stage", choices=STAGE_NAMES)
     parser.add_argument("--params", default=None, help="params file (default: params.yaml)")
     parser.add_argument("--preset", action="append", default=None, metavar="FILE",
                         help="partial params file layered over params.yaml, e.g. presets/gpu.yaml (repeatable; "
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        STAGES[args.stage](cfg)
+        stage_function(args.stage)(cfg)
     except ConfigError as exc:  # a setting only checkable once the stage has loaded its model
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from components.config import REPO_ROOT
-from components.runtime import quiet_environment
+from components.infra.runtime import quiet_environment
 
 
 def wait_for_url(url: str, deadline_s: float = 180.0, proc: subprocess.Popen | None = None) -> None:

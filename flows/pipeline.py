@@ -2,7 +2,7 @@
 
 Why through DVC: DVC decides what is stale (a second run does nothing, a changed rl param reruns
 only rl and evaluate) and versions the outputs; Prefect adds retries, logs, a UI and deployments.
-Both reach the same stage code (components/stages.py via components/cli.py).
+Both reach the same stage code (components/stages/STAGE.py via components/cli.py).
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import sys
 from collections import deque
 from pathlib import Path
 
-from components.runtime import quiet_environment
+from components.infra.runtime import quiet_environment
 
 quiet_environment()
 
 from prefect import flow, get_run_logger, task  # noqa: E402
 
 from components.config import REPO_ROOT, load_config  # noqa: E402
-from components.tracking import PARENT_ENV, ensure_experiment, metric_key  # noqa: E402
+from components.infra.tracking import PARENT_ENV, ensure_experiment, metric_key  # noqa: E402
 
 STAGES = ("prepare", "sft", "rl", "evaluate", "verify")
 

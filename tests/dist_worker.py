@@ -19,8 +19,10 @@ from components.config import load_config  # noqa: E402
 from components.model.factory import initial_policy  # noqa: E402
 from components.rl import trainer as trainer_module  # noqa: E402
 from components.rl.advantages import ADVANTAGES  # noqa: E402
+from components.rl.batch import TrainingBatch  # noqa: E402
+from components.rl.collectives import global_mean  # noqa: E402
 from components.rl.logprobs import completion_logprobs  # noqa: E402
-from components.rl.trainer import RLTrainer, global_mean, select, train_rl  # noqa: E402
+from components.rl.trainer import RLTrainer, train_rl  # noqa: E402
 from tests.test_rl_trainer import TINY, parity_reward, sums  # noqa: E402
 
 
@@ -31,7 +33,7 @@ def checksum(model) -> float:
 def update_gap(acc, cfg, model, tok) -> dict[str, float]:
     """One base update on a fixed global batch: this rank's shard under DDP vs one process on all of it."""
     world, rank = acc.num_processes, acc.process_index
-    trainer = RLTrainer(copy.deepcopy(model), tok, sums(64, 2), cfg.rl, 0, acc)
+    trainer = RLTrainer(copy.deepcopy(model), tok, sums(64, 2), cfg.rl, 0, acc, rollout=cfg.rollout, reward=cfg.reward)
     single = copy.deepcopy(model)
     G = cfg.rl.num_generations
     prompts = [p for p in sums(64, 2)["prompt"].tolist()[:8] for _ in range(G)]
@@ -40,16 +42,18 @@ def update_gap(acc, cfg, model, tok) -> dict[str, float]:
     adv = ADVANTAGES["grpo"](parity_reward(full, None, None).view(-1, G)).reshape(-1)
     groups = torch.arange(len(prompts) // G)[rank::world]  # sharded by prompt group, as the trainer does
     mine = (groups[:, None] * G + torch.arange(G)).reshape(-1)
-    shard = select(full, mine)
+    shard = full.select(mine)
+    shard_batch = TrainingBatch(prompt_ids=shard.prompt_ids, prompt_mask=shard.prompt_mask,
+                                completion_ids=shard.completion_ids, completion_mask=shard.completion_mask,
+                                loss_mask=shard.completion_mask.float(), old_logprobs=shard.logprobs,
+                                advantages=adv[mine])
+    trainer.update.step(shard_batch, [torch.arange(len(shard))], cfg.rl.lr, "standard")
 
-    def loss_on(module, b, a):
-        lp, _ = completion_logprobs(module, b.prompt_ids, b.prompt_mask, b.completion_ids, b.completion_mask)
-        return trainer.loss_fn(lp, b.logprobs, a, b.completion_mask.float(), max_len=cfg.rl.max_completion_length)
-
-    trainer._step([torch.arange(len(shard))], lambda idx: loss_on(trainer.model, select(shard, idx), adv[mine][idx]),
-                  cfg.rl.lr)
     opt = torch.optim.AdamW(single.parameters(), lr=cfg.rl.lr, weight_decay=cfg.rl.weight_decay)
-    loss, _ = loss_on(single, full, adv)
+    lp, _ = completion_logprobs(single, full.prompt_ids, full.prompt_mask, full.completion_ids, full.completion_mask)
+    loss, _ = trainer.update.loss_fn(lp, full.logprobs, adv, full.completion_mask.float(), eps_low=cfg.rl.epsilon,
+                                     eps_high=cfg.rl.epsilon_high, max_len=cfg.rl.max_completion_length,
+                                     surrogate="standard")
     loss.backward()
     torch.nn.utils.clip_grad_norm_(single.parameters(), cfg.rl.max_grad_norm)
     ddp_grads = {n: p.grad for n, p in acc.unwrap_model(trainer.model).named_parameters()}
@@ -57,6 +61,7 @@ def update_gap(acc, cfg, model, tok) -> dict[str, float]:
     opt.step()
     weight_gap = max(float((a - b).abs().max()) for a, b in
                      zip(acc.unwrap_model(trainer.model).parameters(), single.parameters()))
+    trainer.close()
     return {"grad_gap": grad_gap, "weight_gap": weight_gap,
             "grad_scale": max(float(p.grad.abs().max()) for p in single.parameters())}
 
@@ -73,7 +78,7 @@ def main(out_dir: Path) -> None:
     model, tok = initial_policy(cfg.model, seed=0)
     gap = update_gap(acc, cfg, model, tok)
     checksums = []
-    model, result = train_rl(model, tok, sums(200, 1), cfg.rl, 0, acc,
+    model, result = train_rl(model, tok, sums(200, 1), cfg.rl, 0, acc, rollout=cfg.rollout, reward=cfg.reward,
                              log_metrics=lambda m, step: checksums.append(checksum(model)))
     history = [{k: v for k, v in h.items() if not k.startswith("perf/")} for h in result.history]
 
@@ -81,9 +86,11 @@ def main(out_dir: Path) -> None:
     ckpt = out_dir / "ckpt"
     short = load_config(overrides=TINY + ["rl.pipo.enabled=true", "rl.iterations=2", "rl.checkpoint_every=2"])
     first, _ = initial_policy(cfg.model, seed=0)
-    _, part1 = train_rl(first, tok, sums(200, 1), short.rl, 0, acc, checkpoint_dir=ckpt)
+    _, part1 = train_rl(first, tok, sums(200, 1), short.rl, 0, acc, rollout=short.rollout, reward=short.reward,
+                        checkpoint_dir=ckpt)
     second, _ = initial_policy(cfg.model, seed=0)
-    second, part2 = train_rl(second, tok, sums(200, 1), cfg.rl, 0, acc, checkpoint_dir=ckpt, resume=True)
+    second, part2 = train_rl(second, tok, sums(200, 1), cfg.rl, 0, acc, rollout=cfg.rollout, reward=cfg.reward,
+                             checkpoint_dir=ckpt, resume=True)
     resumed = [{k: v for k, v in h.items() if not k.startswith("perf/")} for h in part1.history + part2.history]
     (out_dir / f"rank{rank}.json").write_text(json.dumps({
         "mean": mean, "history": history, "checksums": checksums, "checksum": checksum(model), **gap,

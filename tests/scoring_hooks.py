@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from components.rewards import register_scorer
+from components.reward.score import register_scorer
 
 PREFIX = "hook/"
 

@@ -8,6 +8,9 @@ import torch
 from components.rl.advantages import ADVANTAGES, grpo_advantages
 from components.rl.losses import POLICY_LOSSES, clipped_surrogate, grpo_loss, seq_mean_token_mean
 
+# The losses take every setting explicitly (no shadow defaults): the PPO clip of params.yaml.
+PPO = {"eps_low": 0.2, "eps_high": 0.2, "max_len": None, "surrogate": "standard"}
+
 
 def test_grpo_advantage_hand_values():
     # group [1, 0, 0, 1]: mean 0.5, sample std (ddof=1) = sqrt(1/3) = 0.57735
@@ -50,14 +53,14 @@ def test_seq_mean_token_mean_ignores_padding():
 def test_grpo_loss_at_ratio_one_is_minus_mean_advantage():
     logp = torch.log(torch.tensor([[0.5, 0.25], [0.5, 0.5]]))
     mask = torch.tensor([[1, 1], [1, 0]])
-    loss, stats = grpo_loss(logp, logp.clone(), torch.tensor([1.0, -3.0]), mask)
+    loss, stats = grpo_loss(logp, logp.clone(), torch.tensor([1.0, -3.0]), mask, **PPO)
     assert loss.item() == pytest.approx(-(1.0 - 3.0) / 2)
     assert stats["clip_frac"] == 0.0
 
 
 def test_grpo_loss_gradient_raises_logprob_of_positive_advantage():
     logp = torch.tensor([[-1.0, -1.0]], requires_grad=True)
-    loss, _ = grpo_loss(logp, logp.detach(), torch.tensor([2.0]), torch.ones(1, 2))
+    loss, _ = grpo_loss(logp, logp.detach(), torch.tensor([2.0]), torch.ones(1, 2), **PPO)
     loss.backward()
     # d(-mean(rho*A))/dlogp = -A/2 per token at rho = 1
     assert torch.allclose(logp.grad, torch.tensor([[-1.0, -1.0]]))
@@ -69,7 +72,7 @@ def test_registries_hold_grpo():
 
 from components.rl.advantages import dr_grpo_advantages  # noqa: E402
 from components.rl.losses import authors_surrogate, dapo_loss, dr_grpo_loss, gspo_loss  # noqa: E402
-from components.rl.trainer import overlong_penalty  # noqa: E402
+from components.rl.rewards import overlong_penalty  # noqa: E402
 
 
 def test_dr_grpo_advantage_is_centered_without_std():
@@ -81,7 +84,7 @@ def test_dr_grpo_loss_divides_by_batch_times_max_len():
     # two sequences, 3 and 1 valid tokens, ratio 1: per-token loss = -A
     logp = torch.zeros(2, 4)
     mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
-    loss, _ = dr_grpo_loss(logp, logp, torch.tensor([1.0, 2.0]), mask, max_len=8)
+    loss, _ = dr_grpo_loss(logp, logp, torch.tensor([1.0, 2.0]), mask, **{**PPO, "max_len": 8})
     # sum of -A over valid tokens = -(3*1 + 1*2) = -5; / (2 * 8)
     assert loss.item() == pytest.approx(-5 / 16)
 
@@ -89,13 +92,13 @@ def test_dr_grpo_loss_divides_by_batch_times_max_len():
 def test_dapo_loss_is_token_mean_over_the_batch_with_clip_higher():
     logp = torch.zeros(2, 4)
     mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
-    loss, _ = dapo_loss(logp, logp, torch.tensor([1.0, 2.0]), mask)
+    loss, _ = dapo_loss(logp, logp, torch.tensor([1.0, 2.0]), mask, **PPO)
     assert loss.item() == pytest.approx(-5 / 4)  # 4 valid tokens in the batch (GRPO would give -1.5)
     # clip-higher: ratio 1.25 stays unclipped for A > 0 with eps_high 0.28, is clipped at 1.2 with 0.2
     old = torch.zeros(1, 1)
     new = torch.full((1, 1), math.log(1.25))
-    hi, _ = dapo_loss(new, old, torch.tensor([1.0]), torch.ones(1, 1), eps_high=0.28)
-    lo, _ = dapo_loss(new, old, torch.tensor([1.0]), torch.ones(1, 1), eps_high=0.2)
+    hi, _ = dapo_loss(new, old, torch.tensor([1.0]), torch.ones(1, 1), **{**PPO, "eps_high": 0.28})
+    lo, _ = dapo_loss(new, old, torch.tensor([1.0]), torch.ones(1, 1), **PPO)
     assert hi.item() == pytest.approx(-1.25) and lo.item() == pytest.approx(-1.2)
 
 
@@ -104,16 +107,16 @@ def test_gspo_uses_the_sequence_ratio_and_ignores_padding():
     logp = torch.tensor([[0.1, 0.3, 5.0]])
     old = torch.zeros(1, 3)
     mask = torch.tensor([[1, 1, 0]])
-    loss, stats = gspo_loss(logp, old, torch.tensor([1.0]), mask, eps_low=0.5, eps_high=0.5)
+    loss, stats = gspo_loss(logp, old, torch.tensor([1.0]), mask, **{**PPO, "eps_low": 0.5, "eps_high": 0.5})
     assert loss.item() == pytest.approx(-math.exp(0.2), rel=1e-6)
-    clipped, stats = gspo_loss(logp, old, torch.tensor([1.0]), mask, eps_low=3e-4, eps_high=4e-4)
+    clipped, stats = gspo_loss(logp, old, torch.tensor([1.0]), mask, **{**PPO, "eps_low": 3e-4, "eps_high": 4e-4})
     assert clipped.item() == pytest.approx(-(1 + 4e-4)) and stats["clip_frac"] == 1.0
 
 
 def test_truncated_completions_masked_out_contribute_nothing():
     logp = torch.zeros(2, 3)
     mask = torch.tensor([[1, 1, 1], [0, 0, 0]])  # second sequence truncated and masked
-    loss, _ = grpo_loss(logp, logp, torch.tensor([1.0, 100.0]), mask)
+    loss, _ = grpo_loss(logp, logp, torch.tensor([1.0, 100.0]), mask, **PPO)
     # GRPO averages sequences: the masked one adds 0 and still counts in the mean
     assert loss.item() == pytest.approx(-0.5)
 
@@ -128,3 +131,21 @@ def test_authors_surrogate_is_unbounded_below_for_negative_coefficients():
 def test_overlong_penalty_ramps_over_the_buffer():
     pen = overlong_penalty(torch.tensor([10, 16, 18, 20]), max_len=20, buffer=4, factor=1.0)
     assert torch.allclose(pen, torch.tensor([0.0, 0.0, -0.5, -1.0]))
+
+
+def test_losses_have_no_default_clip_range():
+    # A default here would silently shadow rl.epsilon / rl.epsilon_high if a caller forgot them.
+    for name, loss in POLICY_LOSSES.items():
+        with pytest.raises(TypeError, match="eps_low"):
+            loss(torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1), torch.ones(1, 1), eps_high=0.2, max_len=4,
+                 surrogate="standard")
+
+
+def test_kl_k3_is_zero_at_the_reference_and_hand_checked_off_it():
+    from components.rl.losses import kl_k3
+
+    lp = torch.zeros(1, 2)
+    assert kl_k3(lp, lp, torch.ones(1, 2)).item() == 0.0
+    # d = log pi_ref - log pi = log 2 on the one counted token: exp(d) - d - 1 = 1 - log 2
+    kl = kl_k3(lp, torch.tensor([[math.log(2.0), 5.0]]), torch.tensor([[1, 0]]))
+    assert kl.item() == pytest.approx(1 - math.log(2.0))

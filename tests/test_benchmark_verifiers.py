@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from components.rewards import compute_score, reference_answers
+from components.reward.extract import reference_answers
+from components.reward.score import compute_score
 
 BENCH = Path(__file__).resolve().parent.parent / "data" / "benchmarks"
 FILES = ("math500", "aime25", "amc23")

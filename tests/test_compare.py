@@ -1,12 +1,11 @@
-"""The comparison report and the matched-time control."""
+"""The comparison report: summary table, figures, paired tests, and a tiny `make compare` run
+(its matched-time control, components/sft/control.py: tests/test_sft_control.py)."""
 
 import pandas as pd
-from accelerate import Accelerator
+import pytest
 
-from components.compare import summarize
+from components.compare.run import summarize
 from components.config import load_config
-from components.control import continue_sft_for
-from components.model.factory import initial_policy
 
 
 def test_summary_table_reports_mean_std_and_gain_over_sft():
@@ -22,36 +21,11 @@ def test_summary_table_reports_mean_std_and_gain_over_sft():
     assert "| sft | 0.450 ± 0.071 |" in table
 
 
-class FakeClock:
-    """time.time() that advances 0.25 s per call, so the budget is counted in calls, not real time."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def time(self):
-        self.now += 0.25
-        return self.now
-
-
-def test_control_stops_at_its_wall_time_budget(monkeypatch):
-    import components.control as control
-
-    monkeypatch.setattr(control, "time", FakeClock())
-    cfg = load_config(overrides=["model.tiny.hidden_size=32", "model.tiny.num_hidden_layers=1",
-                                 "model.tiny.intermediate_size=64", "sft.batch_size=8"])
-    model, tok = initial_policy(cfg.model, 0)
-    data = pd.DataFrame({"prompt": ["1+2=", "3+4="] * 8, "solution": ["\\boxed{3}", "\\boxed{7}"] * 8})
-    # clock: start 0.25, then one reading per step at 0.5, 0.75, ...; 2.0 s of budget is spent at 2.25
-    _, steps = continue_sft_for(model, tok, data, cfg.sft, seconds=2.0, seed=0, lr=1e-3,
-                                accelerator=Accelerator(cpu=True))
-    assert steps == 7
-
-
 def test_figures_and_paired_tests_from_synthetic_runs(tmp_path):
     import numpy as np
 
-    from components.compare import paired_tests
-    from components.report_plots import compare_figures
+    from components.compare.run import paired_tests
+    from components.compare.plots import compare_figures
 
     rng = np.random.default_rng(0)
     rows, histories, tables = [], {}, {}
@@ -75,11 +49,12 @@ def test_figures_and_paired_tests_from_synthetic_runs(tmp_path):
     assert "| grpo_pipo vs grpo | 600 |" in report
 
 
+@pytest.mark.slow
 def test_compare_runs_end_to_end_on_a_tiny_setup(tmp_path, monkeypatch):
     """The command users rerun (`make compare`), shrunk: one seed, two RL variants, no control."""
     import json
 
-    from components.compare import run_compare
+    from components.compare.run import run_compare
     from components.data.prepare import prepare
     from components.model.tokenizer import build_char_tokenizer
 

@@ -83,3 +83,30 @@ def test_presets_come_from_the_environment_too(monkeypatch):
 
     monkeypatch.setenv("PIPO_PRESET", "presets/gpu.yaml")
     assert load_config().rollout.engine == "vllm"
+
+
+def test_the_algorithm_names_are_the_registries_keys():
+    """rl.algorithm's allowed names (config's ALGORITHMS) must be exactly the loss and advantage
+    registries' keys: a name only one side knows would pass validation and fail at the rl stage,
+    or be a registered algorithm no config can select."""
+    pytest.importorskip("torch")
+    from components.config import ALGORITHMS
+    from components.rl.advantages import ADVANTAGES
+    from components.rl.losses import POLICY_LOSSES
+
+    assert len(set(ALGORITHMS)) == len(ALGORITHMS)
+    assert set(POLICY_LOSSES) == set(ALGORITHMS)
+    assert set(ADVANTAGES) == set(ALGORITHMS)
+
+
+def test_the_config_loads_without_torch():
+    """Params are checked before any stage imports torch: the config must not import it (nor the
+    torch-backed registries in components.rl), which is why ALGORITHMS lives in the config."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import components.config as c; c.load_config(); "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('components.rl')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=DEFAULT_PARAMS.parent)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from tests.e2e_support import BIN, make_repo, mlflow_runs, run
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 RL = ["rl.iterations=6", "rl.checkpoint_every=2", "rl.pipo.window=2", "rl.log_every=1"]
 
@@ -137,10 +137,12 @@ def test_a_checkpoint_of_another_config_is_refused_naming_the_difference(workspa
     cfg = load_config(workspace / "params.yaml", RL + ["rl.lr=5e-4"])
     model, tok = load_policy(workspace / "models" / "sft")
     prompts = pd.read_parquet(workspace / "data" / "prepared" / "rl.parquet")
-    trainer = RLTrainer(model, tok, prompts, cfg.rl, cfg.seed, Accelerator(cpu=True))
+    trainer = RLTrainer(model, tok, prompts, cfg.rl, cfg.seed, Accelerator(cpu=True), rollout=cfg.rollout,
+                        reward=cfg.reward)
     assert resume_candidates(run_dir)
     with pytest.raises(CheckpointMismatchError, match="fingerprint"):
         trainer.resume(run_dir)
+    trainer.close()
 
 
 def test_the_rl_stage_under_two_processes_logs_one_run_and_resumes(workspace):

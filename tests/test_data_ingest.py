@@ -9,7 +9,7 @@ import pytest
 from components.config import load_config
 from components.data import COLUMNS
 from components.data.ingest import IngestError, load_files, load_hub, load_source
-from components.rewards import compute_score
+from components.reward.score import compute_score
 
 BENCH = Path(__file__).resolve().parent.parent / "data" / "benchmarks"
 FILES = [str(BENCH / f"{n}.parquet") for n in ("math500", "aime25", "amc23")]

@@ -11,6 +11,7 @@ from tests.e2e_support import BIN, REPO_ROOT, free_port
 CONFIGS = ("ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3")
 
 
+@pytest.mark.slow
 def test_two_processes_agree_every_iteration_and_match_one_process(tmp_path):
     # configs/accelerate/ddp.yaml is MULTI_GPU; without CUDA the same launch runs gloo on CPU
     # (accelerate's --cpu flag alone would start a single process unless MPI is installed).

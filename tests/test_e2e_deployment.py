@@ -11,7 +11,7 @@ import pytest
 from flows.local_server import wait_for_url, wait_healthy
 from tests.e2e_support import BIN, env_for, free_port, make_repo, run
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_deployment_run_on_local_server_runs_the_pipeline(tmp_path):

@@ -14,7 +14,7 @@ import yaml
 
 from tests.e2e_support import BIN, make_repo, mlflow_runs, registered_versions, run
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +81,8 @@ def test_champion_loads_as_a_pyfunc_policy_in_a_fresh_process(repo):
     import pandas as pd
 
     from components.model.factory import load_policy
-    from components.registry import download_policy
-    from components.rewards import extract_boxed
+    from components.registry.versions import download_policy
+    from components.reward.extract import extract_boxed
     from components.rollout import HFRolloutEngine
 
     uri = f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}"
@@ -144,21 +144,53 @@ def test_dvc_push_to_local_remote(repo):
     assert any((repo.parent / "dvc-remote").rglob("*")), "the local remote received no files"
 
 
+@pytest.mark.parametrize("module, stages", [
+    ("components/rl/pipo.py", {"rl"}),
+    ("components/reward/score.py", {"prepare", "rl", "evaluate", "verify"}),
+    ("components/stages/common.py", {"prepare", "sft", "rl", "evaluate", "verify"}),
+])
+def test_editing_code_a_stage_imports_makes_dvc_status_report_that_stage(repo, module, stages):
+    """dvc.yaml's code deps at work on the real DVC: an edit to a module marks exactly the stages that run it."""
+    path = repo / module
+    original = path.read_text()
+    try:
+        assert json.loads(run([str(BIN / "dvc"), "status", "--json"], repo).stdout) == {}
+        path.write_text(original + "\n# an edit\n")
+        changed = json.loads(run([str(BIN / "dvc"), "status", "--json"], repo).stdout)
+        assert set(changed) == stages
+    finally:
+        path.write_text(original)
+
+
 @pytest.mark.parametrize("algorithm", ["grpo", "dr_grpo", "dapo", "gspo"])
 @pytest.mark.parametrize("pipo", [False, True], ids=["base", "pipo"])
 def test_every_algorithm_runs_through_the_rl_and_evaluate_stages(repo, monkeypatch, algorithm, pipo):
     """The real stage functions (what `dvc repro` runs), in-process to skip 8 interpreter start-ups."""
+    from mlflow.tracking import MlflowClient
+
     from components.config import load_config
-    from components.stages import run_evaluate, run_rl
+    from components.rl.checkpoint import latest_checkpoint
+    from components.stages.evaluate import run as run_evaluate
+    from components.stages.rl import run as run_rl
 
     monkeypatch.chdir(repo)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    uri = f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     cfg = load_config(repo / "params.yaml", [f"rl.algorithm={algorithm}", f"rl.pipo.enabled={str(pipo).lower()}",
                                              "rl.pipo.window=2"])
-    summary = run_rl(cfg)
-    assert summary["iterations"] == cfg.rl.iterations
+    run_rl(cfg)
     results = run_evaluate(cfg)
     assert set(results) == {"untrained", "sft", "rl"}
     runs = [r for r in mlflow_runs(repo) if r.data.params.get("rl.algorithm") == algorithm
             and r.data.tags.get("pipo.stage") == "rl" and r.data.params.get("rl.pipo.enabled") == str(pipo)]
-    assert runs and ("pipo/mu_t" in runs[0].data.metrics) == pipo
+    assert runs
+    rl_run = max(runs, key=lambda r: r.info.start_time)  # the run this test just made
+    assert ("pipo/mu_t" in rl_run.data.metrics) == pipo
+    # Every iteration was trained, as recorded by the run itself (not the count the stage reports):
+    # one logged reward step per iteration, and the last checkpoint written at iteration rl.iterations.
+    start = int(rl_run.data.tags.get("rl.resumed_from_iteration", 0))
+    history = MlflowClient(tracking_uri=uri).get_metric_history(rl_run.info.run_id, "reward/mean")
+    steps = sorted(m.step for m in history)
+    assert steps == list(range(start, cfg.rl.iterations)), steps
+    newest = latest_checkpoint(repo / rl_run.data.tags["rl.checkpoint_dir"])
+    assert newest is not None and json.loads((newest / "meta.json").read_text())["iteration"] == cfg.rl.iterations

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.eval_metrics import maj_at_k, mean_at_k, pass_at_k, summarise, summarise_by_source
+from components.eval.metrics import maj_at_k, mean_at_k, pass_at_k, summarise, summarise_by_source
 
 
 def brute_pass_at_k(n: int, c: int, k: int) -> float:

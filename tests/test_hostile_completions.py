@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from components.rewards import compute_score, shaped_reward
-from components.scoring import ScoringPool
+from components.reward.score import compute_score, shaped_reward
+from components.reward.pool import ScoringPool
 
 MATH = "HuggingFaceH4/MATH-500"
 CHAIN_SUM = "reasoning_gym/chain_sum"
@@ -171,7 +171,7 @@ def test_through_the_pool_no_item_hits_the_timeout():
 
 
 def test_eval_based_task_scorers_never_see_dunders(monkeypatch):
-    import components.rewards as rewards
+    import components.reward.gym as gym
 
     seen = []
 
@@ -180,14 +180,16 @@ def test_eval_based_task_scorers_never_see_dunders(monkeypatch):
             seen.append(answer)
             return 0.0
 
-    monkeypatch.setattr(rewards, "_rg_dataset", lambda task: RecordingScorer())
+    monkeypatch.setattr(gym, "_rg_dataset", lambda task: RecordingScorer())
     assert compute_score("reasoning_gym/countdown", EVAL_BAIT, "24") == 0.0
     assert compute_score("reasoning_gym/countdown", _box("(3 + 5) * 3"), "24") == 0.0
     assert seen == ["(3 + 5) * 3"]  # the harmless answer reached the task's scorer, the bait did not
 
 
 def test_model_output_is_never_evaluated():
-    root = Path(__file__).resolve().parent.parent / "components"
-    for name in ("rewards.py", "scoring.py", "gym_tasks.py"):
-        code = (root / name).read_text()
-        assert not re.search(r"(?<![\w.])(eval|exec|compile)\(|sympify\(|parse_expr\(", code), name
+    files = sorted((Path(__file__).resolve().parent.parent / "components" / "reward").glob("*.py"))
+    names = {f.name for f in files}
+    assert {"score.py", "pool.py", "gym.py", "gym_tasks.py", "math_equal.py", "guards.py"} <= names, names
+    for path in files:
+        code = path.read_text()
+        assert not re.search(r"(?<![\w.])(eval|exec|compile)\(|sympify\(|parse_expr\(", code), path.name

@@ -49,8 +49,10 @@ def test_unit_weights_change_nothing_and_weights_scale_the_loss(name):
     old = lp + torch.randn(4, 5) * 0.01
     adv = torch.tensor([1.0, -1.0, 0.5, -0.5])
     mask = torch.ones(4, 5)
-    base, _ = POLICY_LOSSES[name](lp, old, adv, mask, max_len=5)
-    same, _ = POLICY_LOSSES[name](lp, old, adv, mask, max_len=5, is_weights=torch.ones(4, 5))
-    halved, _ = POLICY_LOSSES[name](lp, old, adv, mask, max_len=5, is_weights=torch.full((4, 5), 0.5))
+    eps_low, eps_high = {"dapo": (0.2, 0.28), "gspo": (3e-4, 4e-4)}.get(name, (0.2, 0.2))  # each one's usual range
+    kw = {"eps_low": eps_low, "eps_high": eps_high, "max_len": 5, "surrogate": "standard"}
+    base, _ = POLICY_LOSSES[name](lp, old, adv, mask, **kw)
+    same, _ = POLICY_LOSSES[name](lp, old, adv, mask, **kw, is_weights=torch.ones(4, 5))
+    halved, _ = POLICY_LOSSES[name](lp, old, adv, mask, **kw, is_weights=torch.full((4, 5), 0.5))
     assert torch.allclose(base, same)
     assert torch.allclose(halved, 0.5 * base)

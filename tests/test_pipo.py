@@ -4,8 +4,9 @@
 import pytest
 import torch
 
-from components.rl.pipo import (CachedBatch, PIPOState, attributions, improvement_signal, phi,
-                                pi_coefficients)
+from components.config import ConfigError, load_config
+from components.rl.batch import TrainingBatch
+from components.rl.pipo import PIPOState, attributions, improvement_signal, phi, pi_coefficients
 
 
 def test_helpful_update_gives_positive_xi_and_full_phi():
@@ -43,26 +44,27 @@ def test_pi_coefficients_are_clamped_to_ten():
     assert c.tolist() == [10.0, -10.0, 1.5]
 
 
-def _cached(n=2):
-    return CachedBatch(prompt_ids=torch.ones(n, 3, dtype=torch.long), prompt_mask=torch.ones(n, 3, dtype=torch.long),
-                       completion_ids=torch.ones(n, 2, dtype=torch.long),
-                       completion_mask=torch.ones(n, 2, dtype=torch.long), loss_mask=torch.ones(n, 2),
-                       old_logprobs=torch.zeros(n, 2), attributions=torch.tensor([1.0, -1.0][:n]))
+def _batch(advantages=(1.0, -1.0)):
+    n = len(advantages)
+    return TrainingBatch(prompt_ids=torch.ones(n, 3, dtype=torch.long), prompt_mask=torch.ones(n, 3, dtype=torch.long),
+                         completion_ids=torch.ones(n, 2, dtype=torch.long),
+                         completion_mask=torch.ones(n, 2, dtype=torch.long), loss_mask=torch.ones(n, 2),
+                         old_logprobs=torch.zeros(n, 2), advantages=torch.tensor(advantages))
 
 
 def test_no_pi_step_before_min_history_or_without_cache():
     state = PIPOState(window=4, min_history=2)
     assert state.signal(0.5, 0.1) is None  # no cached batch, no history
-    state.push(0.2, _cached())
+    state.push(0.2, _batch(), group_size=2)
     assert state.signal(0.5, 0.1) is None  # history 1 < min_history 2
-    state.push(0.4, _cached())
+    state.push(0.4, _batch(), group_size=2)
     assert state.signal(0.5, 0.1).xi == pytest.approx(2.0)
 
 
 def test_window_is_bounded_and_mu_t_not_in_history():
     state = PIPOState(window=2, min_history=2)
     for mu in (0.1, 0.2, 0.3):
-        state.push(mu, _cached())
+        state.push(mu, _batch(), group_size=2)
     assert list(state.history) == [0.2, 0.3]
     s = state.signal(0.9, 0.1)
     assert s.mu_his == pytest.approx(0.25)
@@ -70,16 +72,27 @@ def test_window_is_bounded_and_mu_t_not_in_history():
 
 def test_state_round_trip_keeps_window_and_cached_batch():
     state = PIPOState(window=3, min_history=2)
-    state.push(0.1, _cached())
-    state.push(0.3, _cached())
+    state.push(0.1, _batch(), group_size=2)
+    state.push(0.3, _batch(), group_size=2)
     again = PIPOState(window=3, min_history=2)
     again.load_state_dict(state.state_dict())
     assert list(again.history) == [0.1, 0.3] and again.history.maxlen == 3
-    assert torch.equal(again.cached.attributions, state.cached.attributions)
+    assert torch.equal(again.cached.advantages, state.cached.advantages)
+    assert torch.equal(again.cached.old_logprobs, state.cached.old_logprobs) and again.cached.ref_logprobs is None
     with pytest.raises(ValueError, match="window 3"):
         PIPOState(window=5, min_history=2).load_state_dict(state.state_dict())
 
 
-def test_window_below_two_rejected():
-    with pytest.raises(ValueError, match="window must be >= 2"):
-        PIPOState(window=1, min_history=1)
+def test_window_below_two_rejected_by_the_config():
+    with pytest.raises(ConfigError, match="window must be >= 2"):
+        load_config(overrides=["rl.pipo.window=1"])
+
+
+def test_cached_batch_holds_attributions_and_the_pi_batch_the_clamped_coefficients():
+    # one group of 4 with base advantages [3, 1, -1, -3]: sum |A| = 8 -> a = 4 * A / 8 = [1.5, .5, -.5, -1.5]
+    state = PIPOState(window=2, min_history=1)
+    state.push(0.5, _batch((3.0, 1.0, -1.0, -3.0)), group_size=4)
+    assert torch.allclose(state.cached.advantages, torch.tensor([1.5, 0.5, -0.5, -1.5]), atol=1e-6)
+    pi = state.pi_batch(phi_value=10.0)  # c = clamp(a * 10, -10, 10)
+    assert pi.advantages.tolist() == [10.0, pytest.approx(5.0), pytest.approx(-5.0), -10.0]
+    assert torch.equal(pi.old_logprobs, state.cached.old_logprobs)  # everything else is B_{t-1} as cached

@@ -92,7 +92,8 @@ def test_run_prepare_never_logs_or_leaves_a_stale_passed_report(tmp_path, monkey
     failure before prepare() even starts (the tokenizer budget) leaves NOT RUN on disk."""
     import mlflow
 
-    import components.stages as stages
+    from components.stages import common
+    from components.stages import prepare as prepare_stage
 
     for key in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"):
         monkeypatch.delenv(key, raising=False)  # restored after the test: stage_run sets them
@@ -100,7 +101,7 @@ def test_run_prepare_never_logs_or_leaves_a_stale_passed_report(tmp_path, monkey
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = load_config(overrides=["data.num_sft=20", "data.num_rl=50", "data.num_eval=10", f"tracking.tracking_uri={uri}",
                                  "tracking.experiment=stale-report"])
-    stale = tmp_path / stages.VALIDATION_DIR
+    stale = tmp_path / common.VALIDATION_DIR
 
     def write_stale():
         stale.mkdir(parents=True, exist_ok=True)
@@ -110,7 +111,7 @@ def test_run_prepare_never_logs_or_leaves_a_stale_passed_report(tmp_path, monkey
     write_stale()
     monkeypatch.setattr(prepare_mod, "load_source", _broken_source)
     with pytest.raises(ValueError, match="truncated footer"):
-        stages.run_prepare(cfg)
+        prepare_stage.run(cfg)
     assert "PASSED" not in (stale / "report.md").read_text()
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("stale-report")
@@ -126,8 +127,8 @@ def test_run_prepare_never_logs_or_leaves_a_stale_passed_report(tmp_path, monkey
     def no_tokenizer(cfg):
         raise OSError("tokenizer folder not found")
 
-    monkeypatch.setattr(stages, "_prompt_budget", no_tokenizer)
+    monkeypatch.setattr(prepare_stage, "prompt_budget", no_tokenizer)
     with pytest.raises(OSError, match="tokenizer folder"):
-        stages.run_prepare(cfg)
+        prepare_stage.run(cfg)
     assert (stale / "report.md").read_text().startswith("# Data validation: NOT RUN")
     assert json.loads((stale / "report.json").read_text())["success"] is False

@@ -5,7 +5,9 @@ import time
 
 import pytest
 
-from components.rewards import compute_score, extract_boxed, is_verifiable, trl_reward_func
+from components.reward.adapters import trl_reward_func
+from components.reward.extract import extract_boxed
+from components.reward.score import compute_score, is_verifiable
 
 RG = "reasoning_gym/chain_sum"
 
@@ -194,7 +196,7 @@ def test_other_reasoning_gym_tasks_keep_their_whitespace():
 
 
 def test_register_scorer_refuses_to_shadow_reasoning_gym():
-    from components.rewards import register_scorer
+    from components.reward.score import register_scorer
 
     with pytest.raises(ValueError):
         register_scorer(RG, lambda *a: 1.0)
@@ -221,13 +223,14 @@ def test_register_scorer_refuses_to_shadow_reasoning_gym():
     ("", 0.0),
 ])
 def test_format_score(text, expected):
-    from components.rewards import format_score
+    from components.reward.score import format_score
 
     assert format_score(text) == expected
 
 
 def test_shaped_reward_weights():
-    from components.rewards import compute_shaped_score, shaped_reward, trl_format_reward_func
+    from components.reward.adapters import compute_shaped_score, trl_format_reward_func
+    from components.reward.score import shaped_reward
 
     good, messy = r"so \boxed{85}", r"\boxed{85} (or maybe \boxed{86}?) \boxed{85} done"
     assert shaped_reward(1.0, good) == 1.0  # defaults: the plain verifiable reward

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
-import random
+from types import SimpleNamespace
 
-import pandas as pd
 import pytest
 import torch
 from accelerate import Accelerator
@@ -15,6 +14,7 @@ from components.config import load_config
 from components.model.factory import initial_policy
 from components.rl import trainer as trainer_module
 from components.rl.trainer import RLTrainer, train_rl
+from tests.rl_support import TINY, parity_reward, sums
 from components.rl.trainer import score_batch as real_score_batch  # before the fixture swaps it out
 
 ALGO_OVERRIDES = {
@@ -23,27 +23,6 @@ ALGO_OVERRIDES = {
     "dapo": ["rl.algorithm=dapo", "rl.epsilon_high=0.28"],
     "gspo": ["rl.algorithm=gspo", "rl.epsilon=3e-4", "rl.epsilon_high=4e-4"],
 }
-TINY = ["model.tiny.hidden_size=32", "model.tiny.num_hidden_layers=1", "model.tiny.intermediate_size=64",
-        "rl.prompts_per_iteration=8", "rl.num_generations=4", "rl.max_completion_length=12", "rl.log_every=100",
-        "rl.pipo.window=2"]
-
-
-def sums(n: int, seed: int) -> pd.DataFrame:
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        a, b = rng.randint(0, 9), rng.randint(0, 9)
-        rows.append({"id": f"r{i}", "source": "reasoning_gym/chain_sum", "prompt": f"{a}+{b}=", "answer": str(a + b),
-             })
-    return pd.DataFrame(rows)
-
-
-def parity_reward(batch, sources, answers, *_):
-    """A verifiable stand-in reward that an untrained policy already earns about half the time:
-    these tests pin down the mechanics of every algorithm, not whether arithmetic is learned."""
-    return torch.tensor([float(len(t) % 2 == 0) for t in batch.texts])
-
-
 @pytest.fixture(autouse=True)
 def mixed_rewards(monkeypatch):
     monkeypatch.setattr(trainer_module, "score_batch", parity_reward)
@@ -55,12 +34,13 @@ def policy():
     return initial_policy(cfg.model, seed=0)
 
 
-def run(policy, overrides, iterations=4, checkpoint_dir=None, resume=False):
+def run(policy, overrides, iterations=4, checkpoint_dir=None, resume=False, log_metrics=lambda m, s: None):
     cfg = load_config(overrides=TINY + overrides + [f"rl.iterations={iterations}"])
     model, tok = policy
     model = copy.deepcopy(model)
     model, result = train_rl(model, tok, sums(200, 1), cfg.rl, 0, Accelerator(cpu=True),
-                             checkpoint_dir=checkpoint_dir, resume=resume, rollout=cfg.rollout, reward=cfg.reward)
+                             checkpoint_dir=checkpoint_dir, resume=resume, rollout=cfg.rollout, reward=cfg.reward,
+                             log_metrics=log_metrics)
     return model, result
 
 
@@ -77,16 +57,34 @@ def test_trainer_scored_logprobs_agree_with_the_hf_sampler(policy):
 
 @pytest.mark.parametrize("pipo", [False, True], ids=["base", "pipo"])
 @pytest.mark.parametrize("algorithm", sorted(ALGO_OVERRIDES))
-def test_every_algorithm_trains_with_and_without_pipo(policy, algorithm, pipo):
+def test_every_algorithm_trains_with_and_without_pipo(policy, algorithm, pipo, monkeypatch):
+    # Every reward the verifier hands out, per iteration: mu_t must be their mean, whatever DAPO
+    # then filters (dynamic sampling) or shapes (overlong penalty) before the update.
+    scored: list[torch.Tensor] = []
+    per_iteration: list[torch.Tensor] = []
+
+    def recording_reward(batch, sources, answers, *_):
+        scored.append(parity_reward(batch, sources, answers))
+        return scored[-1]
+
+    def end_of_iteration(metrics, step):
+        per_iteration.append(torch.cat(scored))
+        scored.clear()
+
+    monkeypatch.setattr(trainer_module, "score_batch", recording_reward)
     overrides = ALGO_OVERRIDES[algorithm] + [f"rl.pipo.enabled={str(pipo).lower()}"]
     before = {k: v.clone() for k, v in policy[0].state_dict().items()}
-    model, result = run(policy, overrides)
+    model, result = run(policy, overrides, log_metrics=end_of_iteration)
     last = result.history[-1]
     assert 0.0 <= last["reward/mean"] <= 1.0 and math.isfinite(last["loss/policy"])
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items()), "weights did not move"
+    assert len(per_iteration) == len(result.history)
+    for h, rewards in zip(result.history, per_iteration):
+        assert h["reward/mean"] == pytest.approx(float(rewards.double().mean()), abs=1e-12)
     if pipo:
         assert [h["pipo/active"] for h in result.history] == [0.0, 0.0, 1.0, 1.0]
-        assert all(h["reward/mean"] == h["pipo/mu_t"] for h in result.history)
+        for h, rewards in zip(result.history, per_iteration):
+            assert h["pipo/mu_t"] == pytest.approx(float(rewards.double().mean()), abs=1e-12)
         assert "pipo/pi_loss" in last and math.isfinite(last["pipo/pi_loss"])
     else:
         assert not any(k.startswith("pipo/") for k in last)
@@ -110,10 +108,26 @@ def test_kl_term_is_logged_when_beta_positive(policy):
     assert all("actor/kl" in h and h["actor/kl"] >= 0 for h in result.history)
 
 
-def test_dapo_dynamic_sampling_keeps_only_informative_groups(policy):
+def test_dapo_dynamic_sampling_keeps_only_informative_groups(policy, monkeypatch):
+    """Every group the base update trains on has rewards that differ (non-zero std), although some
+    sampled groups had all-equal rewards; the rewards are re-derived from the trained completions."""
+    updated: list = []
+    base_update = RLTrainer.base_update
+
+    def recording_update(self, batch, generator):
+        updated.append((batch, self.tokenizer))
+        return base_update(self, batch, generator)
+
+    monkeypatch.setattr(RLTrainer, "base_update", recording_update)
     _, result = run(policy, ALGO_OVERRIDES["dapo"] + ["rl.dapo.max_resample_rounds=3"], iterations=3)
-    # frac_reward_zero_std is measured before the filter; the update still ran on kept groups
-    assert all(math.isfinite(h["loss/policy"]) for h in result.history)
+    assert any(h["frac_reward_zero_std"] > 0 for h in result.history), "nothing to filter: the test proves nothing"
+    assert len(updated) == 3
+    G = 4
+    for batch, tok in updated:
+        texts = tok.batch_decode(batch.completion_ids, skip_special_tokens=True)
+        rewards = parity_reward(SimpleNamespace(texts=texts), None, None).view(-1, G)
+        assert len(texts) == 8 * G  # refilled to rl.prompts_per_iteration groups
+        assert (rewards.std(dim=1) > 0).all(), rewards
 
 
 def test_resume_after_iteration_5_matches_uninterrupted_run(policy, tmp_path):
@@ -141,28 +155,29 @@ def test_checkpoint_of_another_config_is_refused(policy, tmp_path):
 
 
 def test_three_non_finite_losses_in_a_row_stop_the_stage(policy, monkeypatch):
-    from components.rl import trainer as trainer_mod
+    from components.rl.update import NonFiniteLossError, PolicyUpdate
 
     def nan_loss(self, *args, **kwargs):
         return torch.tensor(float("nan"), requires_grad=True), {}
 
-    monkeypatch.setattr(RLTrainer, "_loss", nan_loss)
-    with pytest.raises(trainer_mod.NonFiniteLossError, match="3 consecutive non-finite"):
+    monkeypatch.setattr(PolicyUpdate, "loss", nan_loss)
+    with pytest.raises(NonFiniteLossError, match="3 consecutive non-finite"):
         run(policy, [], iterations=5)
 
 
 def _trainer_with_cached_batch(policy, overrides):
-    """A trainer whose PIPO state holds one rollout of 4 responses to one prompt, attributed +,+,-,-."""
+    """A trainer and one rollout of 4 responses to one prompt, attributed +,+,-,- (as PIPO caches it)."""
+    from components.rl.batch import TrainingBatch
     from components.rl.logprobs import completion_logprobs
-    from components.rl.pipo import CachedBatch
 
     cfg = load_config(overrides=TINY + ["rl.pipo.enabled=true", "rl.lr=0.05"] + overrides)
     model, tok = policy
-    trainer = RLTrainer(copy.deepcopy(model), tok, sums(20, 2), cfg.rl, 0, Accelerator(cpu=True))
+    trainer = RLTrainer(copy.deepcopy(model), tok, sums(20, 2), cfg.rl, 0, Accelerator(cpu=True),
+                        rollout=cfg.rollout, reward=cfg.reward)
     b = trainer.engine.generate(["3+4="] * 4, 6, generator=torch.Generator().manual_seed(3))
-    cached = CachedBatch(prompt_ids=b.prompt_ids, prompt_mask=b.prompt_mask, completion_ids=b.completion_ids,
-                         completion_mask=b.completion_mask, loss_mask=b.completion_mask.float(),
-                         old_logprobs=b.logprobs, attributions=torch.tensor([1.0, 1.0, -1.0, -1.0]))
+    cached = TrainingBatch(prompt_ids=b.prompt_ids, prompt_mask=b.prompt_mask, completion_ids=b.completion_ids,
+                           completion_mask=b.completion_mask, loss_mask=b.completion_mask.float(),
+                           old_logprobs=b.logprobs, advantages=torch.tensor([1.0, 1.0, -1.0, -1.0]))
 
     def seq_logprob():
         with torch.no_grad():
@@ -178,7 +193,7 @@ def test_helpful_update_pi_step_reinforces_the_previous_batch(policy):
 
     trainer, cached, seq_logprob = _trainer_with_cached_batch(policy, [])
     before = seq_logprob()
-    trainer.pi_step(cached, pi_coefficients(cached.attributions, phi_value=2.0))  # xi = 2: it helped
+    trainer.pi_step(cached.with_advantages(pi_coefficients(cached.advantages, phi_value=2.0)))  # xi = 2: it helped
     delta = seq_logprob() - before
     assert (delta[:2] > 0).all(), delta  # positively attributed responses became more likely
     assert (delta[2:] < 0).all(), delta  # negatively attributed ones less likely
@@ -191,22 +206,56 @@ def test_harmful_update_with_zero_neg_scale_gives_zero_gradient(policy):
     signal = improvement_signal(0.1, [0.3, 0.5], neg_scale=0.0)  # the last update hurt: xi = -3
     assert signal.xi < 0 and signal.phi == 0.0
     before = seq_logprob()
-    trainer.pi_step(cached, pi_coefficients(cached.attributions, signal.phi))
+    trainer.pi_step(cached.with_advantages(pi_coefficients(cached.advantages, signal.phi)))
     grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
     assert grads and all(torch.count_nonzero(g) == 0 for g in grads)
     assert torch.equal(seq_logprob(), before)
 
 
 def test_score_batch_applies_the_configured_format_weight():
-    from types import SimpleNamespace
+    from components.reward.pool import pool_for
 
     score_batch = real_score_batch
     texts = ["so \\boxed{7}", "\\boxed{7} and \\boxed{8}", "\\boxed{5}"]
     batch = SimpleNamespace(texts=texts)
     sources = ["reasoning_gym/chain_sum"] * 3
-    plain = score_batch(batch, sources, ["7", "8", "7"])
+    unshaped = load_config(overrides=["reward.correct_weight=1.0", "reward.format_weight=0.0"]).reward
+    shaping = load_config(overrides=["reward.correct_weight=1.0", "reward.format_weight=0.5"]).reward
+    with pool_for(unshaped) as pool:
+        plain = score_batch(batch, sources, ["7", "8", "7"], pool, unshaped)
+        shaped = score_batch(batch, sources, ["7", "8", "7"], pool, shaping)
     assert plain.tolist() == [1.0, 1.0, 0.0]
-    cfg = load_config(overrides=["reward.correct_weight=1.0", "reward.format_weight=0.5"])
-    shaped = score_batch(batch, sources, ["7", "8", "7"], None, cfg.reward)
     # one well-formed final box earns the format bonus, with or without the right answer
     assert shaped.tolist() == [1.5, 1.0, 0.5]
+
+
+def test_micro_batches_cut_rows_into_optimizer_steps():
+    from components.rl.batch import MicroBatches
+
+    micro = MicroBatches(rows=3)
+    assert [t.tolist() for t in micro.for_scoring(7)] == [[0, 1, 2], [3, 4, 5], [6]]
+    assert [t.tolist() for t in micro.for_one_step(7)] == [[0, 1, 2], [3, 4, 5], [6]]  # one step, 3 micro-batches
+    steps = micro.for_base_update(7, epochs=2, generator=torch.Generator().manual_seed(0))
+    assert len(steps) == 6 and all(len(step) == 1 for step in steps)  # one micro-batch per step
+    for epoch in (steps[:3], steps[3:]):  # each epoch is a permutation of every row
+        assert sorted(i for step in epoch for i in step[0].tolist()) == list(range(7))
+    # Under DDP a process with fewer rows runs as many micro-batches as the busiest one, some empty.
+    busiest = MicroBatches(rows=3, global_max=lambda n: max(n, 4))
+    assert [len(t) for t in busiest.for_one_step(7)] == [3, 3, 1, 0]
+
+
+def test_rollout_batches_concat_with_repadding_and_select_rows():
+    from components.rollout.types import RolloutBatch
+
+    def batch(n, lp, lc, tag):
+        return RolloutBatch(prompts=[f"{tag}{i}" for i in range(n)], prompt_ids=torch.full((n, lp), 7),
+                            prompt_mask=torch.ones(n, lp, dtype=torch.long), completion_ids=torch.full((n, lc), 8),
+                            completion_mask=torch.ones(n, lc, dtype=torch.long), logprobs=torch.full((n, lc), -1.0),
+                            truncated=torch.zeros(n, dtype=torch.bool), texts=[f"t{tag}{i}" for i in range(n)])
+
+    both = RolloutBatch.concat([batch(2, 3, 2, "a"), batch(1, 1, 4, "b")], pad_id=0)
+    assert both.prompts == ["a0", "a1", "b0"] and both.texts == ["ta0", "ta1", "tb0"]
+    assert both.prompt_ids[2].tolist() == [0, 0, 7] and both.prompt_mask[2].tolist() == [0, 0, 1]  # left-padded
+    assert both.completion_ids[0].tolist() == [8, 8, 0, 0] and both.logprobs[0].tolist() == [-1.0, -1.0, 0.0, 0.0]
+    picked = both.select(torch.tensor([2, 0]))
+    assert picked.prompts == ["b0", "a0"] and torch.equal(picked.completion_ids, both.completion_ids[[2, 0]])

@@ -10,8 +10,9 @@ import time
 import psutil
 import pytest
 
-from components.rewards import compute_score
-from components.scoring import ScoringPool
+from components.config import load_config
+from components.reward.pool import ScoringPool, pool_for
+from components.reward.score import compute_score
 
 HOOKS = "tests.scoring_hooks"
 TIMEOUT_S = 2.0
@@ -137,9 +138,46 @@ def test_scorer_errors_score_zero_and_are_counted(pool):
     before = pool.errors
     assert pool.score(sources, completions, truths) == expected
     assert pool.errors == before + 1
-    with ScoringPool(workers=0, extra_scorers_module=HOOKS) as inline:
+    with ScoringPool(workers=0, timeout_s=TIMEOUT_S, extra_scorers_module=HOOKS) as inline:
         assert inline.score(sources, completions, truths) == expected
         assert inline.errors == 1
+
+
+# A built-in verifier that raises (here on metadata that is not JSON): compute_score logs it and
+# scores 0.0 instead of raising, and the pool counts it, inline (spell_backward, a string comparison)
+# and in a worker (countdown, whose scorer needs the deadline).
+BAD_METADATA = {"metadata": "{not json"}
+VERIFIER_ERRORS = [
+    ("reasoning_gym/spell_backward", r"\boxed{hello}", "olleh", BAD_METADATA),
+    ("reasoning_gym/countdown", r"\boxed{3 * 8}", "(3 + 5) * 3", BAD_METADATA),
+]
+
+
+def test_built_in_verifier_errors_score_zero_and_are_counted(pool):
+    assert [compute_score(*item) for item in VERIFIER_ERRORS] == [0.0, 0.0]  # logged, not raised
+    sources, completions, truths = _ok_items(4)
+    extras = [None] * 4
+    for i, item in zip((1, 2), VERIFIER_ERRORS):
+        sources[i], completions[i], truths[i], extras[i] = item
+    expected = [1.0, 0.0, 0.0, 0.0]
+    before = pool.counters()
+    assert pool.score(sources, completions, truths, extras) == expected
+    assert pool.counters() == {**before, "errors": before["errors"] + 2}
+    with ScoringPool(workers=0, timeout_s=TIMEOUT_S) as inline:
+        assert inline.score(*(list(c) for c in zip(*VERIFIER_ERRORS[:1]))) == [0.0]
+        assert inline.counters() == {"timeouts": 0, "crashes": 0, "errors": 1}
+        assert inline.pids == []  # spell_backward is bounded: scored inline
+
+
+def test_the_pool_takes_its_size_and_limit_from_params():
+    with pytest.raises(TypeError):
+        ScoringPool()  # no shadow defaults: params.yaml's reward section is the one source
+    with pytest.raises(TypeError):
+        ScoringPool(2)
+    reward = load_config(overrides=["reward.workers=3", "reward.timeout_s=0.5"]).reward
+    with pool_for(reward) as configured:
+        assert (configured.num_workers, configured.timeout_s) == (3, 0.5)
+        assert configured.pids == []  # nothing starts before a batch needs it
 
 
 def test_score_one_runs_in_a_worker_under_the_timeout(pool):
@@ -176,12 +214,22 @@ def test_a_forgotten_pool_stops_its_workers_when_collected():
     assert pids and not any(_alive(pid) for pid in pids)
 
 
-def test_a_worker_that_cannot_start_is_an_error_not_a_hang():
+def test_a_worker_that_cannot_start_is_an_error_not_a_hang(monkeypatch):
     with pytest.raises(ModuleNotFoundError):  # the parent imports the scorers module first
-        ScoringPool(workers=1, extra_scorers_module="tests.no_such_module")
+        ScoringPool(workers=1, timeout_s=TIMEOUT_S, extra_scorers_module="tests.no_such_module")
+    spawned: list[int] = []  # every worker started, also those the pool has already dropped from `pids`
+    real_spawn = ScoringPool._spawn
+
+    def recording_spawn(self):
+        worker = real_spawn(self)
+        spawned.append(worker.proc.pid)
+        return worker
+
+    monkeypatch.setattr(ScoringPool, "_spawn", recording_spawn)
     broken = ScoringPool(workers=2, timeout_s=TIMEOUT_S, preload=("no_such_module",))
     with pytest.raises(RuntimeError, match="while starting"):
         broken.score(*_ok_items(4))
-    pids = broken.pids
+    assert len(spawned) == 2  # both workers really started: the check below is not vacuous
     broken.close()
-    assert not any(_alive(pid) for pid in pids)
+    children = {c.pid for c in psutil.Process().children(recursive=True)}
+    assert not any(_alive(pid) for pid in spawned) and not children & set(spawned)

@@ -25,7 +25,7 @@ import pytest
 
 from tests.e2e_support import free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path(os.environ.get("PIPO_CHROMIUM", "/usr/bin/chromium"))

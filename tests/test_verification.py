@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-import components.verification as verification
-from components.verification import compare, markdown_report, mcnemar, paired_bootstrap, verdict
+import components.gate.statistics as verification
+from components.gate.statistics import compare, markdown_report, mcnemar, paired_bootstrap, verdict
 
 
 def _pair(n: int, a_right: int, b_right: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 """A small, real MLflow store for the UI test: experiment `pipo` with a pipeline run and nested
 stage runs, and registered model `pipo-policy` (2 versions, `champion` on v2).
 
-`build_demo_store` uses the pipeline's own code (components.tracking, components.registry) on a
+`build_demo_store` uses the pipeline's own code (components.infra.tracking, components.registry.versions) on a
 tiny untrained policy; it sets MLflow's global tracking URI, so the test runs it in a child process: `python -m tests.ui_store ROOT` prints the summary as JSON.
 """
 
@@ -24,8 +24,8 @@ def build_demo_store(root: Path) -> dict:
 
     from components.config import load_config
     from components.model.factory import initial_policy
-    from components.registry import log_policy, register, set_alias, tag_version
-    from components.tracking import ensure_experiment
+    from components.registry.versions import log_policy, register, set_alias, tag_version
+    from components.infra.tracking import ensure_experiment
 
     root.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{root / 'mlflow.db'}"

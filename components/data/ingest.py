@@ -18,8 +18,9 @@ import pandas as pd
 from components.config import DataConfig
 from components.data import COLUMNS
 from components.data.validate import answer_conflicts, prompt_key
-from components.gym_tasks import unsupported_tasks_error
-from components.rewards import RG_PREFIX, extract_boxed
+from components.reward.extract import extract_boxed
+from components.reward.gym import RG_PREFIX
+from components.reward.gym_tasks import unsupported_tasks_error
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,7 @@ def split_rows(
 
 def refuse_unaccepted_gym_tasks(*frames: pd.DataFrame | None) -> None:
     """An IngestError naming every reasoning-gym task in the rows that the verifier does not accept
-    (components.gym_tasks: its scorer could run model output as code), and the accepted ones."""
+    (components.reward.gym_tasks: its scorer could run model output as code), and the accepted ones."""
     tasks = {s[len(RG_PREFIX):] for df in frames if df is not None for s in df["source"]
              if isinstance(s, str) and s.startswith(RG_PREFIX)}
     error = unsupported_tasks_error(tasks)

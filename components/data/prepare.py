@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from components.config import Config
 from components.data import COLUMNS, SPLITS
 from components.data.ingest import load_source
-from components.io_utils import atomic_dir, atomic_write_text
+from components.infra.atomic_io import atomic_dir, atomic_write_text
 from components.data.validate import ValidationReport, summarize_failures, validate_splits
 
 # Every column is a (nullable) string: an all-None `solution` column (rl, eval) would otherwise be
@@ -64,7 +64,7 @@ def _report_early_failure(report_dir: Path, exc: BaseException) -> None:
 
 
 def write_splits_atomically(splits: dict[str, pd.DataFrame], out_dir: Path) -> None:
-    """All splits appear together or not at all (see io_utils.atomic_dir)."""
+    """All splits appear together or not at all (see components.infra.atomic_io.atomic_dir)."""
     with atomic_dir(out_dir) as tmp:
         for split, df in splits.items():
             table = pa.Table.from_pandas(df[COLUMNS].astype(object).where(df[COLUMNS].notna(), None),

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from components.rewards import is_verifiable
+from components.reward.score import is_verifiable
 
 MAX_IDS_SHOWN = 20
 NOT_NULL_COLUMNS = ("id", "prompt", "answer", "source")

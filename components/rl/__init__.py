@@ -1,1 +1,15 @@
-"""RL stage: base algorithms (advantages, losses) in registries, and the training loop."""
+"""RL stage: base algorithms in registries, PIPO as a plug-in, and the training loop.
+
+    trainer.py      RLTrainer: the loop (rollout, rewards, advantages, PI step, base update, cache)
+    advantages.py   advantage estimators by name (grpo, dr_grpo, dapo, gspo)
+    losses.py       policy losses by name, the k3 KL term
+    pipo.py         PIPO: improvement signal, attributions, the window and cached batch
+    rewards.py      verifiable scoring and the shaping steps the config picks (DAPO)
+    batch.py        TrainingBatch (what an update trains on) and MicroBatches (how it is split)
+    update.py       one optimizer step: the per-micro-batch loss, accumulation, clipping
+    logprobs.py     completion log-probs under a model
+    importance.py   sampler/trainer mismatch and truncated importance weights
+    collectives.py  the few numbers every process must agree on
+    sampler.py      the prompt order
+    checkpoint.py   atomic checkpoints, the trainer state, resume, the run fingerprint
+"""

@@ -10,7 +10,9 @@ Layout of one checkpoint folder `iter-000050/`:
   checksums.json         sha256 of every other file, written last: a checkpoint whose bytes
                          changed after it was written (a flipped bit) is refused like a damaged one
 
-Nothing here unpickles arbitrary objects.
+Nothing here unpickles arbitrary objects. Also here: the trainer state a checkpoint holds
+(`trainer_state`, `load_trainer_state`), which checkpoint a rerun resumes from (`resume_point`), and
+the fingerprint of a run that names its checkpoint folder (`run_fingerprint`).
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ import hashlib
 import json
 import logging
 import os
+import random
 import shutil
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from components.faults import maybe_fault
-from components.io_utils import atomic_dir, atomic_write_text
+from components.infra.faults import maybe_fault
+from components.infra.atomic_io import atomic_dir, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -232,3 +237,87 @@ def load_checkpoint(path: Path, model, expected_meta: dict, rank: int = 0) -> di
                                       f"{sorted(set(weights) - own)[:5]}")
     load_model(model, str(path / "weights.safetensors"))
     return state
+
+
+# ---- what a resumed run needs to continue exactly ------------------------------------------------
+
+
+def trainer_state(optimizer, sampler, pipo, skipped_total: int) -> dict:
+    """This process's trainer state: optimizer, prompt sampler, PIPO window and cached batch, the
+    skipped-update count and the torch, numpy and python RNGs. Tensors and plain values only."""
+    return {
+        "optimizer": optimizer.state_dict(),
+        "sampler": sampler.state_dict(),
+        "pipo": pipo.state_dict() if pipo is not None else {},
+        "skipped_total": skipped_total,
+        "rng_torch": torch.get_rng_state(),
+        "rng_numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+        "rng_numpy_pos": int(np.random.get_state()[2]),
+        "rng_python": torch.tensor(random.getstate()[1], dtype=torch.int64),
+    }
+
+
+def load_trainer_state(state: dict, optimizer, sampler, pipo) -> int:
+    """Restore what `trainer_state` saved (the RNGs included); returns the skipped-update count."""
+    optimizer.load_state_dict(state["optimizer"])
+    sampler.load_state_dict(state["sampler"])
+    if pipo is not None:
+        pipo.load_state_dict(state["pipo"])
+    torch.set_rng_state(state["rng_torch"])
+    np.random.set_state(("MT19937", state["rng_numpy"].numpy().astype(np.uint32), int(state["rng_numpy_pos"]), 0, 0.0))
+    random.setstate((3, tuple(int(x) for x in state["rng_python"].tolist()), None))
+    return int(state["skipped_total"])
+
+
+def resume_point(root: Path, max_iteration: int, load: Callable[[Path], dict]) -> tuple[Path, dict] | None:
+    """The checkpoint a rerun continues from, and the trainer state `load(path)` returned; None: start over.
+
+    Candidates come from `resume_candidates`: the one `latest` names, then the others newest first.
+    Only checkpoints at or below max_iteration (rl.iterations) count: the iteration count is left out
+    of the fingerprint (so raising it continues a run), and a lowered one must not return a model
+    trained for longer than asked. A damaged candidate (CorruptCheckpointError from `load`, a checksum
+    mismatch included) falls back to the next one, with a warning; a checkpoint of another setup
+    raises CheckpointMismatchError naming what differs.
+    """
+    candidates = resume_candidates(root)
+    beyond = [p for p in candidates if (checkpoint_iteration(p) or 0) > max_iteration]
+    if beyond:
+        log.warning("rl: ignoring checkpoint(s) %s in %s: past rl.iterations=%d (a longer run of this "
+                    "configuration wrote them); using the newest checkpoint at or below iteration %d instead",
+                    ", ".join(sorted(p.name for p in beyond)), root, max_iteration, max_iteration)
+        candidates = [p for p in candidates if p not in beyond]
+    for rank_in_list, path in enumerate(candidates):
+        try:
+            state = load(path)
+        except CorruptCheckpointError as exc:
+            log.warning("rl: %s; falling back to the previous checkpoint", exc)
+            continue
+        if rank_in_list > 0:
+            log.warning("rl: resuming from %s, not the one `latest` named", path.name)
+        return path, state
+    if candidates or beyond:
+        log.warning("rl: no loadable checkpoint%s in %s; starting from iteration 0",
+                    f" at or below iteration {max_iteration}" if beyond else "", root)
+    return None
+
+
+def run_fingerprint(cfg, seed: int, num_prompts: int, world: int, extra: str = "") -> str:
+    """Identity of a training trajectory (cfg: RLConfig): what must match for a checkpoint to be resumable.
+
+    Bookkeeping fields (iteration count, logging, checkpoint cadence, paths) are left out, so a
+    run can be extended or re-logged and still resume.
+    """
+    trajectory = cfg.model_dump(exclude={"iterations", "log_every", "checkpoint_every", "keep_checkpoints", "out_dir",
+                                         "checkpoint_dir"})
+    blob = json.dumps([trajectory, seed, num_prompts, world, extra], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def active_run_id() -> str | None:
+    """The MLflow run this process logs to, recorded in checkpoints so a resumed run can name it."""
+    try:
+        import mlflow
+    except ImportError:  # the vLLM test environment has no MLflow
+        return None
+    run = mlflow.active_run()
+    return run.info.run_id if run is not None else None

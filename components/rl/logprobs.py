@@ -28,3 +28,13 @@ def completion_logprobs(
     logprobs = logp_all.gather(-1, completion_ids[..., None]).squeeze(-1)
     entropy = -(logp_all.exp() * logp_all).sum(-1)
     return logprobs, entropy
+
+
+@torch.no_grad()
+def rollout_logprobs(model: torch.nn.Module, batch, micro_batches: list[torch.Tensor],
+                     temperature: float) -> torch.Tensor:
+    """[B, Lc] log-probs of a RolloutBatch's completions under `model`, one forward pass per
+    micro-batch of row indices, without gradient (pi_old recomputed by the trainer, pi_ref)."""
+    parts = [completion_logprobs(model, batch.prompt_ids[idx], batch.prompt_mask[idx], batch.completion_ids[idx],
+                                 batch.completion_mask[idx], temperature)[0] for idx in micro_batches]
+    return torch.cat(parts) if parts else batch.logprobs

@@ -2,7 +2,10 @@
 
 Shapes: logprobs, old_logprobs, mask: [B, L] (mask 1 on completion tokens that count);
 advantages: [B] (one per response). Each returns (scalar loss, stats dict of floats).
-`max_len` is the configured max completion length (Dr.GRPO's constant normaliser).
+Every loss takes the same keyword arguments, all explicit (the values come from the config):
+`eps_low`, `eps_high`: the clip range 1 - eps_low .. 1 + eps_high (rl.epsilon, rl.epsilon_high);
+`max_len`: the configured max completion length (Dr.GRPO's constant normaliser);
+`surrogate`: "standard" (sign-aware PPO clip) or "authors" (PIPO's PI step, rl.pipo.pi_clip_mode);
 `is_weights` ([B, L] or None): truncated importance-sampling weights for a sampler/trainer
 mismatch (components/rl/importance.py); they multiply each token's (or sequence's) loss.
 """
@@ -61,7 +64,7 @@ def seq_sum_constant_norm(per_token: torch.Tensor, mask: torch.Tensor, max_len: 
 
 
 def _token_ratio_loss(aggregate, logprobs, old_logprobs, advantages, mask, eps_low, eps_high, surrogate,
-                      is_weights=None):
+                      is_weights):
     ratio = (logprobs - old_logprobs).exp()
     per_token, was_clipped = SURROGATES[surrogate](ratio, advantages[:, None], eps_low, eps_high)
     if is_weights is not None:
@@ -70,16 +73,16 @@ def _token_ratio_loss(aggregate, logprobs, old_logprobs, advantages, mask, eps_l
 
 
 @register_policy_loss("grpo")
-def grpo_loss(logprobs, old_logprobs, advantages, mask, eps_low=0.2, eps_high=0.2, max_len=None,
-              surrogate="standard", is_weights=None):
+def grpo_loss(logprobs, old_logprobs, advantages, mask, *, eps_low, eps_high, max_len, surrogate,
+              is_weights=None):
     """GRPO: token-level ratio, clipped surrogate, token-mean per sequence then sequence-mean."""
     return _token_ratio_loss(seq_mean_token_mean, logprobs, old_logprobs, advantages, mask, eps_low, eps_high,
                              surrogate, is_weights)
 
 
 @register_policy_loss("dr_grpo")
-def dr_grpo_loss(logprobs, old_logprobs, advantages, mask, eps_low=0.2, eps_high=0.2, max_len=None,
-                 surrogate="standard", is_weights=None):
+def dr_grpo_loss(logprobs, old_logprobs, advantages, mask, *, eps_low, eps_high, max_len, surrogate,
+                 is_weights=None):
     """Dr.GRPO: token-level ratio; sum over tokens / (batch size * max completion length)."""
     if not max_len:
         raise ValueError("dr_grpo_loss needs max_len (the configured max completion length)")
@@ -88,16 +91,16 @@ def dr_grpo_loss(logprobs, old_logprobs, advantages, mask, eps_low=0.2, eps_high
 
 
 @register_policy_loss("dapo")
-def dapo_loss(logprobs, old_logprobs, advantages, mask, eps_low=0.2, eps_high=0.28, max_len=None,
-              surrogate="standard", is_weights=None):
+def dapo_loss(logprobs, old_logprobs, advantages, mask, *, eps_low, eps_high, max_len, surrogate,
+              is_weights=None):
     """DAPO (Yu et al. 2025): token-level ratio with clip-higher; token-mean over the whole batch."""
     return _token_ratio_loss(masked_mean, logprobs, old_logprobs, advantages, mask, eps_low, eps_high, surrogate,
                              is_weights)
 
 
 @register_policy_loss("gspo")
-def gspo_loss(logprobs, old_logprobs, advantages, mask, eps_low=3e-4, eps_high=4e-4, max_len=None,
-              surrogate="standard", is_weights=None):
+def gspo_loss(logprobs, old_logprobs, advantages, mask, *, eps_low, eps_high, max_len, surrogate,
+              is_weights=None):
     """GSPO (Zheng et al. 2025): sequence ratio s = exp(mean_t log(pi/pi_old)), clipped per sequence."""
     m = mask.to(logprobs.dtype)
     seq_log_ratio = ((logprobs - old_logprobs) * m).sum(-1) / m.sum(-1).clamp(min=1.0)
@@ -107,3 +110,10 @@ def gspo_loss(logprobs, old_logprobs, advantages, mask, eps_low=3e-4, eps_high=4
     has_tokens = (m.sum(-1) > 0).to(per_seq.dtype)
     loss = (per_seq * has_tokens).sum() / has_tokens.sum().clamp(min=1.0)
     return loss, {"clip_frac": float((was_clipped.float() * has_tokens).sum() / has_tokens.sum().clamp(min=1.0))}
+
+
+def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """KL(pi || pi_ref) by the k3 estimator exp(d) - d - 1, d = log pi_ref - log pi (Schulman, "Approximating
+    KL divergence"; verl's "low_var_kl"): non-negative per token. Token-mean per sequence, then mean."""
+    delta = ref_logprobs - logprobs
+    return seq_mean_token_mean(delta.exp() - delta - 1.0, mask)

@@ -13,9 +13,11 @@ Symbols follow the paper (docs/pipo.md):
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
+
+from components.rl.batch import TrainingBatch
 
 SIGMA_FLOOR = 1e-8
 ATTRIBUTION_EPS = 1e-6
@@ -63,44 +65,18 @@ def pi_coefficients(a: torch.Tensor, phi_value: float) -> torch.Tensor:
     return (a * phi_value).clamp(-COEFF_CLAMP, COEFF_CLAMP)
 
 
-@dataclass
-class CachedBatch:
-    """What the PI step needs of B_{t-1}; nothing is re-sampled or re-scored.
+class PIPOState:
+    """The sliding window H of batch means and the cached previous batch B_{t-1}; checkpointable.
 
-    prompt_ids, prompt_mask: [B, Lp]; completion_ids, loss_mask: [B, Lc] (loss_mask is the base
-    loss's mask: padding and, if configured, truncated completions are 0); old_logprobs: [B, Lc]
-    under the policy that generated B_{t-1}; attributions: [B]; ref_logprobs: [B, Lc] or None;
-    is_weights: [B, Lc] or None.
+    The trainer calls it at two points of an iteration: `signal` and `pi_batch` before the base
+    update (the PI step on B_{t-1}), `push` after it (B_t and mu_t kept for the next iteration).
     """
 
-    prompt_ids: torch.Tensor
-    prompt_mask: torch.Tensor
-    completion_ids: torch.Tensor
-    completion_mask: torch.Tensor
-    loss_mask: torch.Tensor
-    old_logprobs: torch.Tensor
-    attributions: torch.Tensor
-    ref_logprobs: torch.Tensor | None = None
-    is_weights: torch.Tensor | None = None  # truncated IS weights when the sampler was not the trainer
-
-    def to_state(self) -> dict[str, torch.Tensor]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
-
-    @classmethod
-    def from_state(cls, state: dict[str, torch.Tensor]) -> "CachedBatch":
-        return cls(**{f.name: state.get(f.name) for f in fields(cls)})
-
-
-class PIPOState:
-    """The sliding window of batch means and the cached previous batch; checkpointable."""
-
     def __init__(self, window: int, min_history: int):
-        if window < 2:
-            raise ValueError(f"rl.pipo.window must be >= 2, got {window}")
-        self.window = window
+        self.window = window  # K, validated by the config (rl.pipo.window >= 2)
         self.min_history = min_history
         self.history: deque[float] = deque(maxlen=window)
-        self.cached: CachedBatch | None = None
+        self.cached: TrainingBatch | None = None  # B_{t-1}, its advantages replaced by the attributions a_i
 
     def signal(self, mu_t: float, neg_scale: float) -> Signal | None:
         """The improvement signal if the PI step is active this iteration, else None."""
@@ -108,17 +84,28 @@ class PIPOState:
             return None
         return improvement_signal(mu_t, list(self.history), neg_scale)
 
-    def push(self, mu_t: float, batch: CachedBatch) -> None:
-        """After the iteration's updates: mu_t joins the window, B_t becomes the cached batch."""
+    def pi_batch(self, phi_value: float) -> TrainingBatch:
+        """B_{t-1} as the PI step trains on it: c_i = clamp(a_i * phi(xi_t)) in place of the advantage."""
+        return self.cached.with_advantages(pi_coefficients(self.cached.advantages, phi_value))
+
+    def push(self, mu_t: float, batch: TrainingBatch, group_size: int) -> None:
+        """After the iteration's updates: mu_t joins the window, B_t becomes the cached batch.
+
+        batch.advantages are the base advantages Abar of B_t, G = group_size consecutive rows per
+        prompt; only their attributions a_i are kept (nothing is re-sampled or re-scored later)."""
         self.history.append(float(mu_t))
-        self.cached = batch
+        a = attributions(batch.advantages.view(-1, group_size)).reshape(-1)
+        self.cached = batch.with_advantages(a)
 
     def state_dict(self) -> dict:
+        cached = self.cached.to_state() if self.cached is not None else {}
+        if cached:  # what the cache holds in place of advantages, by that name in the checkpoint
+            cached["attributions"] = cached.pop("advantages")
         return {
             "window": self.window,
             "min_history": self.min_history,
             "history": torch.tensor(list(self.history), dtype=torch.float64),
-            "cached": self.cached.to_state() if self.cached is not None else {},
+            "cached": cached,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -126,4 +113,7 @@ class PIPOState:
             raise ValueError(f"PIPO state has window {int(state['window'])}, config has {self.window}")
         self.min_history = int(state["min_history"])
         self.history = deque((float(x) for x in state["history"]), maxlen=self.window)
-        self.cached = CachedBatch.from_state(state["cached"]) if state["cached"] else None
+        cached = dict(state["cached"])
+        if cached:
+            cached["advantages"] = cached.pop("attributions")
+        self.cached = TrainingBatch.from_state(cached) if cached else None

@@ -8,48 +8,23 @@ exactly the weights of an uninterrupted run.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
-import random
 import struct
 
-import pandas as pd
 import pytest
 import torch
-from accelerate import Accelerator
 
 from components.config import load_config
 from components.model.factory import initial_policy
-from components.rl import trainer as trainer_module
 from components.rl.checkpoint import MANIFEST
-from components.rl.trainer import train_rl
+from tests.rl_support import TINY as RL_TINY
+from tests.rl_support import parity_rewards_on_one_thread, run_trainer
 
-TINY = ["model.tiny.hidden_size=32", "model.tiny.num_hidden_layers=1", "model.tiny.intermediate_size=64",
-        "rl.prompts_per_iteration=8", "rl.num_generations=4", "rl.max_completion_length=12", "rl.log_every=100",
-        "rl.pipo.window=2", "rl.checkpoint_every=2"]
-
-
-def sums(n: int, seed: int) -> pd.DataFrame:
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        a, b = rng.randint(0, 9), rng.randint(0, 9)
-        rows.append({"id": f"r{i}", "source": "reasoning_gym/chain_sum", "prompt": f"{a}+{b}=", "answer": str(a + b)})
-    return pd.DataFrame(rows)
+TINY = RL_TINY + ["rl.checkpoint_every=2"]
 
 
-def parity_reward(batch, sources, answers, *_):
-    return torch.tensor([float(len(t) % 2 == 0) for t in batch.texts])
-
-
-@pytest.fixture(autouse=True)
-def deterministic(monkeypatch):
-    monkeypatch.setattr(trainer_module, "score_batch", parity_reward)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+deterministic = pytest.fixture(autouse=True)(parity_rewards_on_one_thread)
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +33,7 @@ def policy():
 
 
 def run(policy, iterations: int, checkpoint_dir=None, resume=False):
-    cfg = load_config(overrides=TINY + [f"rl.iterations={iterations}"])
-    model, tok = policy
-    return train_rl(copy.deepcopy(model), tok, sums(200, 1), cfg.rl, 0, Accelerator(cpu=True),
-                    checkpoint_dir=checkpoint_dir, resume=resume, rollout=cfg.rollout)
+    return run_trainer(policy, ["rl.checkpoint_every=2"], iterations, checkpoint_dir, resume)
 
 
 def _tensor_bytes(path, name=None) -> tuple[int, int]:

@@ -78,9 +78,9 @@ def test_completion_longer_than_the_tiny_models_context_is_refused():
 
 def test_completion_longer_than_an_hf_models_context_is_refused_at_the_rl_stage(tmp_path, monkeypatch):
     """For an HF model the context is only known once loaded: run_rl checks it before any training."""
-    from components import stages
+    from components.stages import rl as rl_stage
     from components.model.factory import initial_policy
-    from components.sft import save_policy
+    from components.model.io import save_policy
 
     tiny = load_config(overrides=["model.tiny.hidden_size=32", "model.tiny.num_hidden_layers=1",
                                   "model.tiny.intermediate_size=64"])
@@ -99,7 +99,7 @@ def test_completion_longer_than_an_hf_models_context_is_refused_at_the_rl_stage(
 
     monkeypatch.setattr("components.rl.trainer.train_rl", no_training)
     with pytest.raises(ConfigError, match=rf"rl\.max_completion_length \({context}\).*max_position_embeddings"):
-        stages.run_rl(cfg)
+        rl_stage.run(cfg)
     assert not (tmp_path / "rl").exists() and not (tmp_path / "ckpt").exists()
 
 

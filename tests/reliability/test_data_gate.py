@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from components.benchmarks import BenchmarkError, load_benchmark
+from components.eval.benchmarks import BenchmarkError, load_benchmark
 from components.config import BenchmarkConfig, TaskConfig, load_config
 from components.data.arithmetic import generate_splits
 from components.data.ingest import load_files, load_source
@@ -117,6 +117,7 @@ def test_eval_files_decontaminate_training_rows_up_to_whitespace(tmp_path):
     assert len(splits["rl"]) == 18 and not {"0+1=", "1+2="} & train_prompts
 
 
+@pytest.mark.slow
 def test_ten_megabyte_prompt_rejected_by_bytes_before_tokenizing(tmp_path):
     """The real prepare path (the stage's own tokenizer and budget) in a fresh process: the 10 MB
     prompt is refused by the byte bound, and the process never grows past 1.5 GB (it peaked at
@@ -129,11 +130,11 @@ def test_ten_megabyte_prompt_rejected_by_bytes_before_tokenizing(tmp_path):
         import json, resource
         from components.config import load_config
         from components.data.prepare import DataValidationError, prepare
-        from components.stages import _prompt_budget
+        from components.stages.prepare import prompt_budget
 
         cfg = load_config(overrides=["data.source=hf_local", "data.files=[{path}]", "data.num_eval=4",
                                      "data.num_rl=100", "data.out_dir={tmp_path / 'out'}"])
-        count_tokens, max_prompt_tokens = _prompt_budget(cfg)
+        count_tokens, max_prompt_tokens = prompt_budget(cfg)
         try:
             prepare(cfg, count_tokens, max_prompt_tokens, {str(tmp_path / 'reports')!r})
             message = None

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import io_utils
+from components.infra import atomic_io as io_utils
 from components.config import DEFAULT_PARAMS, FIXED_OUTPUTS, OUTPUT_KEYS, REPO_ROOT, ConfigError, load_config
-from components.io_utils import UnsafeTargetError, atomic_dir
+from components.infra.atomic_io import UnsafeTargetError, atomic_dir
 
 
 @pytest.mark.parametrize("override, names", [
@@ -70,7 +70,7 @@ def test_separate_outputs_are_accepted(override, tmp_path, monkeypatch):
 
 
 def test_the_fixed_outputs_are_those_the_stages_write():
-    from components import stages
+    from components.stages import common as stages
 
     assert set(FIXED_OUTPUTS.values()) == {stages.INIT_DIR.as_posix(), stages.VALIDATION_DIR.as_posix()}
 

@@ -10,14 +10,16 @@ from pathlib import Path
 
 import pytest
 
-import components.rewards as rewards
-import components.scoring as scoring
+import components.reward.gym as gym
+import components.reward.pool as scoring
+import components.reward.score as rewards
 from components.config import load_config
 from components.data.ingest import IngestError
 from components.data.prepare import prepare
-from components.gym_tasks import ACCEPTED_TASKS, PARSED_TASKS, is_plain_arithmetic
-from components.rewards import RG_PREFIX, compute_score
-from components.scoring import ScoringPool
+from components.reward.gym_tasks import ACCEPTED_TASKS, PARSED_TASKS, is_plain_arithmetic
+from components.reward.gym import RG_PREFIX
+from components.reward.score import compute_score
+from components.reward.pool import ScoringPool
 
 MATH_SOURCES = ["lighteval/MATH", "HuggingFaceH4/MATH-500", "math_dapo"]
 TASKS = sorted(ACCEPTED_TASKS)
@@ -136,7 +138,7 @@ def test_unknown_tasks_score_zero_without_running_a_task_scorer(task, monkeypatc
     def refuse(name):
         raise AssertionError(f"a reasoning-gym scorer ran for {name}")
 
-    monkeypatch.setattr(rewards, "_rg_dataset", refuse)
+    monkeypatch.setattr(gym, "_rg_dataset", refuse)
     answer = "-4*(-2*x - 8)**(3/2)/3 + C"
     assert compute_score(RG_PREFIX + task, _box(answer), answer) == 0.0
     assert compute_score(RG_PREFIX + task, _box(PAYLOADS["open().write"]), answer) == 0.0

@@ -2,22 +2,24 @@
 
 RL batches (256 completions) used to be scored inline, where no deadline applies; these answers
 pass the pre-filters and kept sympy busy for 5 s to well over 95 s. Through the trainer's own
-scoring function and a pool built from params the way RLTrainer builds it, each now scores 0.0
+scoring function and a pool built from params by `pool_for`, as every stage builds it, each now scores 0.0
 within timeout_s plus a small constant and is counted as a timeout, while the rest of the batch is
 scored as before.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from types import SimpleNamespace
 
 import pytest
 
 from components.config import load_config
-from components.evaluate import _score as eval_score
+from components.eval.run import _score as eval_score
+from components.eval.run import evaluate_policy
 from components.rl.trainer import score_batch
-from components.scoring import ScoringPool
+from components.reward.pool import ScoringPool, pool_for
 
 MATH = "lighteval/MATH"
 CHAIN_SUM = "reasoning_gym/chain_sum"
@@ -33,7 +35,7 @@ def _reward(*overrides: str):
 
 
 def _trainer_pool(reward) -> ScoringPool:
-    return ScoringPool(reward.workers, reward.timeout_s)  # as RLTrainer.__init__ builds it
+    return pool_for(reward)  # as every stage builds it (RL, evaluate, verify, compare)
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +104,7 @@ def test_chain_sum_batches_never_start_a_worker(reward):
         assert elapsed < 0.5, elapsed
 
 
+@pytest.mark.slow
 def test_without_standing_workers_a_hanging_completion_is_still_bounded():
     reward = _reward("reward.workers=0")
     with _trainer_pool(reward) as no_workers:
@@ -111,9 +114,6 @@ def test_without_standing_workers_a_hanging_completion_is_still_bounded():
         assert no_workers.timeouts == 1
         assert no_workers.pids == []  # the batch's own worker went with it
         assert elapsed < TIMEOUT_S + no_workers.startup_timeout_s, elapsed
-    # No pool at all: score_batch makes a transient one with reward.timeout_s.
-    scores, elapsed = _timed_score_batch(None, reward, sources, texts, answers)
-    assert scores == expected
 
 
 def test_evaluation_scoring_has_the_limit_too(pool):
@@ -123,3 +123,10 @@ def test_evaluation_scoring_has_the_limit_too(pool):
     assert correct == [False, True, False]
     assert time.monotonic() - start < TIMEOUT_S + SLACK_S
     assert pool.timeouts == before + 1
+
+
+def test_evaluation_has_no_scoring_path_of_its_own():
+    # The caller's pool is required: no transient pool with a timeout of its own.
+    assert inspect.signature(evaluate_policy).parameters["scorer"].default is inspect.Parameter.empty
+    with pytest.raises(AttributeError):
+        eval_score(None, [MATH], [r"\boxed{5}"], ["5"])

@@ -19,7 +19,7 @@ import mlflow
 import pytest
 
 from components.config import ConfigError, load_config
-from components.tracking import log_metrics, stage_run
+from components.infra.tracking import log_metrics, stage_run
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -88,6 +88,8 @@ def _http_cfg(url: str):
                                   "tracking.backoff_factor=1"])
 
 
+@pytest.mark.e2e  # starts a real `mlflow server`
+@pytest.mark.slow
 def test_dead_tracking_server_fails_a_log_call_within_the_bound(mlflow_server):
     url, server = mlflow_server
     cfg = _http_cfg(url)
@@ -155,7 +157,7 @@ def test_exception_marks_the_run_failed_and_ctrl_c_killed(tmp_path):
 STAGE_SCRIPT = textwrap.dedent("""
     import sys, time
     from components.config import load_config
-    from components.tracking import log_metrics, stage_run
+    from components.infra.tracking import log_metrics, stage_run
 
     cfg = load_config(overrides=[f"tracking.tracking_uri=sqlite:///{sys.argv[1]}", "tracking.experiment=faults"])
     with stage_run(cfg, "rl") as run:
@@ -181,6 +183,7 @@ def _run_id(proc: subprocess.Popen, timeout_s: float = 180) -> str:
     return line
 
 
+@pytest.mark.slow
 def test_sigkilled_stage_is_marked_killed_by_the_next_start_and_sigterm_marks_killed(tmp_path):
     cfg = _sqlite_cfg(tmp_path)
     # the sqlite store is created once, here, so the two stage processes do not race to migrate it

@@ -130,7 +130,9 @@ def test_rl_iterations_sync_every_update(trainer, monkeypatch):
     for m in history:
         assert m["rollout/logprob_diff"] < 1e-4  # fp32 on both sides: no real mismatch
         assert 0.99 < m["rollout/is_weight_mean"] <= 1.0 + 1e-4
-        assert m["perf/weight_sync_seconds"] >= 0.0
+    # every rollout after the first follows an optimizer step, so its weights were copied into vLLM first
+    sync_seconds = [m["perf/weight_sync_seconds"] for m in history]
+    assert all(s > 0.0 for s in sync_seconds[1:]), sync_seconds
     assert any(m.get("pipo/active") == 1.0 for m in history)
     # after the last update, the next rollout sees the trained weights
     trainer._sync_engine()

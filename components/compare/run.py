@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from components.config import Config, ConfigError, load_config
-from components.io_utils import atomic_write_json, atomic_write_text
-from components.runtime import configure_threads, quiet_environment
+from components.infra.atomic_io import atomic_write_json, atomic_write_text
+from components.infra.runtime import configure_threads, quiet_environment
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +63,15 @@ def run_compare(cfg: Config, params_path: Path | None, seeds: list[int], variant
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from components.control import continue_sft_for
-    from components.evaluate import evaluate_policy
+    from components.compare.plots import compare_figures
+    from components.eval.run import evaluate_folder, load_benchmarks
+    from components.infra.tracking import ensure_experiment, log_metrics, metric_key
     from components.model.factory import initial_policy, load_policy
-    from components.report_plots import compare_figures
+    from components.model.io import save_policy
+    from components.reward.pool import pool_for
     from components.rl.trainer import train_rl
-    from components.rollout import HFRolloutEngine
-    from components.sft import save_policy, train_sft
-    from components.stages import load_benchmarks
-    from components.tracking import ensure_experiment, log_metrics, metric_key
+    from components.sft.control import continue_sft_for
+    from components.sft.train import train_sft
 
     sft_data, rl_data = (_split(cfg, s) for s in ("sft", "rl"))
     benchmarks = load_benchmarks(cfg)
@@ -84,16 +84,20 @@ def run_compare(cfg: Config, params_path: Path | None, seeds: list[int], variant
     k = cfg.eval.num_samples
 
     def evaluate(model, tokenizer, seed, kind, seconds, run_tags):
-        engine = HFRolloutEngine(model, tokenizer)
-        for bench, data in benchmarks.items():
-            summary, table = evaluate_policy(engine, data, cfg.eval, seed, f"{kind}/s{seed}/{bench}")
+        # The pipeline's own evaluation (engine from `rollout`, the scoring pool, the same metrics),
+        # on the model as saved, so compare and the evaluate stage cannot drift apart.
+        folder = Path(scratch) / f"{kind}-{seed}-eval"
+        save_policy(model, tokenizer, folder)
+        results = evaluate_folder(str(folder), cfg.model_copy(update={"seed": seed}), benchmarks, f"{kind}/s{seed}",
+                                  scorer)
+        for bench, (summary, table) in results.items():
             rows.append({"seed": seed, "model": kind, "benchmark": bench, "seconds": seconds, **summary})
             tables[(kind, seed, bench)] = table
             mlflow.log_metrics({metric_key(f"eval/{bench}/{key}"): float(v) for key, v in summary.items()})
         mlflow.set_tags(run_tags)
 
     with mlflow.start_run(experiment_id=experiment_id, run_name="compare", tags={"pipo.stage": "compare"}) as parent, \
-            tempfile.TemporaryDirectory() as scratch:
+            tempfile.TemporaryDirectory() as scratch, pool_for(cfg.reward) as scorer:
         mlflow.log_params({"seeds": ",".join(map(str, seeds)), "variants": ",".join(variants), "control": control})
         for seed in seeds:
             set_seed(seed)
@@ -143,7 +147,7 @@ def run_compare(cfg: Config, params_path: Path | None, seeds: list[int], variant
 def paired_tests(tables: dict[tuple[str, int, str], pd.DataFrame], variants: list[str], cfg: Config) -> str:
     """Paired bootstrap + McNemar on greedy correctness, pooling (seed, benchmark, problem) units:
     each RL variant against SFT, and every later variant against the first (e.g. PIPO vs GRPO)."""
-    from components.verification import compare, markdown_report
+    from components.gate.statistics import compare, markdown_report
 
     def pooled(kind: str):
         keys = sorted((s, b) for (m, s, b) in tables if m == kind)
@@ -163,7 +167,7 @@ def paired_tests(tables: dict[tuple[str, int, str], pd.DataFrame], variants: lis
 def main(argv: list[str] | None = None) -> int:
     quiet_environment()
     configure_threads()
-    parser = argparse.ArgumentParser(prog="python -m components.compare", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m components.compare.run", description=__doc__)
     parser.add_argument("--params", default=None)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)

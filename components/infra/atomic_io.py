@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from components.config import REPO_ROOT
+
 
 def _fsync_tree(root: Path) -> None:
     for path in sorted(root.rglob("*")):
@@ -25,7 +27,6 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # Files that mark a project (a repository, a DVC pipeline), never a stage's output folder.
 PROJECT_MARKERS = (".git", ".dvc", "dvc.yaml", "params.yaml")
 

@@ -31,7 +31,7 @@ class PolicyModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):  # untyped: MLflow reads type hints as a schema
         import torch
 
-        from components.rewards import extract_boxed
+        from components.reward.extract import extract_boxed
 
         prompts = _prompts(model_input)
         params = params or {}

@@ -128,11 +128,3 @@ def train_sft(
                      time.time() - start)
     model = accelerator.unwrap_model(model)
     return model, SFTResult(steps=step, final_loss=loss_value, seconds=time.time() - start)
-
-
-def save_policy(model, tokenizer, out_dir: Path) -> None:
-    """Save as a plain HF folder (safetensors); a LoRA adapter is merged first."""
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)

@@ -12,8 +12,8 @@ import yaml
 
 from components.config import REPO_ROOT
 
-COMPONENTS_DIR = Path(__file__).resolve().parent
-MODEL_HASH_TAG = "model_hash"  # sha256 of the registered policy folder (components.provenance.hash_path)
+COMPONENTS_DIR = REPO_ROOT / "components"
+MODEL_HASH_TAG = "model_hash"  # sha256 of the registered policy folder (components.infra.provenance.hash_path)
 
 
 def log_policy(policy_dir: str | Path, max_new_tokens: int, name: str = "policy"):
@@ -22,7 +22,7 @@ def log_policy(policy_dir: str | Path, max_new_tokens: int, name: str = "policy"
     import pandas as pd
     from mlflow.models import infer_signature
 
-    from components.policy_model import POLICY_ARTIFACT
+    from components.registry.pyfunc_policy import POLICY_ARTIFACT
 
     example = pd.DataFrame({"prompt": ["12+34="]})
     signature = infer_signature(example, pd.DataFrame({"completion": ["x"], "answer": ["x"]}),
@@ -33,7 +33,7 @@ def log_policy(policy_dir: str | Path, max_new_tokens: int, name: str = "policy"
         code = Path(tmp) / "components"
         shutil.copytree(COMPONENTS_DIR, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         return mlflow.pyfunc.log_model(
-            name=name, python_model=str(COMPONENTS_DIR / "policy_model.py"),
+            name=name, python_model=str(COMPONENTS_DIR / "registry" / "pyfunc_policy.py"),
             artifacts={POLICY_ARTIFACT: str(policy_dir)}, code_paths=[str(code)], signature=signature,
             model_config={"max_new_tokens": max_new_tokens}, input_example=example,
             pip_requirements=["torch", "transformers", "pandas", "pydantic", "pyyaml", "math-verify"],
@@ -97,7 +97,7 @@ def download_policy(model_name: str, version: str, dst: Path) -> Path:
     """The policy folder inside a registered version (to re-evaluate a champion)."""
     import mlflow
 
-    from components.policy_model import POLICY_ARTIFACT
+    from components.registry.pyfunc_policy import POLICY_ARTIFACT
 
     root = Path(mlflow.artifacts.download_artifacts(f"models:/{model_name}/{version}", dst_path=str(dst)))
     spec = yaml.safe_load((root / "MLmodel").read_text())

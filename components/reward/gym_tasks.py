@@ -78,7 +78,7 @@ def unsupported_tasks_error(tasks: set[str]) -> str | None:
         return None
     return (f"reasoning-gym task(s) {', '.join(refused)} are not accepted: the verifier runs only task "
             f"scorers known to be safe on model output. Accepted tasks: {', '.join(sorted(ACCEPTED_TASKS))} "
-            "(see components/gym_tasks.py)")
+            "(see components/reward/gym_tasks.py)")
 
 
 def scorer_inputs(task: str, gold: str, metadata: dict) -> Inputs | None:

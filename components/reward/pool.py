@@ -2,13 +2,17 @@
 
 `compute_score` cannot be interrupted in-process (sympy holds the thread, and math-verify's
 signal-based timeouts only work on the main thread), so every item whose cost is not bounded by
-construction (`components.rewards.cost_is_bounded`: math answers, sympy-based reasoning-gym tasks,
+construction (`components.reward.score.cost_is_bounded`: math answers, sympy-based reasoning-gym tasks,
 registered scorers) goes to a worker process that can be killed, whatever the batch size. Each
 worker handles one item at a time under a deadline: a worker that hangs past it is killed, one
 that dies (os._exit, SIGKILL, a segfault) is noticed through its closed pipe; either way the item
 scores 0.0, is counted, and a fresh worker takes its place while the rest of the batch carries on.
 Only bounded items (chain_sum's Decimal comparison, string comparisons, completions without a box)
 are scored inline, so the default chain_sum RL batch never waits on a process.
+
+This is the pipeline's one scoring path (RL, evaluation, the champion re-evaluation, compare), built
+by `pool_for(cfg.reward)` from params.yaml's `reward` section, which is the only source of its
+worker count and timeout.
 
 Workers are plain `python -c` subprocesses, not multiprocessing children: nothing is forked from
 a parent that may hold torch threads, and the parent's __main__ (a trainer importing torch) is
@@ -33,14 +37,18 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Sequence
 
-from components.gym_tasks import PARSED_TASKS
-from components.rewards import RG_PREFIX, compute_score, cost_is_bounded
+from components.config import RewardConfig
+
+from components.reward.gym import RG_PREFIX
+from components.reward.gym_tasks import PARSED_TASKS
+from components.reward.score import cost_is_bounded, score_and_error
 
 log = logging.getLogger(__name__)
 
-_PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
-_WORKER_BOOT = "from components.scoring import _worker_main; _worker_main()"
-_STOP_GRACE_S = 1.0
+_PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+_WORKER_BOOT = "from components.reward.pool import _worker_main; _worker_main()"
+_STOP_GRACE_S = 1.0  # how long a worker asked to stop may take before it is killed
+STARTUP_TIMEOUT_S = 60.0  # a worker imports math-verify, sympy (and maybe reasoning_gym) before its first item
 
 
 @dataclass(eq=False)
@@ -61,25 +69,26 @@ class ScoringPool:
     timeout_s: per-item limit; an item past it scores 0.0 (counted in `timeouts`). Items whose cost is
         bounded by construction (`cost_is_bounded`) are scored inline; all others go to a worker.
     extra_scorers_module: module each worker imports first, to register extra scorers
-        (`components.rewards.register_scorer`), e.g. "tests.scoring_hooks".
+        (`components.reward.score.register_scorer`), e.g. "tests.scoring_hooks".
     preload: modules each worker imports before it reports ready, so that their import time does
         not count against the first item's timeout (e.g. "reasoning_gym" for tasks other than
         chain_sum); math-verify is always warmed up.
     startup_timeout_s: how long a worker may take to start before the pool gives up with an error.
 
     Counters: `timeouts` (killed for running past timeout_s), `crashes` (died while scoring),
-    `errors` (the scorer raised). Thread-safe; close() (or the context manager) stops the workers,
+    `errors` (a verifier raised: compute_score's swallowed errors and registered scorers' exceptions
+    alike; the item scores 0.0). Thread-safe; close() (or the context manager) stops the workers,
     and they are also stopped when the pool is garbage-collected or the interpreter exits.
     """
 
     def __init__(
         self,
-        workers: int = 2,
-        timeout_s: float = 10.0,
+        workers: int,
+        timeout_s: float,
         *,
         extra_scorers_module: str | None = None,
         preload: Sequence[str] = (),
-        startup_timeout_s: float = 60.0,
+        startup_timeout_s: float = STARTUP_TIMEOUT_S,
     ) -> None:
         if workers < 0 or timeout_s <= 0 or startup_timeout_s <= 0:
             raise ValueError("workers must be >= 0 and the timeouts > 0")
@@ -152,12 +161,11 @@ class ScoringPool:
             raise RuntimeError("the scoring pool is closed")
 
     def _score_inline(self, source: str, completion: Any, truth: Any, extra: dict | None) -> float:
-        try:
-            return float(compute_score(source, completion, truth, extra))
-        except Exception as exc:  # only extra scorers raise: compute_score itself never does
+        value, error = _score_item(source, completion, truth, extra)
+        if error is not None:
             self.errors += 1
-            log.warning("scorer for %s raised %s: %s", source, type(exc).__name__, exc)
-            return 0.0
+            log.warning("scorer for %s raised %s", source, error)
+        return value
 
     # --- pool -----------------------------------------------------------------------------------
 
@@ -290,6 +298,14 @@ class ScoringPool:
         return 1
 
 
+def _score_item(source: str, completion: Any, truth: Any, extra: dict | None) -> tuple[float, str | None]:
+    """(reward, None), or (0.0, what was raised) when a verifier or a registered scorer raised."""
+    try:
+        return score_and_error(source, completion, truth, extra)
+    except Exception as exc:  # a registered scorer: compute_score lets its exceptions through
+        return 0.0, f"{type(exc).__name__}: {exc}"
+
+
 def _needs_reasoning_gym(source: Any) -> bool:
     return str(source).startswith(RG_PREFIX) and str(source)[len(RG_PREFIX) :] in PARSED_TASKS
 
@@ -355,7 +371,7 @@ def _worker_main() -> None:
         importlib.import_module(module)
     if extra_module:
         importlib.import_module(extra_module)
-    compute_score("math", "\\boxed{\\frac12}", "0.5")  # imports sympy and the LaTeX grammar now
+    score_and_error("math", "\\boxed{\\frac12}", "0.5")  # imports sympy and the LaTeX grammar now
     results.send(("ready", os.getpid()))
     while True:
         try:
@@ -365,7 +381,10 @@ def _worker_main() -> None:
         if message is None:
             return
         index, source, completion, truth, extra = message
-        try:
-            results.send(("ok", index, float(compute_score(source, completion, truth, extra))))
-        except Exception as exc:
-            results.send(("error", index, f"{type(exc).__name__}: {exc}"))
+        value, error = _score_item(source, completion, truth, extra)
+        results.send(("ok", index, value) if error is None else ("error", index, error))
+
+
+def pool_for(reward: RewardConfig) -> ScoringPool:
+    """The scoring pool as params.yaml's `reward` section configures it: how every stage builds one."""
+    return ScoringPool(reward.workers, reward.timeout_s)

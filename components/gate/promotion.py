@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 
 from components.config import Config
-from components.io_utils import atomic_dir, atomic_write_json
-from components.tracking import PARENT_ENV, metric_key, stage_run
-from components.verification import Comparison, compare, markdown_report
+from components.infra.atomic_io import atomic_dir, atomic_write_json
+from components.infra.tracking import PARENT_ENV, metric_key, stage_run
+from components.gate.statistics import Comparison, compare, markdown_report
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ PENDING = "pending"
 
 def provenance_tags(cfg: Config, verdict: str, reason: str, model_hashes: dict[str, str] | None = None
                     ) -> dict[str, str]:
-    from components.registry import MODEL_HASH_TAG, data_version, git_commit
+    from components.registry.versions import MODEL_HASH_TAG, data_version, git_commit
 
     p = cfg.rl.pipo
     return {
@@ -96,8 +96,8 @@ def provenance_tags(cfg: Config, verdict: str, reason: str, model_hashes: dict[s
 def verify_and_promote(cfg: Config) -> dict:
     import mlflow
 
-    from components.provenance import check_eval_provenance
-    from components.registry import current_champion, find_version, log_policy, register, set_alias, tag_version
+    from components.infra.provenance import check_eval_provenance
+    from components.registry.versions import current_champion, find_version, log_policy, register, set_alias, tag_version
 
     v, reg = cfg.verify, cfg.registry
     names = [b.name for b in cfg.eval.benchmarks]
@@ -179,10 +179,11 @@ def verify_and_promote(cfg: Config) -> dict:
 
 def _champion_scores(cfg: Config, champion, rl_keys: list[str]) -> np.ndarray:
     """Re-evaluate the champion on the current benchmarks with the same seed and settings."""
-    from components.registry import download_policy
-    from components.stages import evaluate_folder, load_benchmarks, scoring_pool
+    from components.registry.versions import download_policy
+    from components.eval.run import evaluate_folder, load_benchmarks
+    from components.reward.pool import pool_for
 
-    with tempfile.TemporaryDirectory() as tmp, scoring_pool(cfg) as scorer:
+    with tempfile.TemporaryDirectory() as tmp, pool_for(cfg.reward) as scorer:
         folder = download_policy(cfg.registry.model_name, champion.version, Path(tmp))
         results = evaluate_folder(str(folder), cfg, load_benchmarks(cfg), f"champion-v{champion.version}", scorer)
         keys, scores = pooled_scores({b: table for b, (_, table) in results.items()}, cfg.verify.score)

@@ -52,7 +52,7 @@ def hash_path(path: str | Path) -> str:
 
 
 def benchmark_path(spec: BenchmarkConfig, prepared_dir: str | Path) -> Path:
-    """The file a benchmark is read from (the same resolution as components.benchmarks)."""
+    """The file a benchmark is read from (the same resolution as components.eval.benchmarks)."""
     return Path(prepared_dir) / f"{spec.split}.parquet" if spec.split is not None else Path(spec.file)
 
 

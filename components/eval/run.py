@@ -9,9 +9,10 @@ import time
 import pandas as pd
 import torch
 
-from components.config import EvalConfig
-from components.eval_metrics import summarise, summarise_by_source
-from components.rewards import extract_boxed
+from components.config import Config, EvalConfig
+from components.eval.metrics import summarise, summarise_by_source
+from components.reward.extract import extract_boxed
+from components.reward.pool import ScoringPool
 from components.rollout import RolloutEngine
 
 log = logging.getLogger(__name__)
@@ -28,22 +29,15 @@ def _generate_all(engine: RolloutEngine, prompts: list[str], cfg: EvalConfig, gr
     return texts, lengths
 
 
-def _score(scorer, sources: list[str], texts: list[str], answers: list[str]) -> list[bool]:
-    """Correctness of each completion, through the pool (timeouts, crash isolation); without one, a
-    transient pool with no standing workers and ScoringPool's default timeout."""
-    if scorer is None:
-        from components.scoring import ScoringPool
-
-        with ScoringPool(workers=0) as pool:
-            scores = pool.score(sources, texts, answers)
-    else:
-        scores = scorer.score(sources, texts, answers)
-    return [float(x) >= 1.0 for x in scores]
+def _score(scorer: ScoringPool, sources: list[str], texts: list[str], answers: list[str]) -> list[bool]:
+    """Correctness of each completion, through the caller's scoring pool (`pool_for(cfg.reward)`:
+    reward.timeout_s per item, crash isolation); there is no other scoring path."""
+    return [float(x) >= 1.0 for x in scorer.score(sources, texts, answers)]
 
 
 def evaluate_policy(engine: RolloutEngine, data: pd.DataFrame, cfg: EvalConfig, seed: int,
-                    label: str = "policy", scorer=None) -> tuple[dict[str, float], pd.DataFrame]:
-    """Return (summary metrics, per-problem table) of `engine`'s policy on `data`."""
+                    label: str = "policy", *, scorer: ScoringPool) -> tuple[dict[str, float], pd.DataFrame]:
+    """Return (summary metrics, per-problem table) of `engine`'s policy on `data`, scored by `scorer`."""
     prompts, answers, sources = (data[c].astype(str).tolist() for c in ("prompt", "answer", "source"))
     n, k = len(prompts), cfg.num_samples
     start = time.time()
@@ -84,3 +78,24 @@ def evaluate_policy(engine: RolloutEngine, data: pd.DataFrame, cfg: EvalConfig, 
 def by_source(table: pd.DataFrame, k: int) -> dict[str, dict[str, float]]:
     """Per data source metrics of a per-problem table (benchmarks that mix sources)."""
     return summarise_by_source(table, k)
+
+
+def evaluate_folder(folder: str, cfg: Config, benchmarks: dict[str, pd.DataFrame], label: str, scorer):
+    """{benchmark: (summary, per-problem table)} of the policy in `folder`: the one evaluation that the
+    evaluate stage, the verify stage (champion) and `make compare` all use."""
+    from components.model.factory import load_policy
+    from components.rollout import make_engine
+
+    model, tokenizer = load_policy(folder, cfg.model.dtype)
+    engine = make_engine(cfg.rollout, model, tokenizer, folder, None, cfg.seed)
+    out = {}
+    for name, data in benchmarks.items():
+        out[name] = evaluate_policy(engine, data, cfg.eval, cfg.seed, f"{label}/{name}", scorer=scorer)
+    del engine, model
+    return out
+
+
+def load_benchmarks(cfg: Config) -> dict[str, pd.DataFrame]:
+    from components.eval.benchmarks import load_benchmark
+
+    return {b.name: load_benchmark(b, cfg.data.out_dir) for b in cfg.eval.benchmarks}

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from components.config import SFTConfig
-from components.sft import collate, encode_examples, sequence_loss
+from components.sft.train import collate, encode_examples, sequence_loss
 
 
 def continue_sft_for(model, tokenizer, data: pd.DataFrame, cfg: SFTConfig, seconds: float, seed: int,

@@ -1,0 +1,7 @@
+"""`python -m components.compare` runs the comparison (`make compare`)."""
+
+import sys
+
+from components.compare.run import main
+
+sys.exit(main())

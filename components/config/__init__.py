@@ -1,0 +1,65 @@
+"""Typed, validated configuration loaded from params.yaml (the single source of defaults).
+
+No default lives here: every field is required, so a value missing from params.yaml is an
+error rather than a silent second default. Unknown keys and wrong types raise ConfigError
+naming the dotted key.
+
+    schema.py   the pydantic models (Config and its sections) on a strict base model
+    paths.py    REPO_ROOT, DEFAULT_PARAMS and the output-path overlap checks run at load
+    loading.py  YAML reading, presets, `--set` overrides, load_config and its error messages
+
+Callers import from here (`from components.config import Config, load_config`).
+"""
+
+from __future__ import annotations
+
+from components.config.loading import (
+    PRESET_ENV,
+    DuplicateKeyError,
+    _read_yaml,  # not public, but a test reads a params file through it (tests/test_eval_config.py)
+    apply_overrides,
+    load_config,
+    merge_preset,
+)
+from components.config.paths import (
+    DEFAULT_PARAMS,
+    FIXED_OUTPUTS,
+    OUTPUT_KEYS,
+    PROJECT_DIRS,
+    REPO_ROOT,
+    check_output_paths,
+)
+from components.config.schema import (
+    ALGORITHMS,
+    BenchmarkConfig,
+    CompareConfig,
+    Config,
+    ConfigError,
+    DAPOConfig,
+    DataConfig,
+    EvalConfig,
+    ImportanceSamplingConfig,
+    LoraConfig,
+    ModelConfig,
+    PIPOConfig,
+    RegistryConfig,
+    RewardConfig,
+    RLConfig,
+    RolloutConfig,
+    Seed,
+    SFTConfig,
+    TaskConfig,
+    TinyModelConfig,
+    TrackingConfig,
+    VerifyConfig,
+    VLLMConfig,
+)
+
+__all__ = [
+    "ALGORITHMS", "DEFAULT_PARAMS", "FIXED_OUTPUTS", "OUTPUT_KEYS", "PRESET_ENV", "PROJECT_DIRS", "REPO_ROOT",
+    "BenchmarkConfig", "CompareConfig", "Config", "ConfigError", "DAPOConfig", "DataConfig",
+    "DuplicateKeyError", "EvalConfig", "ImportanceSamplingConfig", "LoraConfig", "ModelConfig", "PIPOConfig",
+    "RegistryConfig", "RewardConfig", "RLConfig", "RolloutConfig", "SFTConfig", "Seed", "TaskConfig",
+    "TinyModelConfig", "TrackingConfig", "VerifyConfig", "VLLMConfig",
+    "apply_overrides", "check_output_paths", "load_config", "merge_preset",
+]

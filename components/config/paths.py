@@ -1,0 +1,139 @@
+"""Where the project is, and the output-path checks run at load.
+
+A stage replaces its output folder whole (components/infra/atomic_io.py's atomic_dir), so a setting
+that points an output at a folder holding anything else (another stage's output, tracked data, the
+repository itself) would delete it. Such settings are refused here, before any stage runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.config.schema import Config, ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # components/config/paths.py -> the repository root
+DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
+
+OUTPUT_KEYS = ("data.out_dir", "sft.out_dir", "rl.out_dir", "rl.checkpoint_dir", "eval.out_dir",
+               "eval.metrics_file", "verify.out_dir", "verify.metrics_file", "compare.out_dir")
+# Outputs at fixed paths: INIT_DIR and VALIDATION_DIR in components/stages/common.py (a test keeps
+# them in step).
+FIXED_OUTPUTS = {"models/init (the sft stage's fixed output)": "models/init",
+                 "reports/validation (the prepare stage's fixed output)": "reports/validation"}
+
+
+# Folders of the project (code, tracked data, the MLflow store, git and DVC metadata) that no
+# output may equal or contain.
+PROJECT_DIRS = (".git", ".dvc", "components", "flows", "tests", "configs", "presets", "docs", "scripts",
+                "benchmarks", "data/benchmarks", "mlflow")
+
+
+def _resolve(path: str | Path, base: Path) -> Path:
+    """Absolute, with `..`, `.`, symlinks and trailing slashes resolved (the path need not exist)."""
+    p = Path(path)
+    return (p if p.is_absolute() else base / p).resolve()
+
+
+def _at_or_above(path: Path, other: Path) -> bool:
+    """path is other, or a folder that contains it."""
+    return path == other or path in other.parents
+
+
+@functools.lru_cache(maxsize=16)
+def _git_tracked(root: str) -> tuple[str, ...]:
+    """Files git tracks under root (empty when root is not in a git work tree)."""
+    try:
+        out = subprocess.run(["git", "-C", root, "ls-files", "-z"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    if out.returncode != 0:
+        return ()
+    return tuple(f for f in out.stdout.decode(errors="replace").split("\0") if f)
+
+
+@functools.lru_cache(maxsize=16)
+def _dvc_outputs(dvc_file: str) -> frozenset[str]:
+    """The outs, metrics and plots a dvc.yaml declares (stage outputs that git may track, e.g. metrics)."""
+    try:
+        stages = (yaml.safe_load(Path(dvc_file).read_text()) or {}).get("stages") or {}
+        declared = set()
+        for stage in stages.values():
+            for section in ("outs", "metrics", "plots"):
+                for entry in stage.get(section) or []:
+                    declared.update([entry] if isinstance(entry, str) else list(entry))
+        return frozenset(str(_resolve(p, Path(dvc_file).parent)) for p in declared)
+    except (OSError, yaml.YAMLError, AttributeError, TypeError):
+        return frozenset()
+
+
+def _dotted(cfg: Config, dotted: str) -> Any:
+    value: Any = cfg
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def check_output_paths(cfg: Config, params_path: str | Path, presets: list[Path] = (), cwd: Path | None = None) -> None:
+    """Refuse output paths that equal or contain another output, an input, tracked data, or the
+    repository: ConfigError naming both keys, on one line. Relative paths are taken from cwd,
+    where the stages run."""
+    cwd = Path.cwd() if cwd is None else cwd
+    cwd = cwd.resolve()
+    params_path = _resolve(params_path, cwd)
+    project = params_path.parent
+    outputs = {f"{k} ({_dotted(cfg, k)!r})": _resolve(_dotted(cfg, k), cwd) for k in OUTPUT_KEYS}
+    outputs.update({label: _resolve(p, cwd) for label, p in FIXED_OUTPUTS.items()})
+    roots = {"the working directory": cwd, "the repository root": REPO_ROOT.resolve(),
+             "the params file's folder": project}
+    inputs = {"the params file": params_path, **{f"preset {p}": _resolve(p, cwd) for p in presets}}
+    for name in ("dvc.yaml", "dvc.lock"):
+        inputs[f"{project.name}/{name}"] = project / name
+    # the project's own folders, protected even where git is absent (a copy without .git)
+    for root in dict.fromkeys([project, REPO_ROOT.resolve()]):
+        inputs.update({f"{name}/ (part of the project)": root / name for name in PROJECT_DIRS})
+    inputs.update({f"data.files[{i}]": _resolve(f, cwd) for i, f in enumerate(cfg.data.files)})
+    inputs.update({f"data.eval_files[{i}]": _resolve(f, cwd) for i, f in enumerate(cfg.data.eval_files)})
+    inputs.update({f"eval.benchmarks[{i}].file": _resolve(b.file, cwd)
+                   for i, b in enumerate(cfg.eval.benchmarks) if b.file})
+    # what git tracks, and which of it DVC declares as stage outputs (metrics files, say)
+    tracked: dict[Path, Path] = {}  # tracked file or one of its folders -> a tracked file there
+    declared: set[str] = set()
+    for root in dict.fromkeys([project, cwd]):
+        declared |= _dvc_outputs(str(root / "dvc.yaml"))
+        for rel in _git_tracked(str(root)):
+            file = root / rel
+            tracked.setdefault(file, file)
+            for folder in Path(rel).parents:
+                if folder != Path("."):
+                    tracked.setdefault(root / folder, file)
+
+    problems = []
+    names = list(outputs)
+    for i, key in enumerate(names):
+        path = outputs[key]
+        for what, root in roots.items():
+            if _at_or_above(path, root):
+                problems.append(f"{key} is {what} or a folder above it ({root})")
+                break
+        else:
+            for other in names[i + 1:]:
+                if path == outputs[other]:
+                    problems.append(f"{key} and {other} are the same path")
+                elif _at_or_above(path, outputs[other]):
+                    problems.append(f"{key} contains {other}")
+                elif _at_or_above(outputs[other], path):
+                    problems.append(f"{other} contains {key}")
+            for what, input_path in inputs.items():
+                if _at_or_above(path, input_path):
+                    problems.append(f"{key} {'is' if path == input_path else 'contains'} {what}")
+            if path in tracked and not (path == tracked[path] and str(path) in declared):
+                problems.append(f"{key} {'is' if path == tracked[path] else 'contains'} "
+                                f"a file git tracks ({tracked[path]})")
+    if problems:
+        raise ConfigError("output paths overlap: " + "; ".join(problems)
+                          + " (a stage replaces its outputs whole, so each must hold nothing else)")

@@ -1,0 +1,366 @@
+"""The typed configuration: pydantic models for params.yaml's sections and the Config that holds them.
+
+No default lives here: every field is required, so a value missing from params.yaml is an
+error rather than a silent second default. Unknown keys and wrong types are rejected by the
+strict base model (its errors name the dotted key once loading.py formats them).
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A params file or override is invalid; the message names the key."""
+
+
+def _strict_number(annotation: Any, value: Any) -> str | None:
+    """Why `value` is not acceptable for a field of type `annotation`, or None.
+
+    Ints are strict (YAML's `true` or `4.0` is not an iteration count); a float field takes an
+    int or a numeric string (YAML 1.1 reads `1e-4` as a string) but not a bool.
+    """
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _strict_number(get_args(annotation)[0], value)
+    if annotation is int:
+        if type(value) is not int:
+            return f"must be an integer, not {type(value).__name__}"
+    elif annotation is float:
+        if isinstance(value, bool):
+            return "must be a number, not bool"
+    elif origin in (Union, types.UnionType):
+        if value is None and type(None) in get_args(annotation):
+            return None
+        numeric = [a for a in get_args(annotation) if a in (int, float)]
+        if len(numeric) == 1:
+            return _strict_number(numeric[0], value)
+    elif origin is list and isinstance(value, list) and get_args(annotation):
+        for item in value:
+            why = _strict_number(get_args(annotation)[0], item)
+            if why:
+                return f"every item {why} (got {item!r})"
+    return None
+
+
+class _Strict(BaseModel):
+    # allow_inf_nan=False: every float field must be finite (`rl.lr: .inf` or `nan` is an error)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        why = _strict_number(cls.model_fields[info.field_name].annotation, value)
+        if why:
+            raise ValueError(why)
+        return value
+
+
+class TaskConfig(_Strict):
+    name: Literal["chain_sum"]
+    min_terms: int = Field(ge=2)
+    max_terms: int = Field(ge=2)
+    min_digits: int = Field(ge=1)
+    max_digits: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "TaskConfig":
+        if self.max_terms < self.min_terms:
+            raise ValueError("max_terms must be >= min_terms")
+        if self.max_digits < self.min_digits:
+            raise ValueError("max_digits must be >= min_digits")
+        return self
+
+
+class DataConfig(_Strict):
+    source: Literal["reasoning_gym", "verl", "hf_local", "hf_hub"]
+    task: TaskConfig
+    num_sft: int = Field(ge=1)
+    num_rl: int = Field(ge=1)
+    num_eval: int = Field(ge=1)
+    files: list[str]
+    eval_files: list[str]
+    hub_dataset: str | None
+    hub_split: str
+    out_dir: str
+
+    @model_validator(mode="after")
+    def _source_inputs(self) -> "DataConfig":
+        if self.source in ("verl", "hf_local") and not self.files:
+            raise ValueError(f"data.files must list at least one file when data.source is {self.source!r}")
+        if self.source == "hf_hub" and not self.hub_dataset:
+            raise ValueError("data.hub_dataset must name a dataset when data.source is 'hf_hub'")
+        return self
+
+
+class TinyModelConfig(_Strict):
+    hidden_size: int = Field(ge=8)
+    num_hidden_layers: int = Field(ge=1)
+    num_attention_heads: int = Field(ge=1)
+    intermediate_size: int = Field(ge=8)
+    max_position_embeddings: int = Field(ge=16)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "TinyModelConfig":
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("hidden_size must be divisible by num_attention_heads")
+        return self
+
+
+class LoraConfig(_Strict):
+    enabled: bool
+    r: int = Field(ge=1)
+    alpha: int = Field(ge=1)
+    dropout: float = Field(ge=0.0, lt=1.0)
+    target_modules: list[str]
+
+
+class ModelConfig(_Strict):
+    name_or_path: str
+    tiny: TinyModelConfig
+    lora: LoraConfig
+    dtype: Literal["float32", "bfloat16", "float16"]
+
+
+class SFTConfig(_Strict):
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    min_lr: float = Field(ge=0)
+    warmup_ratio: float = Field(ge=0, lt=1)
+    weight_decay: float = Field(ge=0)
+    max_grad_norm: float = Field(gt=0)
+    out_dir: str
+
+
+# The one list of RL algorithm names. The loss and advantage registries (components/rl/losses.py
+# POLICY_LOSSES, components/rl/advantages.py ADVANTAGES) are keyed by these same names, but they
+# need torch, and the config must load without it (params are checked before any stage imports
+# torch), so the names live here; tests/test_config.py checks both registries' keys equal this.
+ALGORITHMS = ("grpo", "dr_grpo", "dapo", "gspo")
+
+
+class PIPOConfig(_Strict):
+    enabled: bool
+    window: int
+    neg_scale: float
+    min_history: int | None  # null = window (K), the authors' default
+    pi_lr_scale: float = Field(gt=0)
+    pi_clip_mode: Literal["standard", "authors"]
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "PIPOConfig":
+        if self.window < 2:
+            raise ValueError(f"rl.pipo.window must be >= 2 (got {self.window})")
+        if not 0.0 <= self.neg_scale <= 1.0:
+            raise ValueError(f"rl.pipo.neg_scale must be in [0, 1] (got {self.neg_scale})")
+        if self.min_history is not None and not 1 <= self.min_history <= self.window:
+            raise ValueError(f"rl.pipo.min_history must be in [1, window={self.window}] or null "
+                             f"(got {self.min_history})")
+        return self
+
+    @property
+    def history_needed(self) -> int:
+        return self.window if self.min_history is None else self.min_history
+
+
+class DAPOConfig(_Strict):
+    dynamic_sampling: bool
+    max_resample_rounds: int = Field(ge=0)
+    overlong_buffer: int = Field(ge=0)
+    overlong_penalty: float = Field(ge=0)
+
+
+class RLConfig(_Strict):
+    algorithm: str
+    pipo: PIPOConfig
+    dapo: DAPOConfig
+    iterations: int = Field(ge=1)
+    prompts_per_iteration: int = Field(ge=1)
+    num_generations: int
+    lr: float = Field(gt=0)
+    epsilon: float = Field(gt=0)
+    epsilon_high: float = Field(gt=0)
+    beta: float = Field(ge=0)
+    scale_rewards: bool
+    mask_truncated_completions: bool
+    temperature: float = Field(gt=0)
+    top_p: float = Field(gt=0, le=1)
+    max_completion_length: int = Field(ge=1)
+    ppo_epochs: int = Field(ge=1)
+    mini_batch_size: int = Field(ge=1)
+    max_grad_norm: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    checkpoint_every: int = Field(ge=1)
+    keep_checkpoints: int = Field(ge=1)
+    log_every: int = Field(ge=1)
+    out_dir: str
+    checkpoint_dir: str
+
+    @model_validator(mode="after")
+    def _known(self) -> "RLConfig":
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"rl.algorithm {self.algorithm!r} is unknown; allowed: {', '.join(ALGORITHMS)}")
+        if self.num_generations < 2:
+            raise ValueError("rl.num_generations must be >= 2 (group-relative advantages need a group)")
+        return self
+
+
+class VLLMConfig(_Strict):
+    gpu_memory_utilization: float = Field(gt=0, le=1)
+    max_num_seqs: int = Field(ge=1)
+    enforce_eager: bool
+    dtype: Literal["auto", "float32", "bfloat16", "float16"]
+    cpu_kvcache_space_gib: int = Field(ge=1)
+
+
+class ImportanceSamplingConfig(_Strict):
+    enabled: bool
+    cap: float = Field(ge=1.0)
+    level: Literal["token", "sequence"]
+
+
+class RolloutConfig(_Strict):
+    engine: Literal["hf", "vllm"]
+    recompute_logprobs: bool
+    vllm: VLLMConfig
+    importance_sampling: ImportanceSamplingConfig
+
+    @property
+    def trainer_logprobs(self) -> bool:
+        """Whether old log-probs come from a trainer forward pass instead of the sampler.
+
+        vLLM's kernels and precision differ from the trainer's, so its log-probs are only the
+        behaviour policy's; the PPO ratio needs the trainer's own (the mismatch is then logged,
+        and truncated importance sampling can correct for it).
+        """
+        return self.engine != "hf" or self.recompute_logprobs or self.importance_sampling.enabled
+
+
+class RewardConfig(_Strict):
+    correct_weight: float
+    format_weight: float
+    workers: int = Field(ge=0)
+    timeout_s: float = Field(gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "min_batch_for_pool" in data:
+            raise ValueError("reward.min_batch_for_pool was removed: whether an item is scored inline now "
+                             "depends on its source, not on the batch size (see params.yaml); delete the key")
+        return data
+
+
+class BenchmarkConfig(_Strict):
+    """One evaluation set: a prepared split of the task's own data, or a verl/HF-layout file."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    split: Literal["eval", "rl", "sft"] | None = None
+    file: str | None = None
+    limit: int | None = Field(default=None, ge=1)  # first N problems (quick looks); null = all
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "BenchmarkConfig":
+        if (self.split is None) == (self.file is None):
+            raise ValueError(f"benchmark {self.name!r} needs exactly one of split or file")
+        return self
+
+
+class EvalConfig(_Strict):
+    benchmarks: list[BenchmarkConfig] = Field(min_length=1)
+    num_samples: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "EvalConfig":
+        names = [b.name for b in self.benchmarks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"eval.benchmarks names must be unique (got {names})")
+        return self
+    temperature: float = Field(gt=0)
+    max_completion_length: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    metrics_file: str
+    out_dir: str
+
+
+class VerifyConfig(_Strict):
+    score: Literal["greedy", "mean_at_k"]  # per-problem score the paired test compares
+    min_gain: float = Field(ge=-1.0, le=1.0)
+    confidence: float = Field(gt=0.5, lt=1.0)
+    num_resamples: int = Field(ge=100)
+    against_champion: bool
+    out_dir: str
+    metrics_file: str
+
+
+class RegistryConfig(_Strict):
+    model_name: str = Field(min_length=1)
+    alias: str = Field(min_length=1, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+class TrackingConfig(_Strict):
+    experiment: str = Field(min_length=1)
+    tracking_uri: str | None
+    # Bounds on MLflow's HTTP client (MLFLOW_HTTP_REQUEST_TIMEOUT / _MAX_RETRIES / _BACKOFF_FACTOR):
+    # its defaults (120 s, 7 retries, backoff 2) stall a stage about 4 minutes per call on a dead server.
+    request_timeout_s: int = Field(ge=1)
+    max_retries: int = Field(ge=0, le=10)  # MLflow refuses more than 10
+    backoff_factor: int = Field(ge=0, le=120)  # seconds; waits 0, 2b, 4b, ... between retries
+
+
+# what numpy, torch and python's random all accept as a seed
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
+class CompareConfig(_Strict):
+    seeds: list[Seed] = Field(min_length=1)
+    variants: dict[str, list[str]]
+    control: bool
+    control_lr: float = Field(gt=0)
+    out_dir: str
+
+
+class Config(_Strict):
+    seed: Seed
+    data: DataConfig
+    model: ModelConfig
+    sft: SFTConfig
+    rl: RLConfig
+    rollout: RolloutConfig
+    reward: RewardConfig
+    eval: EvalConfig
+    verify: VerifyConfig
+    registry: RegistryConfig
+    tracking: TrackingConfig
+    compare: CompareConfig
+
+    @model_validator(mode="after")
+    def _completion_fits_context(self) -> "Config":
+        # The tiny model's context is known here; an HF model's only once loaded (run_rl checks it).
+        if self.model.name_or_path == "tiny":  # components.model.factory.TINY
+            context = self.model.tiny.max_position_embeddings
+            for key, value in (("rl.max_completion_length", self.rl.max_completion_length),
+                               ("eval.max_completion_length", self.eval.max_completion_length)):
+                if value >= context:
+                    raise ValueError(f"{key} ({value}) leaves no room for a prompt in the model's context "
+                                     f"(model.tiny.max_position_embeddings = {context}); it must be below that")
+        return self
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted-key view for MLflow params."""
+        return _flatten(self.model_dump())
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out

@@ -1,0 +1,32 @@
+"""What every process must agree on. The global batch is sharded by prompt group, so group statistics
+need no communication; these are the few numbers that do (one process: no communication at all)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def global_mean(accelerator, values: torch.Tensor) -> float:
+    """Mean over every process's items: all-reduce (sum, count), so every process gets the same number
+    (PIPO's mu_t must agree across processes, or they would take different PI steps)."""
+    pair = torch.tensor([float(values.sum()), float(values.numel())], dtype=torch.float64)
+    if accelerator.num_processes > 1:
+        pair = accelerator.reduce(pair.to(accelerator.device), reduction="sum").cpu()
+    return float(pair[0] / pair[1]) if pair[1] > 0 else math.nan
+
+
+def rank_mean(accelerator, value: float) -> float:
+    """A per-process scalar (a loss, an entropy) averaged over processes, so every process logs the same."""
+    return value if accelerator.num_processes == 1 else global_mean(accelerator, torch.tensor([value]))
+
+
+def global_max(accelerator, value: int) -> int:
+    if accelerator.num_processes == 1:
+        return value
+    import torch.distributed as dist
+
+    t = torch.tensor([value], device=accelerator.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())

@@ -1,0 +1,41 @@
+"""What several stages share: the pipeline's fixed folders, the prepared splits, the accelerator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from components.config import Config
+
+INIT_DIR = Path("models/init")
+VALIDATION_DIR = Path("reports/validation")
+POINTER_FILE = "source.json"  # models/init for a hub/local HF model: a pointer, not a copy
+MODEL_LABELS = ("untrained", "sft", "rl")
+
+
+def accelerator():
+    import torch
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not torch.cuda.is_available())
+
+
+def read_split(cfg: Config, split: str) -> pd.DataFrame:
+    path = Path(cfg.data.out_dir) / f"{split}.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"prepared split not found: {path} (run the prepare stage first)")
+    return pd.read_parquet(path)
+
+
+def model_dir(label: str, cfg: Config) -> Path:
+    """The pipeline's folder of a model (for an un-fine-tuned HF model: the folder holding its pointer)."""
+    return {"untrained": INIT_DIR, "sft": Path(cfg.sft.out_dir), "rl": Path(cfg.rl.out_dir)}[label]
+
+
+def model_folder(label: str, cfg: Config) -> str:
+    """The folder (or hub name, for an un-fine-tuned HF model) holding a pipeline model."""
+    path = model_dir(label, cfg)
+    pointer = path / POINTER_FILE
+    return json.loads(pointer.read_text())["name_or_path"] if pointer.exists() else str(path)

@@ -1,0 +1,51 @@
+"""Stage `evaluate`: every model (untrained, SFT, RL) on every benchmark, with the provenance verify checks."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from components.config import Config
+from components.infra.atomic_io import atomic_dir, atomic_write_json
+from components.stages.common import MODEL_LABELS, model_dir, model_folder
+
+
+def run(cfg: Config) -> dict:
+    """Per-problem tables, a summary table, MLflow + DVC metrics."""
+    import mlflow
+
+    from components.eval.run import by_source, evaluate_folder, load_benchmarks
+    from components.infra.provenance import eval_manifest, write_eval_manifest
+    from components.infra.tracking import metric_key, stage_run
+    from components.reward.pool import pool_for
+
+    benchmarks = load_benchmarks(cfg)  # a bad benchmark file fails before any generation
+    results: dict[str, dict] = {}
+    rows = []
+    # The content hashes of every model folder and benchmark file scored, written with the tables
+    # in the same atomic folder: verify refuses results that do not match the current models.
+    manifest = eval_manifest({label: model_dir(label, cfg) for label in MODEL_LABELS}, cfg.eval.benchmarks,
+                             cfg.data.out_dir)
+    with stage_run(cfg, "evaluate"), atomic_dir(Path(cfg.eval.out_dir)) as tmp, pool_for(cfg.reward) as scorer:
+        start = time.time()
+        write_eval_manifest(tmp, manifest)
+        for label in MODEL_LABELS:
+            results[label] = {}
+            for bench, (summary, table) in evaluate_folder(model_folder(label, cfg), cfg, benchmarks, label,
+                                                           scorer).items():
+                (tmp / label).mkdir(exist_ok=True)
+                table.to_parquet(tmp / label / f"{bench}.parquet", index=False)
+                results[label][bench] = summary
+                rows.append({"model": label, "benchmark": bench, "data_source": "all", **summary})
+                sources = by_source(table, cfg.eval.num_samples)
+                if len(sources) > 1:
+                    rows.extend({"model": label, "benchmark": bench, "data_source": src, **m}
+                                for src, m in sources.items())
+                mlflow.log_metrics({metric_key(f"eval/{label}/{bench}/{k}"): float(v) for k, v in summary.items()})
+        pd.DataFrame(rows).to_csv(tmp / "summary.csv", index=False)
+        mlflow.log_metric("eval/seconds", time.time() - start)
+        mlflow.log_artifacts(str(tmp), "eval")
+    atomic_write_json(cfg.eval.metrics_file, results)
+    return results

@@ -1,0 +1,42 @@
+"""Stage `prepare`: canonical splits from the configured source, behind the Great Expectations gate."""
+
+from __future__ import annotations
+
+from components.config import Config
+from components.stages.common import VALIDATION_DIR
+
+
+def prompt_budget(cfg: Config):
+    """(count_tokens, max_prompt_tokens) for the configured model's tokenizer and context."""
+    from components.model.factory import TINY, load_tokenizer
+    from components.model.tokenizer import build_char_tokenizer
+
+    completion = max(cfg.rl.max_completion_length, cfg.eval.max_completion_length)
+    if cfg.model.name_or_path == TINY:
+        tok, context = build_char_tokenizer(), cfg.model.tiny.max_position_embeddings
+    else:
+        from transformers import AutoConfig
+
+        tok = load_tokenizer(cfg.model.name_or_path)
+        context = int(getattr(AutoConfig.from_pretrained(cfg.model.name_or_path), "max_position_embeddings", 4096))
+    return (lambda text: len(tok(text)["input_ids"])), context - completion
+
+
+def run(cfg: Config) -> dict:
+    import mlflow
+
+    from components.data.prepare import prepare, reset_report
+    from components.infra.tracking import stage_run
+
+    reset_report(VALIDATION_DIR)  # before anything can fail: a failed prepare never shows an old PASSED
+    count_tokens, max_prompt_tokens = prompt_budget(cfg)
+    with stage_run(cfg, "prepare"):
+        try:
+            summary = prepare(cfg, count_tokens, max_prompt_tokens, VALIDATION_DIR)
+        finally:
+            if VALIDATION_DIR.exists():
+                mlflow.log_artifacts(str(VALIDATION_DIR), "validation")
+        splits = {s: i for s, i in summary.items() if isinstance(i, dict)}
+        mlflow.log_metrics({f"data/{s}_rows": i["rows"] for s, i in splits.items() if "rows" in i})
+        mlflow.set_tags({f"data.{s}.hash": i["hash"] for s, i in splits.items() if "hash" in i})
+    return summary

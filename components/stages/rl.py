@@ -1,0 +1,66 @@
+"""Stage `rl`: the base algorithm (+ PIPO) from the SFT policy, with exact resume from checkpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from components.config import Config, ConfigError
+from components.infra.atomic_io import atomic_dir
+from components.stages.common import accelerator, read_split
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: Config) -> dict:
+    import mlflow
+    from accelerate.utils import set_seed
+
+    from components.infra.tracking import log_metrics, set_tags, stage_run
+    from components.model.factory import context_length, load_policy
+    from components.model.io import save_policy
+    from components.model.lora import maybe_wrap_lora
+    from components.rl.checkpoint import folder_identity, run_fingerprint
+    from components.rl.trainer import train_rl
+
+    prompts = read_split(cfg, "rl")
+    set_seed(cfg.seed)
+    acc = accelerator()
+    model, tokenizer = load_policy(cfg.sft.out_dir, cfg.model.dtype)
+    # An HF model's context is only known now (config load checks the tiny model's).
+    context = context_length(model)
+    if cfg.rl.max_completion_length >= context:
+        raise ConfigError(f"rl.max_completion_length ({cfg.rl.max_completion_length}) leaves no room for a prompt "
+                          f"in the context of the model in {cfg.sft.out_dir} (max_position_embeddings = {context}); "
+                          "it must be below that")
+    model = maybe_wrap_lora(model, cfg.model.lora)
+    # Checkpoints live under a folder named by the run's fingerprint (config, seed, data size,
+    # process count, SFT weights): rerunning the same run after a crash resumes it, while a
+    # changed param starts a fresh trajectory instead of mixing two.
+    # The rollout engine, its log-prob handling and the reward shaping change the trajectory too.
+    shaping = {"rollout": cfg.rollout.model_dump(exclude={"vllm"}),
+               "reward": cfg.reward.model_dump(include={"correct_weight", "format_weight"})}
+    identity = folder_identity(Path(cfg.sft.out_dir)) + json.dumps(shaping, sort_keys=True)
+    fingerprint = run_fingerprint(cfg.rl, cfg.seed, len(prompts), acc.num_processes, identity)
+    checkpoint_dir = Path(cfg.rl.checkpoint_dir) / fingerprint
+    with stage_run(cfg, "rl"):
+        set_tags({"rl.checkpoint_dir": str(checkpoint_dir)})
+        model, result = train_rl(model, tokenizer, prompts, cfg.rl, cfg.seed, acc, rollout=cfg.rollout,
+                                 reward=cfg.reward, log_metrics=log_metrics, checkpoint_dir=checkpoint_dir,
+                                 resume=True, identity=identity, model_path=cfg.sft.out_dir,
+                                 on_resume=_tag_resume)
+        if acc.is_main_process:
+            with atomic_dir(cfg.rl.out_dir) as tmp:
+                save_policy(model, tokenizer, tmp)
+            mlflow.log_metric("rl/seconds", result.seconds)
+            mlflow.log_artifacts(cfg.rl.out_dir, "model")
+    return {"seconds": result.seconds, "iterations": result.iterations}
+
+
+def _tag_resume(iteration: int, run_id: str | None) -> None:
+    """A resumed RL stage is a new MLflow run tagged with the run whose checkpoint it continues."""
+    from components.infra.tracking import set_tags
+
+    log.info("rl: continuing at iteration %d from a checkpoint of MLflow run %s", iteration, run_id)
+    set_tags({"rl.resumed_from_iteration": str(iteration), "rl.resumes_run_id": str(run_id)})

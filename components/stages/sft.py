@@ -1,0 +1,44 @@
+"""Stage `sft`: the warm start. Writes the untrained model (models/init) and the SFT policy."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from components.config import Config
+from components.infra.atomic_io import atomic_dir
+from components.stages.common import INIT_DIR, POINTER_FILE, accelerator, read_split
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: Config) -> dict:
+    import mlflow
+    from accelerate.utils import set_seed
+
+    from components.infra.tracking import log_metrics, stage_run
+    from components.model.factory import TINY, count_parameters, initial_policy
+    from components.model.io import save_policy
+    from components.sft.train import train_sft
+
+    data = read_split(cfg, "sft")
+    set_seed(cfg.seed)
+    acc = accelerator()
+    model, tokenizer = initial_policy(cfg.model, cfg.seed)
+    with stage_run(cfg, "sft"):
+        if acc.is_main_process:
+            with atomic_dir(INIT_DIR) as tmp:
+                if cfg.model.name_or_path == TINY:
+                    save_policy(model, tokenizer, tmp)
+                else:
+                    (tmp / POINTER_FILE).write_text(json.dumps({"name_or_path": cfg.model.name_or_path}))
+        log_metrics({"model/parameters": count_parameters(model)})
+        log.info("sft: %d examples, model with %d parameters", len(data), count_parameters(model))
+        model, result = train_sft(model, tokenizer, data, cfg.sft, cfg.model.lora, cfg.seed, acc,
+                                  log_metrics=log_metrics)
+        if acc.is_main_process:
+            with atomic_dir(cfg.sft.out_dir) as tmp:
+                save_policy(model, tokenizer, tmp)
+            mlflow.log_metrics({"sft/seconds": result.seconds, "sft/steps": result.steps})
+            mlflow.log_artifacts(cfg.sft.out_dir, "model")
+    return {"seconds": result.seconds, "final_loss": result.final_loss}

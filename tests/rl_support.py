@@ -1,0 +1,54 @@
+"""Shared scaffolding for tests that run the real RL trainer on a tiny policy."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import pandas as pd
+import torch
+from accelerate import Accelerator
+
+from components.config import load_config
+from components.rl.trainer import train_rl
+
+TINY = ["model.tiny.hidden_size=32", "model.tiny.num_hidden_layers=1", "model.tiny.intermediate_size=64",
+        "rl.prompts_per_iteration=8", "rl.num_generations=4", "rl.max_completion_length=12", "rl.log_every=100",
+        "rl.pipo.window=2"]
+
+
+def sums(n: int, seed: int) -> pd.DataFrame:
+    """n one-digit addition prompts in the prepared-split layout."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        a, b = rng.randint(0, 9), rng.randint(0, 9)
+        rows.append({"id": f"r{i}", "source": "reasoning_gym/chain_sum", "prompt": f"{a}+{b}=", "answer": str(a + b)})
+    return pd.DataFrame(rows)
+
+
+def parity_reward(batch, sources, answers, *_):
+    """A verifiable stand-in reward that an untrained policy already earns about half the time, so every
+    iteration really updates the weights: these tests pin down mechanics, not whether arithmetic is learned."""
+    return torch.tensor([float(len(t) % 2 == 0) for t in batch.texts])
+
+
+def run_trainer(policy, overrides: list[str], iterations: int, checkpoint_dir=None, resume=False,
+                log_metrics=lambda m, s: None):
+    """train_rl on a copy of `policy` with TINY + overrides from params.yaml; returns (model, result)."""
+    cfg = load_config(overrides=TINY + overrides + [f"rl.iterations={iterations}"])
+    model, tok = policy
+    return train_rl(copy.deepcopy(model), tok, sums(200, 1), cfg.rl, 0, Accelerator(cpu=True),
+                    rollout=cfg.rollout, reward=cfg.reward, checkpoint_dir=checkpoint_dir, resume=resume,
+                    log_metrics=log_metrics)
+
+
+def parity_rewards_on_one_thread(monkeypatch):
+    """Fixture body: the trainer scores with `parity_reward`, on one torch thread (bit-reproducible)."""
+    from components.rl import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "score_batch", parity_reward)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,0 +1,68 @@
+"""The layout's rules, checked from source: no import circle, components/ never imports flows/,
+small modules, and DVC deps that cover every file a stage runs (so `dvc repro` sees code changes)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.import_graph import closure, find_cycle, graph
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_MODULE_LINES = 400
+MODULES, EDGES = graph(ROOT)
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def test_no_import_circle():
+    cycle = find_cycle(EDGES)
+    assert cycle is None, f"import circle: {' -> '.join(cycle)}"
+
+
+def test_components_never_import_flows():
+    offenders = {m: sorted(n for n in deps if n.split(".")[0] == "flows")
+                 for m, deps in EDGES.items() if m.split(".")[0] == "components"}
+    assert not {m: d for m, d in offenders.items() if d}
+
+
+def test_no_module_over_the_size_limit():
+    long = {str(p.relative_to(ROOT)): n for p in MODULES.values()
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+def stage_entry_modules(stage: str) -> list[str]:
+    """`python -m components.cli STAGE` runs the cli module, which imports components.stages.STAGE."""
+    argv = shlex.split(DVC[stage]["cmd"])
+    assert argv[:2] == ["python", "-m"], f"{stage}: unexpected cmd {DVC[stage]['cmd']!r}"
+    entries = [argv[2], f"components.stages.{stage}"]
+    missing = [m for m in entries if m not in MODULES]
+    assert not missing, f"{stage}: entry modules {missing} do not exist"
+    return entries
+
+
+@pytest.mark.parametrize("stage", sorted(DVC))
+def test_stage_deps_cover_every_module_it_imports(stage):
+    deps = [ROOT / d for d in DVC[stage].get("deps", [])]
+    files = {MODULES[m] for m in closure(stage_entry_modules(stage), EDGES)}
+    uncovered = sorted(str(f.relative_to(ROOT)) for f in files
+                       if not any(f == d or d in f.parents for d in deps))
+    assert not uncovered, f"dvc.yaml stage {stage!r} runs these files but does not depend on them: {uncovered}"
+
+
+def test_the_graph_sees_a_lazy_import(tmp_path):
+    """The checker must see imports inside functions (the stages import lazily)."""
+    pkg = tmp_path / "components"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from components import b\n")
+    (pkg / "b.py").write_text("from components.a import f\n")
+    (tmp_path / "flows").mkdir()
+    modules, edges = graph(tmp_path)
+    assert edges["components.a"] == {"components", "components.b"}
+    assert find_cycle(edges) in (["components.a", "components.b", "components.a"],
+                                 ["components.b", "components.a", "components.b"])
+    assert closure(["components.b"], edges) == {"components", "components.a", "components.b"}
