@@ -89,7 +89,6 @@ def test_the_algorithm_names_are_the_registries_keys():
     """rl.algorithm's allowed names (config's ALGORITHMS) must be exactly the loss and advantage
     registries' keys: a name only one side knows would pass validation and fail at the rl stage,
     or be a registered algorithm no config can select."""
-    pytest.importorskip("torch")
     from components.config import ALGORITHMS
     from components.rl.advantages import ADVANTAGES
     from components.rl.losses import POLICY_LOSSES
