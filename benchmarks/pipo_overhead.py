@@ -25,6 +25,7 @@ import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
 
 from components.config import load_config  # noqa: E402
+from components.model.chat import rendered_frame  # noqa: E402
 from components.model.factory import initial_policy, load_policy  # noqa: E402
 from components.rl.logprobs import completion_logprobs  # noqa: E402
 from components.rl.trainer import RLTrainer  # noqa: E402
@@ -62,13 +63,13 @@ def main() -> None:
         model, tok = load_policy(args.policy)
     else:
         model, tok = initial_policy(base_cfg.model, base_cfg.seed)
-    prompts = pd.read_parquet(args.prompts)
+    prompts = rendered_frame(tok, pd.read_parquet(args.prompts), base_cfg.data.chat_template)  # as the rl stage does
     acc = Accelerator(cpu=not torch.cuda.is_available())
     trainers = {
         "base": RLTrainer(copy.deepcopy(model), tok, prompts, base_cfg.rl, base_cfg.seed, acc,
-                          rollout=base_cfg.rollout, reward=base_cfg.reward),
+                          rollout=base_cfg.rollout, reward=base_cfg.reward, model_cfg=base_cfg.model),
         "pipo": RLTrainer(copy.deepcopy(model), tok, prompts, pipo_cfg.rl, pipo_cfg.seed, acc,
-                          rollout=pipo_cfg.rollout, reward=pipo_cfg.reward),
+                          rollout=pipo_cfg.rollout, reward=pipo_cfg.reward, model_cfg=pipo_cfg.model),
     }
     times: dict[str, list[float]] = {"base": [], "pipo": [], "pi_step": []}
     first_active = None

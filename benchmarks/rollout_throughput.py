@@ -23,6 +23,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from components.config import load_config  # noqa: E402
+from components.model.chat import render_rows  # noqa: E402
 from components.model.factory import load_policy  # noqa: E402
 from components.rollout import make_engine  # noqa: E402
 from components.infra.runtime import configure_threads, quiet_environment  # noqa: E402
@@ -46,7 +47,7 @@ def main() -> None:
     model, tok = load_policy(args.policy, cfg.model.dtype)
     engine = make_engine(cfg.rollout, model, tok, args.policy, None, cfg.seed)
     rl = cfg.rl
-    texts = pd.read_parquet(args.prompts)["prompt"].tolist()
+    texts = render_rows(tok, pd.read_parquet(args.prompts), cfg.data.chat_template)  # as the rl stage does
     batch_prompts = [p for p in texts[: rl.prompts_per_iteration] for _ in range(rl.num_generations)]
     generator = torch.Generator().manual_seed(cfg.seed)
     rates, seconds = [], []

@@ -10,12 +10,13 @@ import logging
 import sys
 
 from components.config import ConfigError, load_config
-from components.infra.runtime import configure_threads, quiet_environment
+from components.infra.runtime import configure_threads, limit_heap_growth, quiet_environment
 
 
 def main(argv: list[str] | None = None) -> int:
     quiet_environment()
     configure_threads()
+    limit_heap_growth()
     from components.stages import STAGE_NAMES, stage_function
 
     parser = argparse.ArgumentParser(prog="python -m components.cli", description=__doc__)

@@ -33,7 +33,8 @@ def checksum(model) -> float:
 def update_gap(acc, cfg, model, tok) -> dict[str, float]:
     """One base update on a fixed global batch: this rank's shard under DDP vs one process on all of it."""
     world, rank = acc.num_processes, acc.process_index
-    trainer = RLTrainer(copy.deepcopy(model), tok, sums(64, 2), cfg.rl, 0, acc, rollout=cfg.rollout, reward=cfg.reward)
+    trainer = RLTrainer(copy.deepcopy(model), tok, sums(64, 2), cfg.rl, 0, acc, rollout=cfg.rollout, reward=cfg.reward,
+                        model_cfg=cfg.model)
     single = copy.deepcopy(model)
     G = cfg.rl.num_generations
     prompts = [p for p in sums(64, 2)["prompt"].tolist()[:8] for _ in range(G)]
@@ -63,7 +64,8 @@ def update_gap(acc, cfg, model, tok) -> dict[str, float]:
                      zip(acc.unwrap_model(trainer.model).parameters(), single.parameters()))
     trainer.close()
     return {"grad_gap": grad_gap, "weight_gap": weight_gap,
-            "grad_scale": max(float(p.grad.abs().max()) for p in single.parameters())}
+            "grad_scale": max(float(p.grad.abs().max()) for p in single.parameters()),
+            "loss_tokens": float(shard_batch.loss_mask.sum())}
 
 
 def main(out_dir: Path) -> None:
@@ -77,9 +79,13 @@ def main(out_dir: Path) -> None:
     cfg = load_config(overrides=TINY + ["rl.pipo.enabled=true", "rl.iterations=4"])
     model, tok = initial_policy(cfg.model, seed=0)
     gap = update_gap(acc, cfg, model, tok)
+    # DAPO's token mean: the ranks' shards hold different token counts, so only a denominator summed
+    # over both ranks gives the whole batch's update (a per-rank token mean would not).
+    dapo_cfg = load_config(overrides=TINY + ["rl.pipo.enabled=true", "rl.algorithm=dapo"])
+    gap.update({f"dapo_{k}": v for k, v in update_gap(acc, dapo_cfg, model, tok).items()})
     checksums = []
     model, result = train_rl(model, tok, sums(200, 1), cfg.rl, 0, acc, rollout=cfg.rollout, reward=cfg.reward,
-                             log_metrics=lambda m, step: checksums.append(checksum(model)))
+                             model_cfg=cfg.model, log_metrics=lambda m, step: checksums.append(checksum(model)))
     history = [{k: v for k, v in h.items() if not k.startswith("perf/")} for h in result.history]
 
     # Exact resume under DDP: 2 iterations with a checkpoint, then a fresh trainer resumes to 4.
@@ -87,10 +93,11 @@ def main(out_dir: Path) -> None:
     short = load_config(overrides=TINY + ["rl.pipo.enabled=true", "rl.iterations=2", "rl.checkpoint_every=2"])
     first, _ = initial_policy(cfg.model, seed=0)
     _, part1 = train_rl(first, tok, sums(200, 1), short.rl, 0, acc, rollout=short.rollout, reward=short.reward,
+                        model_cfg=short.model,
                         checkpoint_dir=ckpt)
     second, _ = initial_policy(cfg.model, seed=0)
     second, part2 = train_rl(second, tok, sums(200, 1), cfg.rl, 0, acc, rollout=cfg.rollout, reward=cfg.reward,
-                             checkpoint_dir=ckpt, resume=True)
+                             model_cfg=cfg.model, checkpoint_dir=ckpt, resume=True)
     resumed = [{k: v for k, v in h.items() if not k.startswith("perf/")} for h in part1.history + part2.history]
     (out_dir / f"rank{rank}.json").write_text(json.dumps({
         "mean": mean, "history": history, "checksums": checksums, "checksum": checksum(model), **gap,

@@ -39,7 +39,7 @@ def run_trainer(policy, overrides: list[str], iterations: int, checkpoint_dir=No
     cfg = load_config(overrides=TINY + overrides + [f"rl.iterations={iterations}"])
     model, tok = policy
     return train_rl(copy.deepcopy(model), tok, sums(200, 1), cfg.rl, 0, Accelerator(cpu=True),
-                    rollout=cfg.rollout, reward=cfg.reward, checkpoint_dir=checkpoint_dir, resume=resume,
+                    rollout=cfg.rollout, reward=cfg.reward, model_cfg=cfg.model, checkpoint_dir=checkpoint_dir, resume=resume,
                     log_metrics=log_metrics)
 
 

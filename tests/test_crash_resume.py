@@ -138,7 +138,7 @@ def test_a_checkpoint_of_another_config_is_refused_naming_the_difference(workspa
     model, tok = load_policy(workspace / "models" / "sft")
     prompts = pd.read_parquet(workspace / "data" / "prepared" / "rl.parquet")
     trainer = RLTrainer(model, tok, prompts, cfg.rl, cfg.seed, Accelerator(cpu=True), rollout=cfg.rollout,
-                        reward=cfg.reward)
+                        reward=cfg.reward, model_cfg=cfg.model)
     assert resume_candidates(run_dir)
     with pytest.raises(CheckpointMismatchError, match="fingerprint"):
         trainer.resume(run_dir)

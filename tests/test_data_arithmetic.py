@@ -49,6 +49,7 @@ def test_rows_are_canonical_and_correct():
             meta = json.loads(row.metadata)
             assert format_prompt(meta["expression"]) == row.prompt
             assert row.solution == (format_solution(row.prompt, row.answer) if name == "sft" else None)
+            assert row.messages is None  # a plain-text prompt: no chat messages
     assert splits["eval"]["id"].iloc[17] == "chain_sum-eval-000017"
     assert "-" in "".join(splits["rl"]["prompt"])  # subtraction is kept
 

@@ -117,3 +117,24 @@ def test_load_source_with_eval_files_decontaminates(tmp_path):
     assert len(splits["eval"]) == 30  # eval files are used whole
     assert len(splits["rl"]) == 40  # aime25 rows dropped from training: they are the eval set
     assert splits["sft"].empty  # neither file has worked solutions
+
+
+def test_verl_ingest_keeps_the_chat_messages_and_hf_rows_have_none(tmp_path):
+    chat = [{"role": "system", "content": "Put the answer in \\boxed{}."}, {"role": "user", "content": "What is 2+3?"}]
+    verl = tmp_path / "chat.parquet"  # parquet hands the messages back as numpy arrays of dicts
+    pd.DataFrame([{"data_source": "math", "prompt": chat, "reward_model": {"ground_truth": "5"}}]).to_parquet(verl)
+    plain = tmp_path / "plain.jsonl"  # verl layout with a plain-text prompt
+    plain.write_text(json.dumps({"data_source": "math", "prompt": "plain 1+1?", "reward_model": {"ground_truth": "2"}})
+                     + "\n")
+    hf = tmp_path / "hf.jsonl"
+    hf.write_text(json.dumps({"question": "3+4=", "answer": "7"}) + "\n")
+    rows = load_files([str(verl), str(plain), str(hf)], None)
+    assert rows["prompt"].tolist() == ["What is 2+3?", "plain 1+1?", "3+4="]  # the last user message's text
+    assert json.loads(rows["messages"].iloc[0]) == chat  # the system prompt survives to rollout
+    assert rows["messages"].iloc[1] is None and rows["messages"].iloc[2] is None
+
+
+def test_benchmark_messages_end_with_their_prompt(benchmarks):
+    last = [json.loads(m)[-1] for m in benchmarks["messages"]]
+    assert [m["role"] for m in last] == ["user"] * len(benchmarks)
+    assert [m["content"] for m in last] == benchmarks["prompt"].tolist()

@@ -1,11 +1,14 @@
 """Great Expectations checks: each kind of bad row is reported by expectation and id."""
 
+import json
+
 import pandas as pd
 import pytest
 
 from components.config import TaskConfig
 from components.data.arithmetic import generate_splits
-from components.data.validate import validate_splits
+from components.data.messages import MESSAGES_CHECK
+from components.data.validate import check_rows, validate_splits
 
 TASK = TaskConfig(name="chain_sum", min_terms=2, max_terms=2, min_digits=1, max_digits=2)
 
@@ -24,9 +27,9 @@ def test_good_splits_pass():
     assert report.rows == {"sft": 8, "rl": 12, "eval": 6}
     assert "PASSED" in report.to_markdown()
     checks = report.to_dict()["checks"]
-    # per split: 4 not-null, answer parseable, prompt bytes, prompt tokens (+ solution for sft, leak
-    # for eval); across splits: unique ids and one answer per repeated prompt
-    assert len(checks) == 8 + 7 + 8 + 2 and all(c["success"] for c in checks)
+    # per split: 4 not-null, answer parseable, messages, prompt bytes, prompt tokens (+ solution for sft,
+    # leak for eval); across splits: unique ids and one answer per repeated prompt
+    assert len(checks) == 9 + 8 + 9 + 2 and all(c["success"] for c in checks)
 
 
 def test_each_failure_is_named_with_ids():
@@ -73,3 +76,29 @@ def test_math_answers_checked_with_math_verify(source):
                          "answer": [r"\frac{1}{2}", r"\frac{1}{"], "metadata": ["{}"] * 2, "solution": [None, None]})
     report = validate_splits({"eval": rows}, len, 16)
     assert _failed(report) == {"eval:answer parseable by the verifier": ["m-1"]}
+
+
+def test_bad_chat_messages_are_named_by_id_and_system_prompts_count_as_tokens():
+    splits = good_splits()
+    rl = splits["rl"]
+    p = rl["prompt"].tolist()
+    system = {"role": "system", "content": "x" * 50}
+    rl["messages"] = [
+        json.dumps([system, {"role": "user", "content": p[0]}]),  # fine, but its system prompt is long
+        json.dumps([{"role": "user", "content": p[1]}, {"role": "assistant", "content": "2"}]),  # ends on the answer
+        json.dumps([{"role": "user", "content": p[2] + " "}]),  # not the prompt
+        "[{'role': 'user'",  # not JSON
+        json.dumps([{"role": "user", "content": [p[4]]}]),  # content not a string
+        json.dumps([{"role": "user", "content": p[5]}]),  # fine
+    ] + [None] * (len(rl) - 6)
+    calls = []
+
+    def count_tokens(prompt, messages=None):
+        calls.append(messages)
+        return len(prompt) + sum(len(m["content"]) for m in json.loads(messages)[:-1]) if messages else len(prompt)
+
+    failed = _failed(validate_splits(splits, count_tokens, 16))
+    assert failed == {f"rl:{MESSAGES_CHECK}": [f"chain_sum-rl-00000{i}" for i in (1, 2, 3, 4)],
+                      "rl:prompt <= 16 tokens": ["chain_sum-rl-000000"]}
+    assert calls.count(None) == len(calls) - 2  # only well-formed messages reach the counter
+    assert [d for d, _, _ in check_rows(rl, 10_000)] == [MESSAGES_CHECK]  # benchmark files get the check too

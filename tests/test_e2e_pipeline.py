@@ -80,6 +80,7 @@ def test_champion_loads_as_a_pyfunc_policy_in_a_fresh_process(repo):
 
     import pandas as pd
 
+    from components.model.chat import render_prompt
     from components.model.factory import load_policy
     from components.registry.versions import download_policy
     from components.reward.extract import extract_boxed
@@ -103,7 +104,8 @@ def test_champion_loads_as_a_pyfunc_policy_in_a_fresh_process(repo):
     mlflow.set_tracking_uri(uri)
     folder = download_policy("pipo-policy", version.version, repo.parent / "champion-download")
     model, tok = load_policy(folder)
-    want = HFRolloutEngine(model, tok).generate(prompts, 34, greedy=True).texts
+    rendered = [render_prompt(tok, p, None, "auto") for p in prompts]  # as the pyfunc renders them
+    want = HFRolloutEngine(model, tok).generate(rendered, 34, greedy=True).texts
     assert got["completion"] == want
     assert got["answer"] == [extract_boxed(t) for t in want]
 

@@ -132,3 +132,26 @@ def test_run_prepare_never_logs_or_leaves_a_stale_passed_report(tmp_path, monkey
         prepare_stage.run(cfg)
     assert (stale / "report.md").read_text().startswith("# Data validation: NOT RUN")
     assert json.loads((stale / "report.json").read_text())["success"] is False
+
+
+def test_chat_messages_round_trip_through_the_prepared_splits(tmp_path):
+    from components.data import messages_column
+    from components.stages.common import read_split
+
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+3?"}]
+    verl = tmp_path / "chat.parquet"
+    pd.DataFrame([{"data_source": "math", "prompt": [*chat[:1], {"role": "user", "content": f"What is {i}+3?"}],
+                   "reward_model": {"ground_truth": f"\\boxed{{{i + 3}}}"}} for i in range(12)]).to_parquet(verl)
+    out = tmp_path / "prepared"
+    cfg = load_config(overrides=["data.source=verl", f"data.files=[{verl}]", "data.num_eval=2", "data.num_rl=10",
+                                 "data.num_sft=3", f"data.out_dir={out}"])
+    prepare(cfg, lambda prompt, messages=None: len(prompt), 16, tmp_path / "reports")
+    for split in ("sft", "rl", "eval"):
+        df = read_split(cfg, split)
+        assert list(df.columns) == COLUMNS
+        assert [json.loads(m) for m in df["messages"]] == [[chat[0], {"role": "user", "content": p}]
+                                                            for p in df["prompt"]]
+    # a split written before the column existed reads as plain-text prompts
+    old = tmp_path / "old.parquet"
+    pd.read_parquet(out / "rl.parquet").drop(columns="messages").to_parquet(old)
+    assert messages_column(pd.read_parquet(old)) == [None] * 10

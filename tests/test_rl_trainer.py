@@ -40,7 +40,7 @@ def run(policy, overrides, iterations=4, checkpoint_dir=None, resume=False, log_
     model = copy.deepcopy(model)
     model, result = train_rl(model, tok, sums(200, 1), cfg.rl, 0, Accelerator(cpu=True),
                              checkpoint_dir=checkpoint_dir, resume=resume, rollout=cfg.rollout, reward=cfg.reward,
-                             log_metrics=log_metrics)
+                             model_cfg=cfg.model, log_metrics=log_metrics)
     return model, result
 
 
@@ -173,7 +173,7 @@ def _trainer_with_cached_batch(policy, overrides):
     cfg = load_config(overrides=TINY + ["rl.pipo.enabled=true", "rl.lr=0.05"] + overrides)
     model, tok = policy
     trainer = RLTrainer(copy.deepcopy(model), tok, sums(20, 2), cfg.rl, 0, Accelerator(cpu=True),
-                        rollout=cfg.rollout, reward=cfg.reward)
+                        rollout=cfg.rollout, reward=cfg.reward, model_cfg=cfg.model)
     b = trainer.engine.generate(["3+4="] * 4, 6, generator=torch.Generator().manual_seed(3))
     cached = TrainingBatch(prompt_ids=b.prompt_ids, prompt_mask=b.prompt_mask, completion_ids=b.completion_ids,
                            completion_mask=b.completion_mask, loss_mask=b.completion_mask.float(),
@@ -227,21 +227,6 @@ def test_score_batch_applies_the_configured_format_weight():
     assert plain.tolist() == [1.0, 1.0, 0.0]
     # one well-formed final box earns the format bonus, with or without the right answer
     assert shaped.tolist() == [1.5, 1.0, 0.5]
-
-
-def test_micro_batches_cut_rows_into_optimizer_steps():
-    from components.rl.batch import MicroBatches
-
-    micro = MicroBatches(rows=3)
-    assert [t.tolist() for t in micro.for_scoring(7)] == [[0, 1, 2], [3, 4, 5], [6]]
-    assert [t.tolist() for t in micro.for_one_step(7)] == [[0, 1, 2], [3, 4, 5], [6]]  # one step, 3 micro-batches
-    steps = micro.for_base_update(7, epochs=2, generator=torch.Generator().manual_seed(0))
-    assert len(steps) == 6 and all(len(step) == 1 for step in steps)  # one micro-batch per step
-    for epoch in (steps[:3], steps[3:]):  # each epoch is a permutation of every row
-        assert sorted(i for step in epoch for i in step[0].tolist()) == list(range(7))
-    # Under DDP a process with fewer rows runs as many micro-batches as the busiest one, some empty.
-    busiest = MicroBatches(rows=3, global_max=lambda n: max(n, 4))
-    assert [len(t) for t in busiest.for_one_step(7)] == [3, 3, 1, 0]
 
 
 def test_rollout_batches_concat_with_repadding_and_select_rows():

@@ -1,9 +1,13 @@
-"""The HF rollout engine: log-probs equal the trainer's forward, EOS and truncation, seeded reproducibility."""
+"""The HF rollout engine: log-probs equal the trainer's forward, stop ids (end of turn, EOS) and truncation,
+seeded reproducibility, rendered prompts, last-position-only prefill logits."""
 
+import pytest
 import torch
 
 from components.config import load_config
-from components.model.factory import initial_policy
+from components.model.chat import render_prompt
+from components.model.factory import initial_policy, load_policy
+from components.model.local_qwen2 import IM_END, build_local_qwen2
 from components.rl.logprobs import completion_logprobs
 from components.rollout import HFRolloutEngine
 
@@ -29,6 +33,7 @@ class _PreferEos(torch.nn.Module):
     def __init__(self, model, eos_id):
         super().__init__()
         self.model, self.eos_id = model, eos_id
+        self.config = model.config  # what the engine sizes its KV cache from, as a peft wrapper exposes it
 
     def forward(self, **kwargs):
         out = self.model(**kwargs)
@@ -58,3 +63,61 @@ def test_rollout_is_reproducible_with_a_seeded_generator():
     a = engine.generate(["5+5="] * 6, 6, generator=torch.Generator().manual_seed(7))
     b = engine.generate(["5+5="] * 6, 6, generator=torch.Generator().manual_seed(7))
     assert a.texts == b.texts
+
+
+def _boost(model, token_id: int):
+    """Make `token_id` the most likely next token everywhere (a hook on the LM head's output)."""
+
+    def hook(module, inputs, output):
+        output[..., token_id] += 1e4
+        return output
+
+    return model.lm_head.register_forward_hook(hook)
+
+
+@pytest.fixture(scope="module")
+def qwen(tmp_path_factory):
+    """The local Qwen2 test model: ChatML, <|im_end|> ends a turn but is not the tokenizer's eos."""
+    return load_policy(build_local_qwen2(tmp_path_factory.mktemp("qwen"), "test"))
+
+
+def test_rollout_stops_at_an_end_of_turn_id_only_in_generation_config(qwen):
+    model, tok = qwen
+    im_end = tok.convert_tokens_to_ids(IM_END)
+    assert im_end != tok.eos_token_id and im_end in model.generation_config.eos_token_id
+    prompts = [render_prompt(tok, p, None, "auto") for p in ("1+2=", "30-4=")]
+    handle = _boost(model, im_end)
+    try:
+        batch = HFRolloutEngine(model, tok).generate(prompts, 6, greedy=True)
+    finally:
+        handle.remove()
+    assert batch.completion_ids.tolist() == [[im_end], [im_end]]
+    assert batch.completion_mask.tolist() == [[1], [1]] and batch.truncated.tolist() == [False, False]
+
+
+def test_rollout_without_stop_ids_samples_every_row_to_full_length():
+    _, model, tok = _engine()
+    handle = _boost(model, tok.eos_token_id)
+    try:
+        batch = HFRolloutEngine(model, tok, stop_ids=[]).generate(["<s>1+1=", "<s>22+33="], 5, greedy=True)
+    finally:
+        handle.remove()
+    assert batch.completion_ids.tolist() == [[tok.eos_token_id] * 5] * 2
+    assert batch.completion_mask.sum(-1).tolist() == [5, 5] and batch.truncated.tolist() == [True, True]
+
+
+def test_rollout_tokenizes_rendered_prompts_without_adding_special_tokens():
+    engine, _, tok = _engine()
+    batch = engine.generate(["<s>12+7="], 2, greedy=True)
+    assert batch.prompt_ids.tolist() == [tok("12+7=")["input_ids"]]  # one BOS, as before chat templates
+
+
+def test_prefill_computes_logits_for_the_last_position_only():
+    engine, model, _ = _engine()
+    positions = []
+    handle = model.lm_head.register_forward_hook(lambda m, i, o: positions.append(i[0].shape[1]))
+    try:
+        engine.generate(["<s>12+7=", "<s>99+99="], 3, greedy=True)
+    finally:
+        handle.remove()
+    assert positions and set(positions) == {1}  # never the prompt's [B, Lp, V] logits

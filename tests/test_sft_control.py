@@ -29,5 +29,5 @@ def test_control_stops_at_its_wall_time_budget(monkeypatch):
     data = pd.DataFrame({"prompt": ["1+2=", "3+4="] * 8, "solution": ["\\boxed{3}", "\\boxed{7}"] * 8})
     # clock: start 0.25, then one reading per step at 0.5, 0.75, ...; 2.0 s of budget is spent at 2.25
     _, steps = continue_sft_for(model, tok, data, cfg.sft, seconds=2.0, seed=0, lr=1e-3,
-                                accelerator=Accelerator(cpu=True))
+                                accelerator=Accelerator(cpu=True), chat_template="auto", chunk_tokens=1024)
     assert steps == 7

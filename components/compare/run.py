@@ -22,7 +22,7 @@ import pandas as pd
 
 from components.config import Config, ConfigError, load_config
 from components.infra.atomic_io import atomic_write_json, atomic_write_text
-from components.infra.runtime import configure_threads, quiet_environment
+from components.infra.runtime import configure_threads, limit_heap_growth, quiet_environment
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,8 @@ def run_compare(cfg: Config, params_path: Path | None, seeds: list[int], variant
     from components.compare.plots import compare_figures
     from components.eval.run import evaluate_folder, load_benchmarks
     from components.infra.tracking import ensure_experiment, log_metrics, metric_key
-    from components.model.factory import initial_policy, load_policy
+    from components.model.chat import rendered_frame
+    from components.model.factory import initial_policy, load_policy, training_memory
     from components.model.io import save_policy
     from components.reward.pool import pool_for
     from components.rl.trainer import train_rl
@@ -76,7 +77,7 @@ def run_compare(cfg: Config, params_path: Path | None, seeds: list[int], variant
     sft_data, rl_data = (_split(cfg, s) for s in ("sft", "rl"))
     benchmarks = load_benchmarks(cfg)
     variant_cfgs = {name: load_config(params_path, overrides) for name, overrides in variants.items()}
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.model.mixed_precision)
     experiment_id = ensure_experiment(cfg)
     rows: list[dict] = []
     tables: dict[tuple[str, int, str], pd.DataFrame] = {}  # (model kind, seed, benchmark) -> per-problem
@@ -104,8 +105,10 @@ def run_compare(cfg: Config, params_path: Path | None, seeds: list[int], variant
             sft_dir = Path(scratch) / f"sft-{seed}"
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"sft/s{seed}", nested=True):
                 model, tokenizer = initial_policy(cfg.model, seed)
+                model = training_memory(model, cfg.model)
                 model, res = train_sft(model, tokenizer, sft_data, cfg.sft, cfg.model.lora, seed, accelerator,
-                                       log_metrics=log_metrics)
+                                       chat_template=cfg.data.chat_template,
+                                       chunk_tokens=cfg.model.lm_head_chunk_tokens, log_metrics=log_metrics)
                 save_policy(model, tokenizer, sft_dir)
                 evaluate(model, tokenizer, seed, "sft", res.seconds, {"seed": str(seed), "variant": "sft"})
             rl_seconds = []
@@ -114,9 +117,12 @@ def run_compare(cfg: Config, params_path: Path | None, seeds: list[int], variant
                 with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}/s{seed}", nested=True):
                     mlflow.log_params(vcfg.flat())
                     model, tokenizer = load_policy(sft_dir, cfg.model.dtype)
-                    model, res = train_rl(model, tokenizer, rl_data, vcfg.rl, seed, accelerator,
+                    model = training_memory(model, vcfg.model)
+                    # rendered as the SFT model was trained and as every model is evaluated (cfg's mode)
+                    prompts = rendered_frame(tokenizer, rl_data, cfg.data.chat_template)
+                    model, res = train_rl(model, tokenizer, prompts, vcfg.rl, seed, accelerator,
                                           log_metrics=log_metrics, rollout=vcfg.rollout, reward=vcfg.reward,
-                                          model_path=sft_dir)
+                                          model_cfg=vcfg.model, model_path=sft_dir)
                     rl_seconds.append(res.seconds)
                     histories.setdefault(name, {})[seed] = res.history
                     evaluate(model, tokenizer, seed, name, res.seconds, {"seed": str(seed), "variant": name})
@@ -125,8 +131,11 @@ def run_compare(cfg: Config, params_path: Path | None, seeds: list[int], variant
                 set_seed(seed)
                 with mlflow.start_run(experiment_id=experiment_id, run_name=f"control/s{seed}", nested=True):
                     model, tokenizer = load_policy(sft_dir, cfg.model.dtype)
+                    model = training_memory(model, cfg.model)
                     model, steps = continue_sft_for(model, tokenizer, sft_data, cfg.sft, budget, seed,
-                                                    cfg.compare.control_lr, accelerator)
+                                                    cfg.compare.control_lr, accelerator,
+                                                    chat_template=cfg.data.chat_template,
+                                                    chunk_tokens=cfg.model.lm_head_chunk_tokens)
                     mlflow.log_metric("control/steps", steps)
                     evaluate(model, tokenizer, seed, "continued_sft", budget,
                              {"seed": str(seed), "variant": "continued_sft"})
@@ -167,6 +176,7 @@ def paired_tests(tables: dict[tuple[str, int, str], pd.DataFrame], variants: lis
 def main(argv: list[str] | None = None) -> int:
     quiet_environment()
     configure_threads()
+    limit_heap_growth()
     parser = argparse.ArgumentParser(prog="python -m components.compare.run", description=__doc__)
     parser.add_argument("--params", default=None)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

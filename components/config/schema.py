@@ -86,6 +86,7 @@ class DataConfig(_Strict):
     hub_dataset: str | None
     hub_split: str
     out_dir: str
+    chat_template: Literal["auto", "none"]
 
     @model_validator(mode="after")
     def _source_inputs(self) -> "DataConfig":
@@ -123,6 +124,23 @@ class ModelConfig(_Strict):
     tiny: TinyModelConfig
     lora: LoraConfig
     dtype: Literal["float32", "bfloat16", "float16"]
+    mixed_precision: Literal["no", "bf16", "fp16"]
+    gradient_checkpointing: bool
+    lm_head_chunk_tokens: int = Field(ge=1)
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _unquoted_no(cls, value: Any) -> Any:
+        # YAML reads an unquoted `no` (params file or --set model.mixed_precision=no) as false
+        return "no" if value is False else value
+
+    @model_validator(mode="after")
+    def _master_weights(self) -> "ModelConfig":
+        if self.mixed_precision != "no" and self.dtype != "float32":
+            raise ValueError(f"model.mixed_precision={self.mixed_precision!r} keeps fp32 master weights and needs "
+                             f"model.dtype float32 (got {self.dtype!r}); for pure {self.dtype} training set "
+                             "model.mixed_precision to 'no'")
+        return self
 
 
 class SFTConfig(_Strict):
@@ -133,6 +151,7 @@ class SFTConfig(_Strict):
     warmup_ratio: float = Field(ge=0, lt=1)
     weight_decay: float = Field(ge=0)
     max_grad_norm: float = Field(gt=0)
+    max_tokens_per_micro_batch: int = Field(ge=1)
     out_dir: str
 
 
@@ -192,6 +211,9 @@ class RLConfig(_Strict):
     max_completion_length: int = Field(ge=1)
     ppo_epochs: int = Field(ge=1)
     mini_batch_size: int = Field(ge=1)
+    micro_batch_size: int | None = Field(ge=1)
+    max_tokens_per_micro_batch: int = Field(ge=1)
+    log_entropy: bool
     max_grad_norm: float = Field(gt=0)
     weight_decay: float = Field(ge=0)
     checkpoint_every: int = Field(ge=1)

@@ -82,6 +82,7 @@ def generate_splits(task: TaskConfig, num_sft: int, num_rl: int, num_eval: int, 
                 "answer": str(item["answer"]),
                 "metadata": json.dumps(meta, sort_keys=True),
                 "solution": format_solution(prompt, str(item["answer"])) if split == "sft" else None,
+                "messages": None,  # a plain-text prompt
             })
         splits[split] = pd.DataFrame(rows, columns=COLUMNS)
         start += size

@@ -87,6 +87,14 @@ def _user_text(prompt: Any) -> str | None:
     return _text(messages[-1].get("content")) if messages else None
 
 
+def _chat_messages(prompt: Any) -> str | None:
+    """A chat prompt's messages as the canonical JSON string; None for a plain-text (or missing) prompt.
+    Kept as given: the validation gate reports a row whose messages are malformed."""
+    if not isinstance(prompt, (list, tuple, np.ndarray)):
+        return None
+    return json.dumps(_jsonable(prompt), ensure_ascii=False, default=str)
+
+
 def _reference_answer(text: Any) -> tuple[str | None, str | None]:
     """(answer, worked solution) from a reference: boxed answer, GSM8K '#### 42', or the text itself."""
     if isinstance(text, (list, np.ndarray)):
@@ -127,7 +135,7 @@ def _verl_row(row: dict) -> dict:
     answer, solution = _reference_answer(reward_model.get("ground_truth"))
     extra = {k: row[k] for k in ("extra_info", "ability") if k in row and row[k] is not None}
     return {"source": _text(row["data_source"]), "prompt": _user_text(row["prompt"]), "answer": answer,
-            "solution": solution, "metadata": _jsonable(extra)}
+            "solution": solution, "metadata": _jsonable(extra), "messages": _chat_messages(row["prompt"])}
 
 
 def _hf_row(row: dict, source: str) -> dict:
@@ -140,7 +148,7 @@ def _hf_row(row: dict, source: str) -> dict:
         solution = solution or _text(row["solution"])
     skip = set(HF_PROMPT_COLUMNS) | set(HF_ANSWER_COLUMNS)
     return {"source": source, "prompt": _user_text(prompt), "answer": answer, "solution": solution,
-            "metadata": _jsonable({k: v for k, v in row.items() if k not in skip})}
+            "metadata": _jsonable({k: v for k, v in row.items() if k not in skip}), "messages": None}
 
 
 def to_canonical(df: pd.DataFrame, name: str, layout: str, id_prefix: str, source: str | None = None) -> pd.DataFrame:

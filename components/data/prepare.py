@@ -1,4 +1,5 @@
-"""The prepare stage: load splits, validate them, and publish them only if every check passes."""
+"""The prepare stage: load splits, validate them (against the evaluation benchmarks too), and publish
+them only if every check passes."""
 
 from __future__ import annotations
 
@@ -72,18 +73,29 @@ def write_splits_atomically(splits: dict[str, pd.DataFrame], out_dir: Path) -> N
             pq.write_table(table, tmp / f"{split}.parquet")
 
 
+def file_benchmarks(cfg: Config) -> dict[str, pd.DataFrame]:
+    """{name: rows} of the evaluation benchmarks read from files, loaded as the evaluate stage loads
+    them, so the gate can refuse training rows they contain. A `split` benchmark is the prepared eval
+    split, which the gate already keeps disjoint from sft and rl."""
+    from components.eval.benchmarks import load_benchmark
+
+    return {b.name: load_benchmark(b, cfg.data.out_dir) for b in cfg.eval.benchmarks if b.file is not None}
+
+
 def prepare(
     cfg: Config, count_tokens: Callable[[str], int], max_prompt_tokens: int, report_dir: Path
 ) -> dict[str, Any]:
     """Load, validate (report always written), then publish sft/rl/eval parquet files atomically.
 
     Returns {split: {"rows": n, "hash": sha256}}; raises DataValidationError before touching
-    data.out_dir when any expectation fails.
+    data.out_dir when any expectation fails, including an sft or rl prompt that an evaluation
+    benchmark (eval.benchmarks) contains.
     """
     reset_report(Path(report_dir))
     try:
+        benchmarks = file_benchmarks(cfg)  # first: a bad benchmark file fails before any data download
         splits = load_source(cfg.data, cfg.seed)
-        report = validate_splits(splits, count_tokens, max_prompt_tokens)
+        report = validate_splits(splits, count_tokens, max_prompt_tokens, benchmarks)
     except Exception as exc:
         _report_early_failure(Path(report_dir), exc)
         raise

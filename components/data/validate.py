@@ -1,8 +1,9 @@
 """Great Expectations checks on the sft/rl/eval splits before anything trains on them.
 
 Derived facts (verifier can parse the answer, prompt length in bytes and tokens, eval prompt
-leaked into training, a repeated prompt with another answer) become computed columns, so every
-check is a plain column expectation whose failures GX reports by row id.
+leaked into training, a repeated prompt with another answer, the prompt key that training rows must
+not share with an evaluation benchmark) become computed columns, so every check is a plain column
+expectation whose failures GX reports by row id.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from components.data import messages_column
+from components.data.messages import MESSAGES_CHECK, count_prompt_tokens, messages_ok, model_text_bytes
 from components.reward.score import is_verifiable
 
 MAX_IDS_SHOWN = 20
@@ -27,6 +30,8 @@ NOT_NULL_COLUMNS = ("id", "prompt", "answer", "source")
 # bytes although its tokens would fit.
 BYTES_PER_TOKEN = 32
 EVAL_LEAK = "eval prompt not in sft or rl (whitespace ignored)"
+BENCHMARK_LEAK = "prompt not in eval benchmark {} (whitespace ignored)"
+TRAIN_SPLITS = ("sft", "rl")
 ANSWER_CONFLICT = "a repeated prompt has one answer"
 _WHITESPACE = re.compile(r"\s+")
 
@@ -105,28 +110,35 @@ class ValidationReport:
 
 
 def _with_computed_columns(
-    df: pd.DataFrame, split: str, train_keys: set[str], count_tokens: Callable[[str], int] | None,
+    df: pd.DataFrame, split: str, train_keys: set[str], count_tokens: Callable[..., int] | None,
     byte_limit: int,
 ) -> pd.DataFrame:
     out = df.copy()
     out["answer_verifiable"] = [
         is_verifiable(str(s), a) if isinstance(a, str) else False for s, a in zip(out["source"], out["answer"])
     ]
+    messages = messages_column(out)
+    out["messages_ok"] = [messages_ok(p, m) for p, m in zip(out["prompt"], messages)]
     # None for a missing prompt: the not-null check reports it, the length checks skip it. Only a
     # prompt within the byte bound is tokenized; a longer one is reported by the byte check.
-    sizes = [_utf8_length(p, byte_limit) if isinstance(p, str) else None for p in out["prompt"]]
+    sizes = [model_text_bytes(p, m, byte_limit, _utf8_length) for p, m in zip(out["prompt"], messages)]
     out["prompt_bytes"] = pd.Series(sizes, index=out.index, dtype="float64")
     if count_tokens is not None:
         out["prompt_tokens"] = pd.Series(
-            [count_tokens(p) if n is not None and n <= byte_limit else None for p, n in zip(out["prompt"], sizes)],
+            [count_prompt_tokens(count_tokens, p, m) if n is not None and n <= byte_limit else None
+             for p, m, n in zip(out["prompt"], messages, sizes)],
             index=out.index, dtype="float64")
     if split == "eval":
         out["prompt_in_train"] = out["prompt"].map(prompt_key).isin(train_keys)
+    if split in TRAIN_SPLITS:  # compared with every benchmark's keys; an oversized prompt is already refused
+        out["prompt_key"] = pd.Series([prompt_key(p) if n is not None and n <= byte_limit else None
+                                       for p, n in zip(out["prompt"], sizes)], index=out.index, dtype=object)
     return out
 
 
-def _expectations(split: str, max_prompt_tokens: int) -> list[tuple[str, Any]]:
-    """(description, expectation) pairs for one split."""
+def _expectations(split: str, max_prompt_tokens: int,
+                  benchmark_keys: dict[str, list[str]]) -> list[tuple[str, Any]]:
+    """(description, expectation) pairs for one split; benchmark_keys: {benchmark: its prompt keys}."""
     import great_expectations.expectations as gxe
 
     checks: list[tuple[str, Any]] = [(f"{c} not null", gxe.ExpectColumnValuesToNotBeNull(column=c))
@@ -135,6 +147,7 @@ def _expectations(split: str, max_prompt_tokens: int) -> list[tuple[str, Any]]:
     checks += [
         ("answer parseable by the verifier",
          gxe.ExpectColumnValuesToBeInSet(column="answer_verifiable", value_set=[True])),
+        (MESSAGES_CHECK, gxe.ExpectColumnValuesToBeInSet(column="messages_ok", value_set=[True])),
         (f"prompt 1..{byte_limit} bytes (checked before tokenizing)",
          gxe.ExpectColumnValuesToBeBetween(column="prompt_bytes", min_value=1, max_value=byte_limit)),
         (f"prompt <= {max_prompt_tokens} tokens",
@@ -143,6 +156,11 @@ def _expectations(split: str, max_prompt_tokens: int) -> list[tuple[str, Any]]:
     if split == "eval":
         checks.append((EVAL_LEAK,
                        gxe.ExpectColumnValuesToBeInSet(column="prompt_in_train", value_set=[False])))
+    if split in TRAIN_SPLITS:
+        # One check per benchmark, so a failure names the benchmark the leaked prompts belong to.
+        checks += [(BENCHMARK_LEAK.format(name), gxe.ExpectColumnValuesToNotBeInSet(column="prompt_key",
+                                                                                   value_set=keys))
+                   for name, keys in benchmark_keys.items()]
     if split == "sft":
         checks.append(("sft row has a solution", gxe.ExpectColumnValuesToNotBeNull(column="solution")))
     return checks
@@ -163,8 +181,9 @@ def _run_suite(context: Any, name: str, df: pd.DataFrame, checks: list[tuple[str
     batch = batch_definition.get_batch(batch_parameters={"dataframe": df.reset_index(drop=True)})
     result = batch.validate(suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["id"]})
     out = []
-    # GX keeps the suite's order; match results to descriptions by (type, column) to be safe.
-    descriptions = {(e.expectation_type, e.column): d for d, e in checks}
+    # GX keeps the suite's order; match results to descriptions by the id the suite gave each
+    # expectation, to be safe (the benchmark checks share type and column).
+    descriptions = {e.id: d for d, e in checks}
     for r in result.results:
         config = r.expectation_config
         column = str(config.kwargs.get("column"))
@@ -173,7 +192,7 @@ def _run_suite(context: Any, name: str, df: pd.DataFrame, checks: list[tuple[str
         count = int(r.result.get("unexpected_count") or 0)
         out.append(CheckResult(
             split=name, expectation=config.type, column=column,
-            description=descriptions.get((config.type, column), config.type)
+            description=descriptions.get(config.id, config.type)
             + (" (GX raised an error)" if raised else ""),
             success=bool(r.success) and not raised, failing_count=count, failing_ids=ids[:MAX_IDS_SHOWN],
         ))
@@ -181,9 +200,11 @@ def _run_suite(context: Any, name: str, df: pd.DataFrame, checks: list[tuple[str
 
 
 def validate_splits(
-    splits: dict[str, pd.DataFrame], count_tokens: Callable[[str], int], max_prompt_tokens: int
+    splits: dict[str, pd.DataFrame], count_tokens: Callable[[str], int], max_prompt_tokens: int,
+    benchmarks: dict[str, pd.DataFrame] | None = None,
 ) -> ValidationReport:
-    """Run the expectation suites on every split plus the cross-split id check."""
+    """Run the expectation suites on every split plus the cross-split checks. benchmarks: {name:
+    rows} of the evaluation benchmarks read from files, whose prompts sft and rl must not contain."""
     import great_expectations as gx  # ~17 s cold import: only when validation actually runs
     import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -193,10 +214,12 @@ def validate_splits(
     byte_limit = max_prompt_bytes(max_prompt_tokens)
     train_keys = {prompt_key(p) for s in ("sft", "rl") if s in splits for p in splits[s]["prompt"]
                   if isinstance(p, str) and len(p) <= byte_limit}
+    benchmark_keys = {name: sorted({k for k in df["prompt"].map(prompt_key) if k is not None})
+                      for name, df in (benchmarks or {}).items()}
     checks: list[CheckResult] = []
     for split, df in splits.items():
         frame = _with_computed_columns(df, split, train_keys, count_tokens, byte_limit)
-        checks += _run_suite(context, split, frame, _expectations(split, max_prompt_tokens))
+        checks += _run_suite(context, split, frame, _expectations(split, max_prompt_tokens, benchmark_keys))
     combined = pd.concat([df[["id", "prompt", "answer"]] for df in splits.values()], ignore_index=True)
     combined["answer_consistent"] = ~answer_conflicts(combined)
     checks += _run_suite(context, "all", combined[["id", "answer_consistent"]],
@@ -218,6 +241,7 @@ def check_rows(df: pd.DataFrame, byte_limit: int) -> list[tuple[str, int, list[s
     bad: list[tuple[str, pd.Series]] = [(f"{c} not null", frame[c].isna()) for c in NOT_NULL_COLUMNS]
     bad += [
         ("answer parseable by the verifier", ~frame["answer_verifiable"].astype(bool)),
+        (MESSAGES_CHECK, ~frame["messages_ok"].astype(bool)),
         (f"prompt 1..{byte_limit} bytes (checked before tokenizing)",
          frame["prompt_bytes"].notna() & ~frame["prompt_bytes"].between(1, byte_limit)),
         ("id unique", frame["id"].notna() & frame["id"].duplicated(keep=False)),

@@ -36,16 +36,21 @@ def _score(scorer: ScoringPool, sources: list[str], texts: list[str], answers: l
 
 
 def evaluate_policy(engine: RolloutEngine, data: pd.DataFrame, cfg: EvalConfig, seed: int,
-                    label: str = "policy", *, scorer: ScoringPool) -> tuple[dict[str, float], pd.DataFrame]:
-    """Return (summary metrics, per-problem table) of `engine`'s policy on `data`, scored by `scorer`."""
+                    label: str = "policy", *, scorer: ScoringPool,
+                    rendered: list[str]) -> tuple[dict[str, float], pd.DataFrame]:
+    """Return (summary metrics, per-problem table) of `engine`'s policy on `data`, scored by `scorer`.
+    rendered: each row's prompt as the model reads it (components.model.chat.render_rows), which is
+    what is generated from; the table keeps the row's own prompt."""
     prompts, answers, sources = (data[c].astype(str).tolist() for c in ("prompt", "answer", "source"))
     n, k = len(prompts), cfg.num_samples
+    if len(rendered) != n:
+        raise ValueError(f"{len(rendered)} rendered prompts for {n} rows")
     start = time.time()
-    greedy_texts, greedy_lengths = _generate_all(engine, prompts, cfg, greedy=True, generator=None)
+    greedy_texts, greedy_lengths = _generate_all(engine, rendered, cfg, greedy=True, generator=None)
     greedy_ok = _score(scorer, sources, greedy_texts, answers)
 
     generator = torch.Generator().manual_seed(seed)
-    sample_texts, sample_lengths = _generate_all(engine, [p for p in prompts for _ in range(k)], cfg,
+    sample_texts, sample_lengths = _generate_all(engine, [p for p in rendered for _ in range(k)], cfg,
                                                  greedy=False, generator=generator)
     sample_ok = _score(scorer, [s for s in sources for _ in range(k)], sample_texts,
                        [a for a in answers for _ in range(k)])
@@ -83,6 +88,7 @@ def by_source(table: pd.DataFrame, k: int) -> dict[str, dict[str, float]]:
 def evaluate_folder(folder: str, cfg: Config, benchmarks: dict[str, pd.DataFrame], label: str, scorer):
     """{benchmark: (summary, per-problem table)} of the policy in `folder`: the one evaluation that the
     evaluate stage, the verify stage (champion) and `make compare` all use."""
+    from components.model.chat import render_rows
     from components.model.factory import load_policy
     from components.rollout import make_engine
 
@@ -90,7 +96,8 @@ def evaluate_folder(folder: str, cfg: Config, benchmarks: dict[str, pd.DataFrame
     engine = make_engine(cfg.rollout, model, tokenizer, folder, None, cfg.seed)
     out = {}
     for name, data in benchmarks.items():
-        out[name] = evaluate_policy(engine, data, cfg.eval, cfg.seed, f"{label}/{name}", scorer=scorer)
+        out[name] = evaluate_policy(engine, data, cfg.eval, cfg.seed, f"{label}/{name}", scorer=scorer,
+                                    rendered=render_rows(tokenizer, data, cfg.data.chat_template))
     del engine, model
     return out
 

@@ -144,7 +144,8 @@ def verify_and_promote(cfg: Config) -> dict:
             (tmp / "report.md").write_text(report)
             verdict = "passed" if passed else "failed"
             if existing is None:
-                info = log_policy(cfg.rl.out_dir, cfg.eval.max_completion_length)
+                info = log_policy(cfg.rl.out_dir, cfg.eval.max_completion_length,
+                                  chat_template=cfg.data.chat_template)
                 version = register(info.model_uri, reg.model_name,
                                    {**provenance_tags(cfg, verdict, reason, hashes), "promotion": PENDING})
             else:  # the same weights were registered before (a rerun, or a crash before the alias moved)

@@ -66,6 +66,22 @@ def initial_policy(cfg: ModelConfig, seed: int):
     return load_policy(cfg.name_or_path, cfg.dtype)
 
 
+def training_memory(model, cfg: ModelConfig):
+    """The model with model.gradient_checkpointing applied: each decoder layer's activations are
+    recomputed in backward instead of kept (about one more forward pass of compute; activation memory
+    grows with the layer count only at layer boundaries). Non-reentrant, so it needs no input that
+    requires grad (LoRA's frozen embeddings) and works under DDP. Generation runs in eval mode and
+    is unaffected."""
+    if not cfg.gradient_checkpointing:
+        return model
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # the name since transformers 5.2x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    return model
+
+
 def context_length(model) -> int:
     return int(getattr(model.config, "max_position_embeddings", 2048))
 

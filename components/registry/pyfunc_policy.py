@@ -1,5 +1,7 @@
 """The trained policy as an MLflow pyfunc model: `mlflow.pyfunc.load_model("models:/pipo-policy@champion")`
-loads it anywhere and `.predict({"prompt": [...]})` answers.
+loads it anywhere and `.predict({"prompt": [...]})` answers. Prompts are rendered as in training
+(model_config `chat_template`: the pipeline's data.chat_template) and generation stops at the end of
+the model's turn.
 
 A pyfunc wrapper rather than the transformers flavour: the embedded default has a hand-built
 character tokenizer and the pipeline's own sampler, which the pyfunc reuses as is; the policy
@@ -27,13 +29,16 @@ class PolicyModel(mlflow.pyfunc.PythonModel):
         model, tokenizer = load_policy(context.artifacts[POLICY_ARTIFACT])
         self.engine = HFRolloutEngine(model.eval(), tokenizer)
         self.default_max_new_tokens = int(context.model_config.get("max_new_tokens", 256))
+        self.chat_template = str(context.model_config.get("chat_template", "auto"))
 
     def predict(self, context, model_input, params=None):  # untyped: MLflow reads type hints as a schema
         import torch
 
+        from components.model.chat import render_prompt
         from components.reward.extract import extract_boxed
 
-        prompts = _prompts(model_input)
+        tokenizer = self.engine.tokenizer
+        prompts = [render_prompt(tokenizer, p, None, self.chat_template) for p in _prompts(model_input)]
         params = params or {}
         max_new = int(params.get("max_new_tokens", self.default_max_new_tokens))
         temperature = float(params.get("temperature", 0.0))

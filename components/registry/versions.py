@@ -16,8 +16,9 @@ COMPONENTS_DIR = REPO_ROOT / "components"
 MODEL_HASH_TAG = "model_hash"  # sha256 of the registered policy folder (components.infra.provenance.hash_path)
 
 
-def log_policy(policy_dir: str | Path, max_new_tokens: int, name: str = "policy"):
-    """Log the policy folder as a pyfunc model in the active run; returns the ModelInfo."""
+def log_policy(policy_dir: str | Path, max_new_tokens: int, name: str = "policy", chat_template: str = "auto"):
+    """Log the policy folder as a pyfunc model in the active run; returns the ModelInfo. chat_template:
+    how the model renders prompts (data.chat_template, as in training)."""
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
@@ -35,7 +36,7 @@ def log_policy(policy_dir: str | Path, max_new_tokens: int, name: str = "policy"
         return mlflow.pyfunc.log_model(
             name=name, python_model=str(COMPONENTS_DIR / "registry" / "pyfunc_policy.py"),
             artifacts={POLICY_ARTIFACT: str(policy_dir)}, code_paths=[str(code)], signature=signature,
-            model_config={"max_new_tokens": max_new_tokens}, input_example=example,
+            model_config={"max_new_tokens": max_new_tokens, "chat_template": chat_template}, input_example=example,
             pip_requirements=["torch", "transformers", "pandas", "pydantic", "pyyaml", "math-verify"],
         )
 

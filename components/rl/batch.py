@@ -2,8 +2,8 @@
 
 `TrainingBatch` is the one batch type of both updates: the base update on B_t and PIPO's PI step on
 B_{t-1} (the cached TrainingBatch with the PI coefficients c_i in place of the advantages).
-`MicroBatches` is the one place that decides which rows go into which micro-batch and optimizer
-step; a token-budget split would replace `MicroBatches.split` and nothing else.
+`MicroBatches` is the one place that decides which rows go into which optimizer step, and how a
+step is cut into micro-batches under a token budget (gradient accumulation: components/rl/update.py).
 """
 
 from __future__ import annotations
@@ -49,6 +49,19 @@ class TrainingBatch:
         return TrainingBatch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[idx]
                                 for f in fields(self)})
 
+    def micro_batch(self, idx: torch.Tensor) -> "TrainingBatch":
+        """The rows `idx`, cut to their own widest prompt and completion (the columns a forward pass needs)."""
+        mb = self.rows(idx)
+        lp, lc = mb.prompt_ids.shape[1], mb.completion_ids.shape[1]
+        p_ids, p_mask, c_ids, c_mask = trim_padding(mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
+                                                    mb.completion_mask)
+        keep_p, keep_c = p_ids.shape[1], c_ids.shape[1]
+        if (keep_p, keep_c) == (lp, lc):
+            return mb
+        return replace(mb, prompt_ids=p_ids, prompt_mask=p_mask, completion_ids=c_ids, completion_mask=c_mask,
+                       **{name: None if getattr(mb, name) is None else getattr(mb, name)[:, :keep_c]
+                          for name in ("loss_mask", "old_logprobs", "ref_logprobs", "is_weights")})
+
     def with_advantages(self, advantages: torch.Tensor) -> "TrainingBatch":
         return replace(self, advantages=advantages)
 
@@ -65,39 +78,88 @@ class TrainingBatch:
         return cls(**{f.name: state.get(f.name) for f in fields(cls)})
 
 
+def trim_padding(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
+                 completion_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Drop the leading prompt columns and trailing completion columns that are padding in every row
+    (rows taken from a wider batch keep its width otherwise). Positions come from the mask, so the
+    forward pass sees the same sequences."""
+    p_keep = int(prompt_mask.sum(-1).max()) if prompt_mask.numel() else 0
+    c_keep = int(completion_mask.sum(-1).max()) if completion_mask.numel() else 0
+    lp = prompt_ids.shape[1]
+    return (prompt_ids[:, lp - p_keep:], prompt_mask[:, lp - p_keep:], completion_ids[:, :c_keep],
+            completion_mask[:, :c_keep])
+
+
+def pack_by_tokens(rows: torch.Tensor, prompt_lengths: torch.Tensor, completion_lengths: torch.Tensor,
+                   max_tokens: int, max_rows: int | None) -> list[torch.Tensor]:
+    """Cut `rows` into micro-batches of at most `max_tokens` padded tokens (rows x (widest prompt +
+    widest completion), what a forward pass actually computes) and at most `max_rows` rows.
+
+    Rows are grouped by length, longest first (verl's dynamic batch size; an out-of-memory shows
+    at the first micro-batch), so little of a micro-batch is padding; inside a micro-batch rows keep
+    their order in `rows`. A row longer than the budget goes alone. Deterministic."""
+    if len(rows) == 0:
+        return []
+    p, c = prompt_lengths[rows], completion_lengths[rows]
+    order = sorted(range(len(rows)), key=lambda i: (-int(p[i] + c[i]), i))
+    groups: list[list[int]] = []
+    wide_p = wide_c = 0
+    for i in order:
+        new_p, new_c = max(wide_p, int(p[i])), max(wide_c, int(c[i]))
+        current = groups[-1] if groups else None
+        fits = (current is not None and (len(current) + 1) * (new_p + new_c) <= max_tokens
+                and (max_rows is None or len(current) < max_rows))
+        if fits:
+            current.append(i)
+            wide_p, wide_c = new_p, new_c
+        else:
+            groups.append([i])
+            wide_p, wide_c = int(p[i]), int(c[i])
+    return [rows[torch.tensor(sorted(g))] for g in groups]
+
+
 @dataclass(frozen=True)
 class MicroBatches:
     """Row indices of optimizer steps and of the micro-batches each step accumulates.
 
-    rows: rows per micro-batch on this process (rl.mini_batch_size / number of processes, >= 1).
+    rows: rows per optimizer step on this process (rl.mini_batch_size / number of processes, >= 1).
+    max_tokens, max_rows: the micro-batch budget (rl.max_tokens_per_micro_batch, rl.micro_batch_size).
     global_max: the maximum of an int over every process. Under DDP every process must take the same
         number of optimizer steps and backward passes (the gradient all-reduce is a collective), so
-        step counts are agreed on; a process with fewer rows runs empty micro-batches.
+        those counts are agreed on; a process with fewer runs empty micro-batches.
+    Every method takes the batch's prompt and completion masks (the real lengths).
     """
 
     rows: int
+    max_tokens: int
+    max_rows: int | None = None
     global_max: Callable[[int], int] = lambda n: n
 
-    def split(self, order: torch.Tensor, count: int) -> list[torch.Tensor]:
-        """`order` cut into `count` consecutive micro-batches of `rows` (the trailing ones may be empty)."""
-        return [order[i * self.rows:(i + 1) * self.rows] for i in range(count)]
+    def _pack(self, rows: torch.Tensor, prompt_mask: torch.Tensor, completion_mask: torch.Tensor):
+        return pack_by_tokens(rows, prompt_mask.sum(-1), completion_mask.sum(-1), self.max_tokens, self.max_rows)
 
-    def _count(self, n: int) -> int:
-        return self.global_max(max(1, math.ceil(n / self.rows)))
+    def _agreed(self, micro: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Padded with empty micro-batches to the largest count over processes."""
+        return micro + [torch.zeros(0, dtype=torch.long)] * (self.global_max(len(micro)) - len(micro))
 
-    def for_scoring(self, n: int) -> list[torch.Tensor]:
+    def for_scoring(self, prompt_mask: torch.Tensor, completion_mask: torch.Tensor) -> list[torch.Tensor]:
         """Forward passes without gradient (old and reference log-probs): local, no collective."""
-        return self.split(torch.arange(n), math.ceil(n / self.rows))
+        return self._pack(torch.arange(len(prompt_mask)), prompt_mask, completion_mask)
 
-    def for_base_update(self, n: int, epochs: int, generator: torch.Generator) -> list[list[torch.Tensor]]:
-        """`epochs` shuffled passes over n rows; each optimizer step is one micro-batch."""
-        count = self._count(n)
+    def for_base_update(self, prompt_mask: torch.Tensor, completion_mask: torch.Tensor, epochs: int,
+                        generator: torch.Generator) -> list[list[torch.Tensor]]:
+        """`epochs` shuffled passes over the rows; each optimizer step takes the next `rows` of them,
+        in token-budget micro-batches."""
+        n = len(prompt_mask)
+        count = self.global_max(max(1, math.ceil(n / self.rows)))
         steps = []
         for _ in range(epochs):
             order = torch.randperm(n, generator=generator)
-            steps.extend([micro] for micro in self.split(order, count))
+            for i in range(count):
+                steps.append(self._agreed(self._pack(order[i * self.rows:(i + 1) * self.rows], prompt_mask,
+                                                     completion_mask)))
         return steps
 
-    def for_one_step(self, n: int) -> list[torch.Tensor]:
-        """PIPO's PI step: one optimizer step accumulated over every row, in order."""
-        return self.split(torch.arange(n), self._count(n))
+    def for_one_step(self, prompt_mask: torch.Tensor, completion_mask: torch.Tensor) -> list[torch.Tensor]:
+        """PIPO's PI step: one optimizer step accumulated over every row."""
+        return self._agreed(self._pack(torch.arange(len(prompt_mask)), prompt_mask, completion_mask))

@@ -30,3 +30,18 @@ def global_max(accelerator, value: int) -> int:
     t = torch.tensor([value], device=accelerator.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return int(t.item())
+
+
+def global_sums(accelerator, values: list[float]) -> list[float]:
+    """Each value summed over every process (a loss denominator: tokens or sequences of a whole step)."""
+    if accelerator.num_processes == 1:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=accelerator.device)
+    return [float(x) for x in accelerator.reduce(t, reduction="sum").cpu()]
+
+
+def sharded(accelerator) -> bool:
+    """FSDP or DeepSpeed: no process holds the whole model (outside the model's forward)."""
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)

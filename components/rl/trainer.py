@@ -23,19 +23,20 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 import torch
 
-from components.config import RewardConfig, RLConfig, RolloutConfig
+from components.config import ModelConfig, RewardConfig, RLConfig, RolloutConfig
 from components.infra.faults import maybe_fault
 from components.reward.pool import pool_for
 from components.rl import checkpoint as ckpt
 from components.rl.advantages import ADVANTAGES
 from components.rl.batch import MicroBatches, TrainingBatch
-from components.rl.collectives import global_max, global_mean, rank_mean
+from components.rl.collectives import global_max, global_mean, rank_mean, sharded
 from components.rl.importance import logprob_mismatch, truncated_is_weights
 from components.rl.logprobs import rollout_logprobs
 from components.rl.pipo import PIPOState, Signal
@@ -86,17 +87,18 @@ class RLTrainer:
         maybe_fault("rollout", it)  # tests: a crash in the middle of an iteration
         rewards = self.rewards(ro)  # 1. shaped rewards of the kept groups
         batch = self.advantages(ro, rewards)  # 1. A, pi_old, pi_ref, IS weights: B_t as a TrainingBatch
-        mu_t = self._global_mean(ro.all_rewards)  # 2. everything sampled, before filter and shaping
+        mu_t = global_mean(self.acc, ro.all_rewards)  # 2. everything sampled, before filter and shaping
         pi = self.pipo_step(mu_t)  # 3. xi_t, and the PI step on B_{t-1}
         update = self.base_update(batch, generator)  # 4. base update on B_t
         self.cache(mu_t, batch)  # 5. B_t is the next iteration's B_{t-1}
         return self.metrics(ro, batch, mu_t, pi, update, t0)
 
     def __init__(self, model, tokenizer, prompts: pd.DataFrame, cfg: RLConfig, seed: int, accelerator, *,
-                 rollout: RolloutConfig, reward: RewardConfig,
+                 rollout: RolloutConfig, reward: RewardConfig, model_cfg: ModelConfig,
                  log_metrics: Callable[[dict[str, float], int], None] = lambda m, s: None,
                  checkpoint_dir: Path | None = None, identity: str = "", model_path: str | Path | None = None):
-        """model_path: the folder the policy was loaded from (the vllm engine starts there)."""
+        """model_path: the folder the policy was loaded from (the vllm engine starts there). model_cfg:
+        the LM-head chunk; gradient checkpointing and mixed precision are already on model and accelerator."""
         self.cfg, self.seed, self.acc = cfg, seed, accelerator
         self.rollout_cfg, self.reward_cfg = rollout, reward
         self.world, self.rank = accelerator.num_processes, accelerator.process_index
@@ -112,8 +114,13 @@ class RLTrainer:
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                       weight_decay=cfg.weight_decay)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
-        self.update = PolicyUpdate(self.model, self.optimizer, accelerator, cfg)
-        self.micro = MicroBatches(max(1, cfg.mini_batch_size // self.world), lambda n: global_max(accelerator, n))
+        # With autocast the trainer's pi differs from the fp32 sampler's: pi_old must be the trainer's.
+        self.trainer_logprobs = rollout.trainer_logprobs or accelerator.mixed_precision != "no"
+        self.sharded = sharded(accelerator)
+        self.update = PolicyUpdate(self.model, self.optimizer, accelerator, cfg,
+                                   chunk_tokens=model_cfg.lm_head_chunk_tokens, sharded=self.sharded)
+        self.micro = MicroBatches(max(1, cfg.mini_batch_size // self.world), cfg.max_tokens_per_micro_batch,
+                                  cfg.micro_batch_size, lambda n: global_max(accelerator, n))
         self.engine = make_engine(rollout, accelerator.unwrap_model(self.model), tokenizer, model_path, None,
                                   seed * 1_000_003 + self.rank, self.world)
         # The engine's weights are brought up to date before a rollout whenever an optimizer step
@@ -178,13 +185,18 @@ class RLTrainer:
         if cfg.mask_truncated_completions:
             loss_mask = loss_mask * (~b.truncated).float()[:, None]
         ref_logprobs = None
+        micro = self.micro.for_scoring(b.prompt_mask, b.completion_mask)
+        chunk = self.update.chunk_tokens
         if self.ref_model is not None:
-            ref_logprobs = rollout_logprobs(self.ref_model, b, self.micro.for_scoring(len(b)), cfg.temperature)
+            with self.acc.autocast():
+                ref_logprobs = rollout_logprobs(self.ref_model, b, micro, cfg.temperature, chunk_tokens=chunk)
         old_logprobs, is_weights = b.logprobs, None  # hf: the sampler is the trainer's module, same fp32 weights
-        if self.rollout_cfg.trainer_logprobs:
+        if self.trainer_logprobs:
             # The PPO ratio needs pi_old as the trainer computes it; the sampler's log-probs only
             # tell how far the behaviour policy was from it (truncated IS corrects for that).
-            old_logprobs = rollout_logprobs(self.model, b, self.micro.for_scoring(len(b)), cfg.temperature)
+            with self.acc.autocast():
+                old_logprobs = rollout_logprobs(self.model, b, micro, cfg.temperature, lm_head=self.update.lm_head,
+                                                chunk_tokens=chunk)
             tis = self.rollout_cfg.importance_sampling
             if tis.enabled:
                 is_weights = truncated_is_weights(old_logprobs, b.logprobs, b.completion_mask, tis.cap, tis.level)
@@ -208,7 +220,8 @@ class RLTrainer:
         """One optimizer step on the whole batch (its advantages: the PI coefficients), against its
         cached old log-probs, with lr x pi_lr_scale and the rl.pipo.pi_clip_mode surrogate."""
         cfg = self.cfg
-        step = self.update.step(batch, self.micro.for_one_step(len(batch)), cfg.lr * cfg.pipo.pi_lr_scale,
+        step = self.update.step(batch, self.micro.for_one_step(batch.prompt_mask, batch.completion_mask),
+                                cfg.lr * cfg.pipo.pi_lr_scale,
                                 cfg.pipo.pi_clip_mode)
         self.weights_dirty |= step is not None
         return math.nan if step is None else step.loss
@@ -216,7 +229,8 @@ class RLTrainer:
     def base_update(self, batch: TrainingBatch, generator: torch.Generator) -> UpdateStats:
         """ppo_epochs shuffled passes over B_t, one optimizer step per mini-batch."""
         stats = UpdateStats()
-        for micro_batches in self.micro.for_base_update(len(batch), self.cfg.ppo_epochs, generator):
+        for micro_batches in self.micro.for_base_update(batch.prompt_mask, batch.completion_mask, self.cfg.ppo_epochs,
+                                                        generator):
             step = self.update.step(batch, micro_batches, self.cfg.lr, "standard")
             if step is not None:
                 stats.add(step)
@@ -231,9 +245,9 @@ class RLTrainer:
                 t0: float) -> dict[str, float]:
         """Every number an iteration logs (docs/metrics.md), the same on every rank."""
         G, b = self.cfg.num_generations, ro.batch
-        avg = self._rank_mean  # a per-rank number, averaged over ranks
+        avg = partial(rank_mean, self.acc)  # a per-rank number, averaged over ranks
         metrics: dict[str, float] = {}
-        if self.rollout_cfg.trainer_logprobs:
+        if self.trainer_logprobs:
             mismatch = logprob_mismatch(batch.old_logprobs, b.logprobs, b.completion_mask)
             metrics["rollout/logprob_diff"] = avg(mismatch["rollout/logprob_diff"])
             metrics["rollout/logprob_diff_max"] = avg(mismatch["rollout/logprob_diff_max"])
@@ -249,17 +263,16 @@ class RLTrainer:
                 metrics.update({"pipo/mu_his": s.mu_his, "pipo/sigma_his": s.sigma_his, "pipo/xi": s.xi,
                                 "pipo/phi": s.phi, "pipo/pi_loss": avg(pi.loss), "perf/pi_seconds": pi.seconds})
         group_std = ro.all_rewards.view(-1, G).std(dim=1)  # over every sampled group, before DAPO's filter
-        second_moment = self._global_mean(ro.all_rewards.double() ** 2)
+        second_moment = global_mean(self.acc, ro.all_rewards.double() ** 2)
         metrics.update({
             "reward/mean": mu_t,
             "reward/std": math.sqrt(max(second_moment - mu_t**2, 0.0)),
-            "frac_reward_zero_std": self._global_mean((group_std == 0).float()),
+            "frac_reward_zero_std": global_mean(self.acc, (group_std == 0).float()),
             "loss/policy": avg(_mean(update.losses)),
-            "actor/entropy": avg(_mean(update.entropies)),
             "actor/clip_frac": avg(_mean(update.clip_fracs)),
             "actor/grad_norm": _mean(update.grad_norms),
-            "completions/mean_length": self._global_mean(b.completion_mask.sum(-1).float()),
-            "completions/clipped_ratio": self._global_mean(b.truncated.float()),
+            "completions/mean_length": global_mean(self.acc, b.completion_mask.sum(-1).float()),
+            "completions/clipped_ratio": global_mean(self.acc, b.truncated.float()),
             "train/skipped_updates": float(self.update.skipped_total),
             "reward/scoring_timeouts": float(self.scorer.timeouts),
             "reward/scoring_crashes": float(self.scorer.crashes),
@@ -270,6 +283,8 @@ class RLTrainer:
         })
         if update.kls:
             metrics["actor/kl"] = avg(_mean(update.kls))
+        if update.entropies:  # rl.log_entropy
+            metrics["actor/entropy"] = avg(_mean(update.entropies))
         return metrics
 
     # ---- the run ---------------------------------------------------------------------------
@@ -284,7 +299,8 @@ class RLTrainer:
             result.history.append(metrics)
             if self.acc.is_main_process and (it % cfg.log_every == 0 or it == cfg.iterations - 1):
                 log.info("rl iter %d/%d  reward %.3f  len %.1f  entropy %.3f%s  %.2fs/it", it + 1, cfg.iterations,
-                         metrics["reward/mean"], metrics["completions/mean_length"], metrics["actor/entropy"],
+                         metrics["reward/mean"], metrics["completions/mean_length"],
+                         metrics.get("actor/entropy", math.nan),
                          f"  xi {metrics['pipo/xi']:+.2f}" if "pipo/xi" in metrics else "",
                          metrics["perf/iter_seconds"])
             if self.checkpoint_dir is not None and ((it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations):
@@ -298,13 +314,6 @@ class RLTrainer:
         self.scorer.close()
 
     # ---- checkpoints (components/rl/checkpoint.py) -----------------------------------------
-
-    @property
-    def sharded(self) -> bool:
-        """FSDP or DeepSpeed: no rank holds the whole model."""
-        from accelerate.utils import DistributedType
-
-        return self.acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
     def resume(self, checkpoint_dir: Path) -> int:
         """Continue from the newest loadable checkpoint in checkpoint_dir at or below rl.iterations
@@ -359,15 +368,9 @@ class RLTrainer:
         self.weights_dirty = False
         return time.time() - t0
 
-    def _global_mean(self, values: torch.Tensor) -> float:
-        return global_mean(self.acc, values)
-
-    def _rank_mean(self, value: float) -> float:
-        return rank_mean(self.acc, value)
-
 
 def train_rl(model, tokenizer, prompts: pd.DataFrame, cfg: RLConfig, seed: int, accelerator, *,
-             rollout: RolloutConfig, reward: RewardConfig,
+             rollout: RolloutConfig, reward: RewardConfig, model_cfg: ModelConfig,
              log_metrics: Callable[[dict[str, float], int], None] = lambda m, s: None,
              checkpoint_dir: Path | None = None, resume: bool = False, identity: str = "",
              model_path: str | Path | None = None,
@@ -378,6 +381,7 @@ def train_rl(model, tokenizer, prompts: pd.DataFrame, cfg: RLConfig, seed: int, 
     on_resume(iteration, run id that wrote the checkpoint) is called before training continues.
     """
     trainer = RLTrainer(model, tokenizer, prompts, cfg, seed, accelerator, rollout=rollout, reward=reward,
+                        model_cfg=model_cfg,
                         log_metrics=log_metrics, checkpoint_dir=checkpoint_dir, identity=identity,
                         model_path=model_path)
     if resume and checkpoint_dir is not None and trainer.resume(checkpoint_dir):

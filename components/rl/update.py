@@ -1,6 +1,12 @@
 """One optimizer step of the policy on a TrainingBatch: the per-micro-batch loss, gradient
 accumulation, clipping, and the skip of a non-finite loss. Both updates use it: the base update on
-B_t (one micro-batch per step) and PIPO's PI step on B_{t-1} (every micro-batch in one step)."""
+B_t (one step per mini-batch) and PIPO's PI step on B_{t-1} (one step over the whole batch).
+
+Gradient accumulation is exact: every micro-batch loss is divided by the denominator of the WHOLE
+step (sequences, tokens or Dr.GRPO's constant, summed over every process), so the accumulated
+gradient is the one of the step's batch at once, whatever the split. DDP averages gradients over
+processes, so each process's loss is multiplied back by the process count.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,9 @@ import torch
 
 from components.config import RLConfig
 from components.rl.batch import TrainingBatch
-from components.rl.logprobs import completion_logprobs
-from components.rl.losses import POLICY_LOSSES, kl_k3
+from components.rl.collectives import global_sums
+from components.rl.logprobs import completion_logprobs, lm_head_of
+from components.rl.losses import LOSS_NORMALISERS, POLICY_LOSSES, kl_k3, sequences
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +34,7 @@ class NonFiniteLossError(RuntimeError):
 @dataclass
 class StepResult:
     loss: float  # the step's loss: its micro-batch losses, each weighted by its share of the rows
-    stats: list[dict[str, float]]  # per micro-batch: clip_frac, entropy, and kl when rl.beta > 0
+    stats: list[dict[str, float]]  # per micro-batch: clip_frac, entropy (rl.log_entropy), kl when rl.beta > 0
     grad_norm: float  # before clipping
 
 
@@ -52,39 +59,64 @@ class PolicyUpdate:
     """Optimizer steps on `model` (as accelerate prepared it). Counts non-finite losses: a step with
     one is skipped; MAX_CONSECUTIVE_SKIPS in a row stop training (NonFiniteLossError)."""
 
-    def __init__(self, model, optimizer, accelerator, cfg: RLConfig):
+    def __init__(self, model, optimizer, accelerator, cfg: RLConfig, *, chunk_tokens: int, sharded: bool):
+        """chunk_tokens: model.lm_head_chunk_tokens. sharded: FSDP/DeepSpeed, where the LM head is only
+        whole inside the model's forward (log-probs then come from the model's own logits)."""
         self.model, self.optimizer, self.acc, self.cfg = model, optimizer, accelerator, cfg
         self.loss_fn = POLICY_LOSSES[cfg.algorithm]
+        self.normaliser = LOSS_NORMALISERS[cfg.algorithm]
+        self.chunk_tokens = chunk_tokens
+        self.lm_head = None if sharded else lm_head_of(accelerator.unwrap_model(model))
         self.skipped_total = 0
         self.skipped_in_row = 0
 
-    def loss(self, mb: TrainingBatch, surrogate: str) -> tuple[torch.Tensor, dict[str, float]]:
-        """The base algorithm's loss on one micro-batch, + beta * KL(pi || pi_ref) when rl.beta > 0."""
+    def logprobs(self, mb: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The policy's completion log-probs (and entropy when rl.log_entropy), under the accelerator's
+        mixed precision (autocast also covers the LM-head chunks, which run outside the model's forward)."""
+        with self.acc.autocast():
+            return completion_logprobs(self.model, mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
+                                       mb.completion_mask, self.cfg.temperature, lm_head=self.lm_head,
+                                       chunk_tokens=self.chunk_tokens, entropy=self.cfg.log_entropy)
+
+    def normalisers(self, batch: TrainingBatch, micro_batches: list[torch.Tensor]) -> tuple[float, float]:
+        """(policy-loss, KL) denominators of the step's rows over every process, divided by the process
+        count (DDP's gradient average multiplies it back)."""
+        rows = torch.cat(micro_batches) if micro_batches else torch.zeros(0, dtype=torch.long)
+        mask = batch.loss_mask[rows]
+        local = [self.normaliser(mask, self.cfg.max_completion_length), sequences(mask, 0)]
+        world = self.acc.num_processes
+        return tuple(max(total, 1.0) / world for total in global_sums(self.acc, local))
+
+    def loss(self, mb: TrainingBatch, surrogate: str, normaliser: float,
+             kl_normaliser: float) -> tuple[torch.Tensor, dict[str, float]]:
+        """This micro-batch's share of the step's loss: the base algorithm's loss + beta * KL(pi || pi_ref)
+        when rl.beta > 0, each over the step's denominators."""
         cfg = self.cfg
-        logprobs, entropy = completion_logprobs(self.model, mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
-                                                mb.completion_mask, cfg.temperature)
+        logprobs, entropy = self.logprobs(mb)
         loss, stats = self.loss_fn(logprobs, mb.old_logprobs, mb.advantages, mb.loss_mask, eps_low=cfg.epsilon,
                                    eps_high=cfg.epsilon_high, max_len=cfg.max_completion_length,
-                                   surrogate=surrogate, is_weights=mb.is_weights)
+                                   surrogate=surrogate, is_weights=mb.is_weights, normaliser=normaliser)
         if mb.ref_logprobs is not None:
-            kl = kl_k3(logprobs, mb.ref_logprobs, mb.loss_mask)
+            kl = kl_k3(logprobs, mb.ref_logprobs, mb.loss_mask, kl_normaliser)
             loss = loss + cfg.beta * kl
-            stats["kl"] = float(kl.detach())
-        with torch.no_grad():
-            m = mb.completion_mask.float()
-            stats["entropy"] = float((entropy * m).sum() / m.sum().clamp(min=1))
+            # the micro-batch's own mean KL, for the metric
+            stats["kl"] = float(kl.detach()) * kl_normaliser / max(len(mb), 1)
+        if entropy is not None:
+            with torch.no_grad():
+                m = mb.completion_mask.float()
+                stats["entropy"] = float((entropy * m).sum() / m.sum().clamp(min=1))
         return loss, stats
 
     def step(self, batch: TrainingBatch, micro_batches: list[torch.Tensor], lr: float,
              surrogate: str) -> StepResult | None:
-        """One optimizer step accumulated over the micro-batches (row indices of `batch`), each loss
-        weighted by its share of the rows; only the last backward syncs gradients (DDP).
+        """One optimizer step accumulated over the micro-batches (row indices of `batch`), each loss over
+        the step's denominators; only the last backward syncs gradients (DDP).
 
         Returns None when a loss is not finite: the step is skipped and counted."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        total = sum(len(idx) for idx in micro_batches)
+        normaliser, kl_normaliser = self.normalisers(batch, micro_batches)
         losses, stats = [], []
         for i, idx in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
@@ -94,11 +126,10 @@ class PolicyUpdate:
                     loss = sum(p.sum() * 0.0 for p in self.model.parameters() if p.requires_grad)
                     st = {}
                 else:
-                    loss, st = self.loss(batch.rows(idx), surrogate)
+                    loss, st = self.loss(batch.micro_batch(idx), surrogate, normaliser, kl_normaliser)
                     if not torch.isfinite(loss):
                         self._skip()
                         return None
-                    loss = loss * (len(idx) / max(total, 1))
                 self.acc.backward(loss)
             losses.append(float(loss.detach()))
             stats.append(st)

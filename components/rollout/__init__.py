@@ -12,6 +12,7 @@ from typing import Protocol
 
 import torch
 
+from components.model.chat import stop_token_ids
 from components.rollout.hf_engine import HFRolloutEngine
 from components.rollout.types import RolloutBatch
 
@@ -24,17 +25,21 @@ class RolloutEngine(Protocol):
 
 
 def make_engine(cfg, model: torch.nn.Module, tokenizer, model_path: str | Path | None, max_model_len: int,
-                seed: int, num_processes: int = 1) -> RolloutEngine:
+                seed: int, num_processes: int = 1, stop_ids: list[int] | None = None) -> RolloutEngine:
     """The engine named by `rollout.engine` (cfg: RolloutConfig). `model` is the live policy
-    (hf samples with it directly); vllm is built from `model_path` and synced from `model`."""
+    (hf samples with it directly); vllm is built from `model_path` and synced from `model`.
+    Prompts are rendered text (components.model.chat). A completion ends at any of `stop_ids`
+    (default: the policy's end-of-turn ids and the tokenizer's EOS; [] never stops early)."""
+    if stop_ids is None:
+        stop_ids = stop_token_ids(model, tokenizer)
     if cfg.engine == "hf":
-        return HFRolloutEngine(model, tokenizer)
+        return HFRolloutEngine(model, tokenizer, stop_ids)
     if model_path is None:
         raise ValueError("rollout.engine 'vllm' needs the policy saved as a model folder to start from")
     from components.rollout.vllm_engine import VLLMRolloutEngine
 
     return VLLMRolloutEngine(model_path, tokenizer, cfg.vllm, max_model_len, seed, num_processes,
-                             device=next(model.parameters()).device)
+                             device=next(model.parameters()).device, stop_ids=stop_ids)
 
 
 __all__ = ["RolloutBatch", "RolloutEngine", "HFRolloutEngine", "make_engine"]

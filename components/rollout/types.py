@@ -13,9 +13,9 @@ class RolloutBatch:
     """B sampled sequences. Prompts are left-padded, completions right-padded.
 
     prompt_ids, prompt_mask:         [B, Lp]
-    completion_ids, completion_mask: [B, Lc]  (mask is 1 on generated tokens, EOS included)
+    completion_ids, completion_mask: [B, Lc]  (mask is 1 on generated tokens, the stop token included)
     logprobs:                        [B, Lc]  log pi(token) under the sampling policy, 0 on padding
-    truncated:                       [B] bool, True when no EOS within max_new_tokens
+    truncated:                       [B] bool, True when no stop id (end of turn, EOS) within max_new_tokens
     texts:                           decoded completions (special tokens removed)
     """
 

@@ -88,7 +88,10 @@ class VLLMRolloutEngine:
     """An in-process vLLM `LLM` built from a model folder, then fed the trainer's weights."""
 
     def __init__(self, model_path: str | Path, tokenizer: PreTrainedTokenizerBase, cfg: VLLMConfig,
-                 max_model_len: int, seed: int, num_processes: int = 1, device: torch.device | str = "cpu"):
+                 max_model_len: int, seed: int, num_processes: int = 1, device: torch.device | str = "cpu", *,
+                 stop_ids: list[int]):
+        """stop_ids: the ids that end a completion (components.model.chat.stop_token_ids of the policy);
+        [] samples to max_new_tokens."""
         # Both must be set before vLLM is imported: in-process engine core, and a CPU KV cache
         # sized for the model (the CPU backend otherwise reserves 4 GiB).
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -100,6 +103,7 @@ class VLLMRolloutEngine:
                               "on CPU use the environment from `make vllm-env`") from exc
         self.tokenizer = tokenizer
         self.device = torch.device(device)
+        self.stop_ids = list(stop_ids)
         kwargs = {}
         if num_processes > 1:
             # One colocated engine per rank, inside the ranks accelerate launched.
@@ -140,8 +144,11 @@ class VLLMRolloutEngine:
     def _sampling_params(self, max_new_tokens: int, temperature: float, top_p: float, greedy: bool, seed: int | None):
         from vllm import SamplingParams
 
+        # ignore_eos: vLLM then stops on exactly stop_token_ids, as the HF engine does (otherwise it adds
+        # the tokenizer's EOS and generation_config's ids, and [] could not force full-length samples).
         return SamplingParams(max_tokens=max_new_tokens, temperature=0.0 if greedy else temperature,
-                              top_p=1.0 if greedy else top_p, logprobs=0, seed=seed)
+                              top_p=1.0 if greedy else top_p, logprobs=0, seed=seed,
+                              stop_token_ids=list(self.stop_ids), ignore_eos=True)
 
     @torch.no_grad()
     def generate(self, prompts: list[str], max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
@@ -149,8 +156,9 @@ class VLLMRolloutEngine:
         from vllm.inputs import TokensPrompt
 
         tok = self.tokenizer
-        # Our tokenizer, not vLLM's, so prompt ids match the trainer's exactly.
-        ids = [tok(p)["input_ids"] for p in prompts]
+        # Our tokenizer, not vLLM's, so prompt ids match the trainer's exactly; prompts are rendered
+        # text that already carries its special tokens (components.model.chat).
+        ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
         base = int(torch.randint(0, 2**31 - len(prompts), (1,), generator=generator)) if not greedy else None
         params = [self._sampling_params(max_new_tokens, temperature, top_p, greedy,
                                         None if base is None else base + i) for i in range(len(prompts))]

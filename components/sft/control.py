@@ -15,31 +15,32 @@ import torch
 from torch.utils.data import DataLoader
 
 from components.config import SFTConfig
-from components.sft.train import collate, encode_examples, sequence_loss
+from components.sft.step import SFTStep
+from components.sft.train import encode_examples
 
 
 def continue_sft_for(model, tokenizer, data: pd.DataFrame, cfg: SFTConfig, seconds: float, seed: int,
-                     lr: float, accelerator) -> tuple[torch.nn.Module, int]:
-    """Train on data[prompt, solution] for `seconds` of wall time; returns (model, steps)."""
+                     lr: float, accelerator, *, chat_template: str,
+                     chunk_tokens: int) -> tuple[torch.nn.Module, int]:
+    """Train on data[prompt, messages, solution] for `seconds` of wall time, prompts rendered per
+    data.chat_template (`chat_template`); returns (model, steps)."""
     rows = data.dropna(subset=["solution"])
-    examples = encode_examples(tokenizer, rows["prompt"].tolist(), rows["solution"].tolist())
+    examples = encode_examples(tokenizer, rows, model, chat_template)
     loader = DataLoader(examples, batch_size=cfg.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed), collate_fn=collate(tokenizer.pad_token_id))
+                        generator=torch.Generator().manual_seed(seed), collate_fn=list)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                                   weight_decay=cfg.weight_decay)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    sft_step = SFTStep(model, optimizer, accelerator, tokenizer.pad_token_id,
+                       max_tokens=cfg.max_tokens_per_micro_batch, max_grad_norm=cfg.max_grad_norm, chunk_tokens=chunk_tokens)
     model.train()
     start, steps = time.time(), 0
     while True:
-        for ids, mask, labels in loader:
+        for batch in loader:
             elapsed = time.time() - start
             if elapsed >= seconds:
                 return accelerator.unwrap_model(model), steps
             for group in optimizer.param_groups:
                 group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * elapsed / seconds))
-            loss = sequence_loss(model, ids, mask, labels)
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
+            sft_step(batch)
             steps += 1

@@ -1,4 +1,5 @@
-"""SFT warm start: next-token loss on worked solutions, prompt tokens masked out.
+"""SFT warm start: next-token loss on worked solutions, prompt tokens masked out; each batch is one
+optimizer step in token-budget micro-batches (components/sft/step.py, sft.max_tokens_per_micro_batch).
 
 The learning rate warms up then anneals (cosine) to `min_lr`: measured here, RL's apparent gain
 over an SFT checkpoint trained at a constant high lr vanished once SFT was annealed, so the warm
@@ -11,7 +12,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import pandas as pd
@@ -19,11 +19,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from components.config import SFTConfig
+from components.data import messages_column
+from components.model import chat
 from components.model.lora import maybe_wrap_lora
+from components.sft.step import Example, SFTStep
 
 log = logging.getLogger(__name__)
-
-IGNORE = -100
 
 
 @dataclass
@@ -33,32 +34,13 @@ class SFTResult:
     seconds: float
 
 
-def encode_examples(tokenizer, prompts: list[str], targets: list[str]) -> list[tuple[list[int], list[int]]]:
-    """(input_ids, labels) per example: BOS + prompt + target + EOS, loss on target and EOS only."""
-    examples = []
-    for prompt, target in zip(prompts, targets):
-        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        t = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        head = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-        ids = head + p + t
-        labels = [IGNORE] * (len(head) + len(p)) + t
-        examples.append((ids, labels))
-    return examples
-
-
-def collate(pad_id: int):
-    def fn(batch):
-        width = max(len(ids) for ids, _ in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, (x, y) in enumerate(batch):
-            ids[i, : len(x)] = torch.tensor(x)
-            labels[i, : len(y)] = torch.tensor(y)
-            mask[i, : len(x)] = 1
-        return ids, mask, labels
-
-    return fn
+def encode_examples(tokenizer, rows: pd.DataFrame, model, mode: str) -> list[Example]:
+    """(input_ids, labels) per row of rows[prompt, messages, solution]: the prompt as the model reads
+    it (data.chat_template `mode`), then the assistant's turn, loss on that turn only
+    (components.model.chat.sft_example); the turn ends at any of the model's stop ids."""
+    stop_ids = chat.stop_token_ids(model, tokenizer)
+    return [chat.sft_example(tokenizer, prompt, chat.load_messages(messages), solution, mode, stop_ids)
+            for prompt, messages, solution in zip(rows["prompt"], messages_column(rows), rows["solution"])]
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float) -> Callable[[int], float]:
@@ -73,13 +55,6 @@ def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float) -> Call
     return factor
 
 
-def sequence_loss(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-    return torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE
-    )
-
-
 def train_sft(
     model,
     tokenizer,
@@ -88,17 +63,21 @@ def train_sft(
     lora_cfg,
     seed: int,
     accelerator,
+    *,
+    chat_template: str,
+    chunk_tokens: int,
     log_metrics: Callable[[dict[str, float], int], None] = lambda m, s: None,
 ):
-    """Train in place on data[prompt, solution]; returns (trained model, SFTResult)."""
+    """Train in place on data[prompt, messages, solution]; returns (trained model, SFTResult).
+    chat_template: data.chat_template; chunk_tokens: model.lm_head_chunk_tokens."""
     rows = data.dropna(subset=["solution"])
     if rows.empty:
         raise ValueError("SFT split has no rows with a worked solution")
     model = maybe_wrap_lora(model, lora_cfg)
-    examples = encode_examples(tokenizer, rows["prompt"].tolist(), rows["solution"].tolist())
+    examples = encode_examples(tokenizer, rows, model, chat_template)
     gen = torch.Generator().manual_seed(seed)
-    loader = DataLoader(examples, batch_size=cfg.batch_size, shuffle=True, generator=gen,
-                        collate_fn=collate(tokenizer.pad_token_id), drop_last=False)
+    loader = DataLoader(examples, batch_size=cfg.batch_size, shuffle=True, generator=gen, collate_fn=list,
+                        drop_last=False)
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
     )
@@ -106,20 +85,17 @@ def train_sft(
     total = cfg.epochs * len(loader)
     schedule = warmup_cosine(total, max(1, int(cfg.warmup_ratio * total)), cfg.min_lr / cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    sft_step = SFTStep(model, optimizer, accelerator, tokenizer.pad_token_id,
+                       max_tokens=cfg.max_tokens_per_micro_batch, max_grad_norm=cfg.max_grad_norm, chunk_tokens=chunk_tokens)
 
     model.train()
     step, start, loss_value = 0, time.time(), float("nan")
     for epoch in range(cfg.epochs):
         losses = []
-        for ids, mask, labels in loader:
-            loss = sequence_loss(model, ids, mask, labels)
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
+        for batch in loader:
+            losses.append(sft_step(batch))
             scheduler.step()
             step += 1
-            losses.append(loss.item())
         loss_value = sum(losses) / len(losses)
         lr = scheduler.get_last_lr()[0]
         log_metrics({"sft/loss": loss_value, "sft/lr": lr}, epoch)

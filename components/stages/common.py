@@ -15,11 +15,13 @@ POINTER_FILE = "source.json"  # models/init for a hub/local HF model: a pointer,
 MODEL_LABELS = ("untrained", "sft", "rl")
 
 
-def accelerator():
+def accelerator(cfg: Config):
+    """A training stage's accelerator: the process layout `accelerate launch` set up, and the
+    configured mixed precision (model.mixed_precision: params.yaml decides, not the launch flags)."""
     import torch
     from accelerate import Accelerator
 
-    return Accelerator(cpu=not torch.cuda.is_available())
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.model.mixed_precision)
 
 
 def read_split(cfg: Config, split: str) -> pd.DataFrame:

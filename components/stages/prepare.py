@@ -7,7 +7,9 @@ from components.stages.common import VALIDATION_DIR
 
 
 def prompt_budget(cfg: Config):
-    """(count_tokens, max_prompt_tokens) for the configured model's tokenizer and context."""
+    """(count_tokens, max_prompt_tokens) for the configured model's tokenizer and context.
+    count_tokens(prompt, messages=None) counts the prompt as the model reads it (data.chat_template)."""
+    from components.model.chat import load_messages, render_prompt
     from components.model.factory import TINY, load_tokenizer
     from components.model.tokenizer import build_char_tokenizer
 
@@ -19,7 +21,12 @@ def prompt_budget(cfg: Config):
 
         tok = load_tokenizer(cfg.model.name_or_path)
         context = int(getattr(AutoConfig.from_pretrained(cfg.model.name_or_path), "max_position_embeddings", 4096))
-    return (lambda text: len(tok(text)["input_ids"])), context - completion
+
+    def count_tokens(prompt: str, messages: str | None = None) -> int:
+        text = render_prompt(tok, prompt, load_messages(messages), cfg.data.chat_template)
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    return count_tokens, context - completion
 
 
 def run(cfg: Config) -> dict:

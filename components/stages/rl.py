@@ -18,7 +18,8 @@ def run(cfg: Config) -> dict:
     from accelerate.utils import set_seed
 
     from components.infra.tracking import log_metrics, set_tags, stage_run
-    from components.model.factory import context_length, load_policy
+    from components.model.chat import rendered_frame
+    from components.model.factory import context_length, load_policy, training_memory
     from components.model.io import save_policy
     from components.model.lora import maybe_wrap_lora
     from components.rl.checkpoint import folder_identity, run_fingerprint
@@ -26,7 +27,7 @@ def run(cfg: Config) -> dict:
 
     prompts = read_split(cfg, "rl")
     set_seed(cfg.seed)
-    acc = accelerator()
+    acc = accelerator(cfg)
     model, tokenizer = load_policy(cfg.sft.out_dir, cfg.model.dtype)
     # An HF model's context is only known now (config load checks the tiny model's).
     context = context_length(model)
@@ -34,12 +35,14 @@ def run(cfg: Config) -> dict:
         raise ConfigError(f"rl.max_completion_length ({cfg.rl.max_completion_length}) leaves no room for a prompt "
                           f"in the context of the model in {cfg.sft.out_dir} (max_position_embeddings = {context}); "
                           "it must be below that")
-    model = maybe_wrap_lora(model, cfg.model.lora)
+    # The trainer samples from `prompt`: the text as the model reads it (chat template or plain).
+    prompts = rendered_frame(tokenizer, prompts, cfg.data.chat_template)
+    model = maybe_wrap_lora(training_memory(model, cfg.model), cfg.model.lora)
     # Checkpoints live under a folder named by the run's fingerprint (config, seed, data size,
     # process count, SFT weights): rerunning the same run after a crash resumes it, while a
     # changed param starts a fresh trajectory instead of mixing two.
     # The rollout engine, its log-prob handling and the reward shaping change the trajectory too.
-    shaping = {"rollout": cfg.rollout.model_dump(exclude={"vllm"}),
+    shaping = {"rollout": cfg.rollout.model_dump(exclude={"vllm"}), "chat_template": cfg.data.chat_template,
                "reward": cfg.reward.model_dump(include={"correct_weight", "format_weight"})}
     identity = folder_identity(Path(cfg.sft.out_dir)) + json.dumps(shaping, sort_keys=True)
     fingerprint = run_fingerprint(cfg.rl, cfg.seed, len(prompts), acc.num_processes, identity)
@@ -47,8 +50,8 @@ def run(cfg: Config) -> dict:
     with stage_run(cfg, "rl"):
         set_tags({"rl.checkpoint_dir": str(checkpoint_dir)})
         model, result = train_rl(model, tokenizer, prompts, cfg.rl, cfg.seed, acc, rollout=cfg.rollout,
-                                 reward=cfg.reward, log_metrics=log_metrics, checkpoint_dir=checkpoint_dir,
-                                 resume=True, identity=identity, model_path=cfg.sft.out_dir,
+                                 reward=cfg.reward, model_cfg=cfg.model, log_metrics=log_metrics,
+                                 checkpoint_dir=checkpoint_dir, resume=True, identity=identity, model_path=cfg.sft.out_dir,
                                  on_resume=_tag_resume)
         if acc.is_main_process:
             with atomic_dir(cfg.rl.out_dir) as tmp:

@@ -17,13 +17,13 @@ def run(cfg: Config) -> dict:
     from accelerate.utils import set_seed
 
     from components.infra.tracking import log_metrics, stage_run
-    from components.model.factory import TINY, count_parameters, initial_policy
+    from components.model.factory import TINY, count_parameters, initial_policy, training_memory
     from components.model.io import save_policy
     from components.sft.train import train_sft
 
     data = read_split(cfg, "sft")
     set_seed(cfg.seed)
-    acc = accelerator()
+    acc = accelerator(cfg)
     model, tokenizer = initial_policy(cfg.model, cfg.seed)
     with stage_run(cfg, "sft"):
         if acc.is_main_process:
@@ -34,8 +34,10 @@ def run(cfg: Config) -> dict:
                     (tmp / POINTER_FILE).write_text(json.dumps({"name_or_path": cfg.model.name_or_path}))
         log_metrics({"model/parameters": count_parameters(model)})
         log.info("sft: %d examples, model with %d parameters", len(data), count_parameters(model))
+        model = training_memory(model, cfg.model)
         model, result = train_sft(model, tokenizer, data, cfg.sft, cfg.model.lora, cfg.seed, acc,
-                                  log_metrics=log_metrics)
+                                  chat_template=cfg.data.chat_template,
+                                  chunk_tokens=cfg.model.lm_head_chunk_tokens, log_metrics=log_metrics)
         if acc.is_main_process:
             with atomic_dir(cfg.sft.out_dir) as tmp:
                 save_policy(model, tokenizer, tmp)

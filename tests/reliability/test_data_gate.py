@@ -1,8 +1,8 @@
 """Hostile data against the validation gate: each case is a reported hole, now a named gate failure.
 
 Null prompts and sources, a repeated prompt with two answers, eval leaks that differ only in
-whitespace, a 10 MB prompt (rejected by bytes before the tokenizer sees it) and benchmark files
-with binary or missing prompts.
+whitespace, a 10 MB prompt (rejected by bytes before the tokenizer sees it), benchmark files
+with binary or missing prompts, and training on a benchmark that is evaluated (the GPU preset did).
 """
 
 import json
@@ -23,6 +23,13 @@ from components.data.prepare import DataValidationError, prepare
 from components.data.validate import BYTES_PER_TOKEN, validate_splits
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def chars(prompt, messages=None):
+    """A token counter of one token per prompt character (the gate also hands it a chat row's messages)."""
+    return len(prompt)
+
+
 TASK = TaskConfig(name="chain_sum", min_terms=2, max_terms=2, min_digits=1, max_digits=2)
 
 
@@ -46,7 +53,7 @@ def _cfg(path: Path, out: Path, *extra: str):
 def _prepare_fails(tmp_path: Path, rows: list[dict]) -> str:
     out = tmp_path / "prepared"
     with pytest.raises(DataValidationError) as err:
-        prepare(_cfg(_write(tmp_path, rows), out), len, 30, tmp_path / "reports")
+        prepare(_cfg(_write(tmp_path, rows), out), chars, 30, tmp_path / "reports")
     assert not out.exists()
     return str(err.value)
 
@@ -101,7 +108,7 @@ def test_eval_leak_after_whitespace_normalisation_fails_the_gate():
     rl, ev = splits["rl"], splits["eval"]
     rl.loc[0, ["prompt", "answer"]] = [ev.loc[1, "prompt"] + " ", ev.loc[1, "answer"]]  # "1+5= " vs "1+5="
     rl.loc[3, ["prompt", "answer"]] = [" ".join(ev.loc[4, "prompt"]), ev.loc[4, "answer"]]  # "1 + 6 =" vs "1+6="
-    report = validate_splits(splits, len, 30)
+    report = validate_splits(splits, chars, 30)
     assert _failed(report) == {"eval:eval prompt not in sft or rl (whitespace ignored)":
                                ["chain_sum-eval-000001", "chain_sum-eval-000004"]}
 
@@ -205,3 +212,68 @@ def test_benchmark_unparseable_answer_oversized_prompt_and_conflicts_are_refused
     assert len(load_benchmark(ok, tmp_path)) == 6
     with pytest.raises(BenchmarkError, match=r"prompt 1\.\.64 bytes.*ok-000003"):
         load_benchmark(ok, tmp_path, max_prompt_tokens=2)
+
+
+def _gpu_cfg(out: Path, *data: str):
+    """presets/gpu.yaml as it loads, with the tiny model (nothing to download) given a context that
+    fits the preset's completion lengths, and the data lines a test needs."""
+    return load_config(presets=[ROOT / "presets" / "gpu.yaml"], overrides=[
+        "model.name_or_path=tiny", "model.tiny.max_position_embeddings=8192", f"data.out_dir={out}", *data])
+
+
+def _benchmark_checks(reports: Path) -> dict[str, dict]:
+    report = json.loads((reports / "report.json").read_text())
+    return {f"{c['split']}:{c['description']}": c for c in report["checks"] if "eval benchmark" in c["description"]}
+
+
+def test_gpu_preset_training_on_the_evaluated_math500_is_refused_naming_it(tmp_path, monkeypatch):
+    """The GPU preset trained on data/benchmarks/math500.parquet and evaluated on the same file. Its data
+    lines as they were (num_eval lowered: that 500-row file could not fill the 500 eval rows asked for)."""
+    monkeypatch.chdir(ROOT)  # the preset's benchmark paths are relative, as the stages read them
+    out, reports = tmp_path / "prepared", tmp_path / "reports"
+    cfg = _gpu_cfg(out, "data.source=verl", "data.files=[data/benchmarks/math500.parquet]", "data.num_eval=50")
+    with pytest.raises(DataValidationError) as err:
+        prepare(cfg, chars, 4096, reports)
+    assert not out.exists()  # refused before any split was written
+    leaks = [ln for ln in str(err.value).splitlines() if "eval benchmark" in ln]
+    assert len(leaks) == 2 and all("eval benchmark math500" in ln and ": 450 rows" in ln for ln in leaks)
+    checks = _benchmark_checks(reports)
+    failed = {k for k, c in checks.items() if not c["success"]}
+    assert failed == {"sft:prompt not in eval benchmark math500 (whitespace ignored)",
+                      "rl:prompt not in eval benchmark math500 (whitespace ignored)"}
+    assert len(checks) == 6  # aime25 and amc23 were checked too, and passed
+    assert all(i.startswith("math500-") for c in checks.values() for i in c["failing_ids"])
+
+
+def test_gpu_preset_with_disjoint_training_data_passes_the_benchmark_checks(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    out, reports = tmp_path / "prepared", tmp_path / "reports"
+    cfg = _gpu_cfg(out, "data.source=verl", f"data.files=[{_write(tmp_path, _verl_rows(20), 'train')}]",
+                   "data.num_eval=4")
+    assert [b.name for b in cfg.eval.benchmarks] == ["math500", "aime25", "amc23"]
+    summary = prepare(cfg, chars, 4096, reports)
+    assert summary["rl"]["rows"] == 16 and sorted(p.name for p in out.iterdir()) == [
+        "eval.parquet", "rl.parquet", "sft.parquet"]
+    checks = _benchmark_checks(reports)
+    assert len(checks) == 6 and all(c["success"] for c in checks.values())
+
+
+def test_benchmark_prompt_in_training_up_to_whitespace_names_its_benchmark(tmp_path, monkeypatch):
+    """Compared by the gate's prompt key: an AIME25 prompt with its spaces changed still leaks, and
+    the failure names aime25 (and amc23 for the other row), not the benchmarks that hold neither."""
+    monkeypatch.chdir(ROOT)
+    aime = load_files(["data/benchmarks/aime25.parquet"], None).iloc[3]
+    amc = load_files(["data/benchmarks/amc23.parquet"], None).iloc[5]
+    rows = _verl_rows(20)
+    for i, (bench, prompt) in [(7, (aime, "  " + aime["prompt"].replace(" ", "\n"))), (11, (amc, amc["prompt"]))]:
+        rows[i] = {"data_source": "math", "prompt": [{"role": "user", "content": prompt}],
+                   "reward_model": {"ground_truth": bench["answer"]}}
+    evals = _write(tmp_path, _verl_rows(24)[20:], "heldout")  # all 20 training rows go to rl
+    cfg = _gpu_cfg(tmp_path / "prepared", "data.source=verl", f"data.files=[{_write(tmp_path, rows, 'train')}]",
+                   f"data.eval_files=[{evals}]")
+    with pytest.raises(DataValidationError) as err:
+        prepare(cfg, chars, 4096, tmp_path / "reports")
+    leaks = {ln.split("eval benchmark ")[1].split(" ")[0]: ln for ln in str(err.value).splitlines()
+             if "eval benchmark" in ln}
+    assert set(leaks) == {"aime25", "amc23"}
+    assert '["train-000007"]' in leaks["aime25"] and '["train-000011"]' in leaks["amc23"]

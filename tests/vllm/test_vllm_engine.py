@@ -44,7 +44,7 @@ def vllm_trainer(folder, overrides: list[str], seed: int) -> RLTrainer:
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return RLTrainer(copy.deepcopy(model), tok, sums(64), cfg.rl, 0, Accelerator(cpu=True), rollout=cfg.rollout,
-                     reward=cfg.reward, model_path=folder)
+                     reward=cfg.reward, model_cfg=cfg.model, model_path=folder)
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +140,29 @@ def test_rl_iterations_sync_every_update(trainer, monkeypatch):
     with torch.no_grad():
         lp = trainer_logprobs(trainer, b)
     assert float((lp - b.logprobs).abs()[b.completion_mask.bool()].max()) < 1e-4
+
+
+def test_prompts_are_rendered_text_tokenized_without_added_special_tokens(trainer):
+    tok = trainer.tokenizer
+    b = trainer.engine.generate(["<s>5+5="], 2, greedy=True)
+    assert b.prompt_ids[0].tolist() == tok("5+5=")["input_ids"]  # one BOS: the rendered prompt's own
+
+
+def test_vllm_stops_exactly_at_the_engines_stop_ids(trainer):
+    """[] samples to full length even past EOS; a chosen id (like an end-of-turn token that is not the
+    tokenizer's EOS) ends the completion right after it, with the same tokens up to there."""
+    trainer._sync_engine()
+    engine, saved = trainer.engine, trainer.engine.stop_ids
+    assert saved == [trainer.tokenizer.eos_token_id]  # the tiny model: its generation config's eos is the tokenizer's
+    try:
+        engine.stop_ids = []
+        full = engine.generate(["<s>5+5="] * 2, 12, greedy=True)
+        assert full.completion_mask.sum(-1).tolist() == [12, 12] and full.truncated.tolist() == [True, True]
+        row = full.completion_ids[0].tolist()
+        engine.stop_ids = [row[3]]
+        cut = engine.generate(["<s>5+5="], 12, greedy=True)
+        n = row.index(row[3]) + 1
+        assert cut.completion_ids[0, : int(cut.completion_mask.sum())].tolist() == row[:n]
+        assert cut.truncated.tolist() == [False]
+    finally:
+        engine.stop_ids = saved

@@ -1,0 +1,141 @@
+"""Micro-batches under the optimizer step: the token-budget packing, and gradient accumulation that
+gives exactly the whole mini-batch's update for every algorithm's loss aggregation."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from components.config import ALGORITHMS, load_config
+from components.model.factory import initial_policy
+from components.rl.batch import MicroBatches, TrainingBatch, pack_by_tokens
+from components.rl.update import PolicyUpdate
+from tests.rl_support import TINY
+
+
+def test_packing_respects_the_token_budget_and_row_cap_and_keeps_every_row_once():
+    prompt = torch.tensor([5, 3, 8, 2, 6, 4, 7, 1, 3, 5])
+    completion = torch.tensor([20, 2, 30, 9, 1, 15, 4, 12, 25, 3])
+    rows = torch.tensor([9, 0, 4, 7, 2, 5, 1, 8, 3, 6])  # a shuffled step
+    micro = pack_by_tokens(rows, prompt, completion, max_tokens=60, max_rows=3)
+    assert sorted(i for m in micro for i in m.tolist()) == list(range(10))
+    for m in micro:
+        padded = len(m) * (int(prompt[m].max()) + int(completion[m].max()))
+        assert padded <= 60 or len(m) == 1
+        assert len(m) <= 3
+        where = [rows.tolist().index(i) for i in m.tolist()]
+        assert where == sorted(where)  # rows keep their step order inside a micro-batch
+    assert len(micro) > 1
+    # the longest rows first, grouped: row 2 (8 + 30) is in the first micro-batch
+    assert 2 in micro[0].tolist()
+    # a row longer than the budget goes alone rather than being dropped
+    alone = pack_by_tokens(torch.tensor([0, 1]), torch.tensor([50, 1]), torch.tensor([50, 1]), 60, None)
+    assert [m.tolist() for m in alone] == [[0], [1]]
+    # a budget that holds everything gives one micro-batch in the step's own order
+    assert [m.tolist() for m in pack_by_tokens(rows, prompt, completion, 10_000, None)] == [rows.tolist()]
+
+
+def test_micro_batches_cut_rows_into_optimizer_steps():
+    prompt_mask = torch.ones(7, 4, dtype=torch.long)
+    completion_mask = torch.ones(7, 6, dtype=torch.long)
+    micro = MicroBatches(rows=3, max_tokens=20)  # 2 rows of 10 tokens per micro-batch
+    steps = micro.for_base_update(prompt_mask, completion_mask, epochs=2, generator=torch.Generator().manual_seed(0))
+    assert len(steps) == 6  # ceil(7 / 3) steps per epoch
+    assert [[len(m) for m in step] for step in steps[:3]] == [[2, 1], [2, 1], [1]]
+    for epoch in (steps[:3], steps[3:]):  # each epoch is a permutation of every row
+        assert sorted(i for step in epoch for m in step for i in m.tolist()) == list(range(7))
+    assert [len(m) for m in micro.for_one_step(prompt_mask, completion_mask)] == [2, 2, 2, 1]
+    assert [len(m) for m in micro.for_scoring(prompt_mask, completion_mask)] == [2, 2, 2, 1]
+    # Under DDP a process with fewer micro-batches runs as many as the busiest one, some empty.
+    busiest = MicroBatches(rows=3, max_tokens=20, global_max=lambda n: max(n, 5))
+    assert [len(m) for m in busiest.for_one_step(prompt_mask, completion_mask)] == [2, 2, 2, 1, 0]
+
+
+def _batch(vocab: int, seed: int = 0) -> TrainingBatch:
+    """12 rows with very different prompt and completion lengths (so micro-batches hold different token
+    counts) and one row with no counted token (GSPO's sequence mean must skip it)."""
+    g = torch.Generator().manual_seed(seed)
+    n, lp, lc = 12, 7, 11
+    p_len = torch.randint(2, lp + 1, (n,), generator=g)
+    c_len = torch.randint(1, lc + 1, (n,), generator=g)
+    c_len[0], c_len[1] = lc, 1
+    prompt_mask = (torch.arange(lp)[None] >= lp - p_len[:, None]).long()
+    completion_mask = (torch.arange(lc)[None] < c_len[:, None]).long()
+    loss_mask = completion_mask.float()
+    loss_mask[3] = 0.0  # e.g. a truncated completion under rl.mask_truncated_completions
+    old = -torch.rand(n, lc, generator=g) * 3 * completion_mask
+    return TrainingBatch(prompt_ids=torch.randint(4, vocab, (n, lp), generator=g) * prompt_mask,
+                         prompt_mask=prompt_mask, completion_ids=torch.randint(4, vocab, (n, lc), generator=g),
+                         completion_mask=completion_mask, loss_mask=loss_mask, old_logprobs=old,
+                         advantages=torch.randn(n, generator=g), ref_logprobs=old - 0.1 * completion_mask,
+                         is_weights=1 + torch.rand(n, lc, generator=g) * completion_mask)
+
+
+def _one_step(model, cfg, batch: TrainingBatch, max_tokens: int) -> tuple[torch.nn.Module, int]:
+    """The model after one PolicyUpdate step (SGD, lr 1: the weight change IS the gradient) over the whole
+    batch, cut into micro-batches of at most max_tokens; returns (model, micro-batch count)."""
+    acc = Accelerator(cpu=True)
+    model = copy.deepcopy(model)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    model, opt = acc.prepare(model, opt)
+    update = PolicyUpdate(model, opt, acc, cfg.rl, chunk_tokens=5, sharded=False)
+    micro = MicroBatches(rows=len(batch), max_tokens=max_tokens).for_one_step(batch.prompt_mask,
+                                                                            batch.completion_mask)
+    assert update.step(batch, micro, lr=1.0, surrogate="standard") is not None
+    return acc.unwrap_model(model), len(micro)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_gradient_accumulation_gives_the_whole_batch_update(algorithm):
+    # fp32 throughout; beta > 0 adds the KL term (its own seq-mean), IS weights multiply the loss
+    cfg = load_config(overrides=TINY + [f"rl.algorithm={algorithm}", "rl.beta=0.05", "rl.max_grad_norm=1e9",
+                                        "rl.max_completion_length=11"])
+    model, tok = initial_policy(cfg.model, seed=0)
+    batch = _batch(len(tok))
+    whole, n_whole = _one_step(model, cfg, batch, max_tokens=10_000)
+    split, n_split = _one_step(model, cfg, batch, max_tokens=40)
+    assert n_whole == 1 and n_split >= 4
+    moved = max(float((a - b).abs().max()) for a, b in zip(whole.parameters(), model.parameters()))
+    gap = max(float((a - b).abs().max()) for a, b in zip(whole.parameters(), split.parameters()))
+    assert moved > 1e-3  # the step really changed the weights
+    assert gap <= 1e-6, (algorithm, gap, moved)
+
+
+def _sft_step(model, examples, pad_id: int, max_tokens: int):
+    from components.sft.step import SFTStep
+
+    acc = Accelerator(cpu=True)
+    model = copy.deepcopy(model)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    model, opt = acc.prepare(model, opt)
+    loss = SFTStep(model, opt, acc, pad_id, max_tokens=max_tokens, max_grad_norm=1e9, chunk_tokens=4)(examples)
+    return acc.unwrap_model(model), loss
+
+
+def test_sft_accumulation_gives_the_whole_batch_token_mean_update():
+    cfg = load_config(overrides=TINY)
+    model, tok = initial_policy(cfg.model, seed=0)
+    g = torch.Generator().manual_seed(0)
+    examples = []
+    for n_prompt, n_target in [(3, 12), (6, 2), (2, 7), (5, 1), (4, 9), (7, 4)]:
+        ids = torch.randint(4, len(tok), (n_prompt + n_target,), generator=g).tolist()
+        examples.append((ids, [-100] * n_prompt + ids[n_prompt:]))
+    whole, loss = _sft_step(model, examples, tok.pad_token_id, max_tokens=10_000)
+    split, split_loss = _sft_step(model, examples, tok.pad_token_id, max_tokens=24)
+    # the plain definition: cross-entropy over every target token of the batch, right-padded
+    width = max(len(ids) for ids, _ in examples)
+    ids = torch.full((len(examples), width), tok.pad_token_id)
+    labels = torch.full((len(examples), width), -100)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, (x, y) in enumerate(examples):
+        ids[i, :len(x)], labels[i, :len(y)], mask[i, :len(x)] = torch.tensor(x), torch.tensor(y), 1
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+    want = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
+    assert abs(loss - float(want)) <= 1e-5 and abs(split_loss - float(want)) <= 1e-5
+    want.backward()
+    reference = [p.detach() - p.grad for p in model.parameters()]  # SGD, lr 1
+    for got in (whole, split):
+        assert max(float((a - b).abs().max()) for a, b in zip(got.parameters(), reference)) <= 1e-6

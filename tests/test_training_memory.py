@@ -1,0 +1,94 @@
+"""model.gradient_checkpointing and model.mixed_precision: what they change and what they must not."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from components.config import ConfigError, load_config
+from components.model.factory import initial_policy, training_memory
+from components.rl.batch import MicroBatches
+from components.rl.trainer import RLTrainer
+from components.rl.update import PolicyUpdate
+from tests.rl_support import TINY, parity_reward, sums
+from tests.test_micro_batches import _batch
+
+
+def _grads_after_one_step(model, cfg, batch):
+    acc = Accelerator(cpu=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    model, opt = acc.prepare(model, opt)
+    model.train()
+    update = PolicyUpdate(model, opt, acc, cfg.rl, chunk_tokens=16, sharded=False)
+    micro = MicroBatches(rows=len(batch), max_tokens=60).for_one_step(batch.prompt_mask, batch.completion_mask)
+    assert update.step(batch, micro, lr=0.0, surrogate="standard") is not None
+    return [p.grad.clone() for p in acc.unwrap_model(model).parameters()]
+
+
+def test_gradient_checkpointing_recomputes_without_changing_the_gradient():
+    cfg = load_config(overrides=TINY + ["rl.algorithm=dapo", "rl.max_grad_norm=1e9", "rl.max_completion_length=11"])
+    model, tok = initial_policy(cfg.model, seed=0)
+    batch = _batch(len(tok))
+    plain = _grads_after_one_step(copy.deepcopy(model), cfg, batch)
+    on = load_config(overrides=TINY + ["model.gradient_checkpointing=true"]).model
+    checkpointed = training_memory(copy.deepcopy(model), on)
+    assert checkpointed.is_activation_checkpointing
+    assert not training_memory(copy.deepcopy(model), cfg.model).is_activation_checkpointing
+    recomputed = _grads_after_one_step(checkpointed, cfg, batch)
+    assert max(float((a - b).abs().max()) for a, b in zip(plain, recomputed)) <= 1e-6
+    assert max(float(g.abs().max()) for g in plain) > 1e-4
+
+
+@pytest.fixture
+def fresh_accelerator_state(monkeypatch):
+    """Accelerate's state is a process-wide singleton that refuses a second mixed-precision setting.
+    The trainer scores with the parity reward (an untrained policy earns it half the time)."""
+    from accelerate.state import AcceleratorState
+
+    from components.rl import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "score_batch", parity_reward)
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
+def test_bf16_mixed_precision_trains_fp32_master_weights_against_the_trainers_own_old_logprobs(
+        fresh_accelerator_state):
+    cfg = load_config(overrides=TINY + ["model.mixed_precision=bf16", "rl.iterations=2", "rl.pipo.enabled=true"])
+    model, tok = initial_policy(cfg.model, seed=0)
+    before = copy.deepcopy(model)
+    trainer = RLTrainer(model, tok, sums(40, 1), cfg.rl, 0, Accelerator(cpu=True, mixed_precision="bf16"),
+                        rollout=cfg.rollout, reward=cfg.reward, model_cfg=cfg.model)
+    try:
+        metrics = trainer.iteration(0)
+    finally:
+        trainer.close()
+    weights = list(trainer.acc.unwrap_model(trainer.model).parameters())
+    assert all(p.dtype == torch.float32 for p in weights)  # master weights stay fp32
+    assert any(not torch.equal(a, b) for a, b in zip(weights, before.parameters()))  # and they trained
+    assert torch.isfinite(torch.tensor(metrics["loss/policy"]))
+    # the fp32 sampler and the bf16-autocast trainer differ: pi_old is the trainer's, the gap is logged
+    assert trainer.trainer_logprobs and metrics["rollout/logprob_diff"] > 0
+
+
+def test_mixed_precision_needs_fp32_master_weights():
+    with pytest.raises(ConfigError, match="model.mixed_precision='bf16' keeps fp32 master weights"):
+        load_config(overrides=["model.mixed_precision=bf16", "model.dtype=bfloat16"])
+
+
+def test_an_unquoted_no_is_the_string_accelerate_expects():
+    # YAML reads `--set model.mixed_precision=no` (or an unquoted no in a params file) as false
+    assert load_config(overrides=["model.mixed_precision=no"]).model.mixed_precision == "no"
+
+
+def test_heap_growth_limit_applies_on_glibc_and_defers_to_the_users_setting(monkeypatch):
+    from components.infra.runtime import limit_heap_growth
+
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    assert limit_heap_growth()  # this machine runs glibc: mallopt accepted the fixed threshold
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
+    assert not limit_heap_growth()
