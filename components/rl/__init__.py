@@ -2,12 +2,12 @@
 
     trainer.py      RLTrainer: the loop (rollout, rewards, advantages, PI step, base update, cache)
     advantages.py   advantage estimators by name (grpo, dr_grpo, dapo, gspo)
-    losses.py       policy losses by name, the k3 KL term
+    losses.py       policy losses by name with their normalisers, the k3 KL term
     pipo.py         PIPO: improvement signal, attributions, the window and cached batch
     rewards.py      verifiable scoring and the shaping steps the config picks (DAPO)
-    batch.py        TrainingBatch (what an update trains on) and MicroBatches (how it is split)
+    batch.py        TrainingBatch (what an update trains on), MicroBatches (steps, token-budget micro-batches)
     update.py       one optimizer step: the per-micro-batch loss, accumulation, clipping
-    logprobs.py     completion log-probs under a model
+    logprobs.py     completion log-probs: completion positions only, the LM head in chunks
     importance.py   sampler/trainer mismatch and truncated importance weights
     collectives.py  the few numbers every process must agree on
     sampler.py      the prompt order
