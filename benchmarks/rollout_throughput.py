@@ -6,6 +6,9 @@ each in the environment that has it:
 
   .venv/bin/python benchmarks/rollout_throughput.py --engine hf
   .venv-vllm/bin/python benchmarks/rollout_throughput.py --engine vllm
+
+--busy N runs N single-threaded processes (a matmul loop) beside it, as on a shared machine;
+--set rollout.decode_threads=2 fixes the hf engine's thread count (default: chosen by speed).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +33,10 @@ from components.rollout import make_engine  # noqa: E402
 from components.infra.runtime import configure_threads, quiet_environment  # noqa: E402
 
 
+# Another process's work on one core: single-threaded matmuls, forever (killed after the measurement).
+BUSY_LOOP = "import torch\ntorch.set_num_threads(1)\na = torch.randn(256, 256)\nwhile True:\n    a = (a @ a).tanh()"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine", choices=["hf", "vllm"], default="hf")
@@ -39,6 +47,7 @@ def main() -> None:
                                                              "over several calls)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
+    parser.add_argument("--busy", type=int, default=0, help="single-threaded busy processes beside the benchmark")
     args = parser.parse_args()
     quiet_environment()
     configure_threads()
@@ -51,14 +60,20 @@ def main() -> None:
     batch_prompts = [p for p in texts[: rl.prompts_per_iteration] for _ in range(rl.num_generations)]
     generator = torch.Generator().manual_seed(cfg.seed)
     rates, seconds = [], []
-    for round_ in range(args.warmup + args.repeats):
-        t0 = time.perf_counter()
-        batch = engine.generate(batch_prompts, rl.max_completion_length, rl.temperature, rl.top_p, generator=generator)
-        dt = time.perf_counter() - t0
-        if round_ >= args.warmup:
-            rates.append(batch.num_completion_tokens / dt)
-            seconds.append(dt)
-    result = {"engine": args.engine, "policy": args.policy, "batch": len(batch_prompts),
+    load = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(args.busy)]
+    try:
+        for round_ in range(args.warmup + args.repeats):
+            t0 = time.perf_counter()
+            batch = engine.generate(batch_prompts, rl.max_completion_length, rl.temperature, rl.top_p,
+                                    generator=generator)
+            dt = time.perf_counter() - t0
+            if round_ >= args.warmup:
+                rates.append(batch.num_completion_tokens / dt)
+                seconds.append(dt)
+    finally:
+        for proc in load:
+            proc.kill()
+    result = {"engine": args.engine, "policy": args.policy, "batch": len(batch_prompts), "busy": args.busy,
               "max_new_tokens": rl.max_completion_length, "threads": torch.get_num_threads(),
               "median_tokens_per_s": statistics.median(rates), "median_seconds": statistics.median(seconds),
               "rates": rates}

@@ -48,7 +48,12 @@ def update_gap(acc, cfg, model, tok) -> dict[str, float]:
                                 completion_ids=shard.completion_ids, completion_mask=shard.completion_mask,
                                 loss_mask=shard.completion_mask.float(), old_logprobs=shard.logprobs,
                                 advantages=adv[mine])
-    trainer.update.step(shard_batch, [torch.arange(len(shard))], cfg.rl.lr, "standard")
+    # the trainer's own plan: this rank's zero-advantage rows are skipped (ranks skip different counts)
+    rows = trainer.micro.for_one_step(shard.prompt_mask, shard.completion_mask,
+                                      trainer.update.rows_to_run(shard_batch.advantages))
+    assert rows.rows_run == int((adv[mine] != 0).sum())
+    assert bool((adv == 0).any()), "no zero-advantage row in the batch: the check would not cover skipping"
+    trainer.update.step(shard_batch, rows, cfg.rl.lr, "standard")
 
     opt = torch.optim.AdamW(single.parameters(), lr=cfg.rl.lr, weight_decay=cfg.rl.weight_decay)
     lp, _ = completion_logprobs(single, full.prompt_ids, full.prompt_mask, full.completion_ids, full.completion_mask)

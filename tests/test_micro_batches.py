@@ -44,14 +44,35 @@ def test_micro_batches_cut_rows_into_optimizer_steps():
     micro = MicroBatches(rows=3, max_tokens=20)  # 2 rows of 10 tokens per micro-batch
     steps = micro.for_base_update(prompt_mask, completion_mask, epochs=2, generator=torch.Generator().manual_seed(0))
     assert len(steps) == 6  # ceil(7 / 3) steps per epoch
-    assert [[len(m) for m in step] for step in steps[:3]] == [[2, 1], [2, 1], [1]]
+    assert [[len(m) for m in step.micro_batches] for step in steps[:3]] == [[2, 1], [2, 1], [1]]
     for epoch in (steps[:3], steps[3:]):  # each epoch is a permutation of every row
-        assert sorted(i for step in epoch for m in step for i in m.tolist()) == list(range(7))
-    assert [len(m) for m in micro.for_one_step(prompt_mask, completion_mask)] == [2, 2, 2, 1]
+        assert sorted(i for step in epoch for m in step.micro_batches for i in m.tolist()) == list(range(7))
+        assert sorted(i for step in epoch for i in step.rows.tolist()) == list(range(7))
+    assert [len(m) for m in micro.for_one_step(prompt_mask, completion_mask).micro_batches] == [2, 2, 2, 1]
     assert [len(m) for m in micro.for_scoring(prompt_mask, completion_mask)] == [2, 2, 2, 1]
     # Under DDP a process with fewer micro-batches runs as many as the busiest one, some empty.
     busiest = MicroBatches(rows=3, max_tokens=20, global_max=lambda n: max(n, 5))
-    assert [len(m) for m in busiest.for_one_step(prompt_mask, completion_mask)] == [2, 2, 2, 1, 0]
+    assert [len(m) for m in busiest.for_one_step(prompt_mask, completion_mask).micro_batches] == [2, 2, 2, 1, 0]
+
+
+def test_skipped_rows_stay_in_the_step_but_never_run():
+    prompt_mask = torch.ones(7, 4, dtype=torch.long)
+    completion_mask = torch.ones(7, 6, dtype=torch.long)
+    runs = torch.tensor([True, False, True, False, False, True, False])
+    micro = MicroBatches(rows=3, max_tokens=20)
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    skipped = micro.for_base_update(prompt_mask, completion_mask, 1, gen(), runs)
+    full = micro.for_base_update(prompt_mask, completion_mask, 1, gen())
+    # the same rows per step (the shuffle ignores `runs`), only the runnable ones in micro-batches
+    assert [s.rows.tolist() for s in skipped] == [s.rows.tolist() for s in full]
+    for step in skipped:
+        assert sorted(i for m in step.micro_batches for i in m.tolist()) == [i for i in sorted(step.rows.tolist())
+                                                                             if runs[i]]
+    assert sum(s.rows_run for s in skipped) == 3
+    # a step with nothing to run still has one (empty) micro-batch: the optimizer steps on zeros
+    nothing = micro.for_one_step(prompt_mask, completion_mask, torch.zeros(7, dtype=torch.bool))
+    assert len(nothing.rows) == 7 and [len(m) for m in nothing.micro_batches] == [0]
+    assert sorted(i for m in micro.for_scoring(prompt_mask, completion_mask, runs) for i in m.tolist()) == [0, 2, 5]
 
 
 def _batch(vocab: int, seed: int = 0) -> TrainingBatch:
@@ -85,7 +106,7 @@ def _one_step(model, cfg, batch: TrainingBatch, max_tokens: int) -> tuple[torch.
     micro = MicroBatches(rows=len(batch), max_tokens=max_tokens).for_one_step(batch.prompt_mask,
                                                                             batch.completion_mask)
     assert update.step(batch, micro, lr=1.0, surrogate="standard") is not None
-    return acc.unwrap_model(model), len(micro)
+    return acc.unwrap_model(model), len(micro.micro_batches)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)

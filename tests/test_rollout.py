@@ -121,3 +121,51 @@ def test_prefill_computes_logits_for_the_last_position_only():
     finally:
         handle.remove()
     assert positions and set(positions) == {1}  # never the prompt's [B, Lp, V] logits
+
+
+def _stop_often(model, eos_id: int, bonus: float = 3.0):
+    """Raise EOS's logit so rows stop at scattered steps (about 1 in 6 per step)."""
+    def hook(module, inputs, output):
+        output[..., eos_id] += bonus
+        return output
+    return model.lm_head.register_forward_hook(hook)
+
+
+def test_finished_rows_leave_the_batch_without_changing_any_row():
+    _, model, tok = _engine()
+    prompts = [f"<s>{a}+{b}=" for a in range(8) for b in range(8)]
+    rows_per_step: dict[bool, list[int]] = {True: [], False: []}
+    out = {}
+    for mode in (True, False):
+        handles = [_stop_often(model, tok.eos_token_id),
+                   model.lm_head.register_forward_hook(lambda m, i, o: rows_per_step[mode].append(i[0].shape[0]))]
+        try:
+            out[mode] = HFRolloutEngine(model, tok, compact=mode).generate(
+                prompts, 20, generator=torch.Generator().manual_seed(3))
+        finally:
+            for h in handles:
+                h.remove()
+    compact, full = out[True], out[False]
+    lengths = compact.completion_mask.sum(-1)
+    assert lengths.min() < lengths.max()  # rows did stop at different steps
+    assert min(rows_per_step[True]) < len(prompts)  # the compacting run shrank its batch
+    assert set(rows_per_step[False]) == {len(prompts)}  # the other one never did
+    assert torch.equal(compact.completion_ids, full.completion_ids)
+    assert torch.equal(compact.completion_mask, full.completion_mask)
+    assert torch.equal(compact.truncated, full.truncated)
+    assert torch.allclose(compact.logprobs, full.logprobs, atol=1e-5)
+    assert compact.texts == full.texts
+
+
+def test_inverse_cdf_sampling_draws_each_token_with_its_probability():
+    from components.rollout.hf_engine import sample_inverse_cdf
+
+    probs = torch.tensor([[0.5, 0.0, 0.3, 0.2], [0.0, 0.0, 1.0, 0.0]])
+    u = torch.rand(200_000, generator=torch.Generator().manual_seed(0))
+    draws = sample_inverse_cdf(probs[:1].expand(len(u), 4), u)
+    freq = torch.bincount(draws, minlength=4).float() / len(u)
+    assert torch.allclose(freq, probs[0], atol=0.005) and freq[1] == 0
+    # the ends of [0, 1) never land on a zero-probability token
+    edges = torch.tensor([0.0, 1.0 - 1e-7])
+    assert sample_inverse_cdf(probs[1:].expand(2, 4), edges).tolist() == [2, 2]
+    assert sample_inverse_cdf(probs[:1].expand(2, 4), edges).tolist() == [0, 3]

@@ -213,6 +213,8 @@ class RLConfig(_Strict):
     mini_batch_size: int = Field(ge=1)
     micro_batch_size: int | None = Field(ge=1)
     max_tokens_per_micro_batch: int = Field(ge=1)
+    skip_zero_advantage: bool
+    update_threads: int | None = Field(ge=1)
     log_entropy: bool
     max_grad_norm: float = Field(gt=0)
     weight_decay: float = Field(ge=0)
@@ -248,6 +250,7 @@ class ImportanceSamplingConfig(_Strict):
 class RolloutConfig(_Strict):
     engine: Literal["hf", "vllm"]
     recompute_logprobs: bool
+    decode_threads: int | None = Field(ge=1)
     vllm: VLLMConfig
     importance_sampling: ImportanceSamplingConfig
 

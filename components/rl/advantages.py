@@ -25,13 +25,20 @@ def register_advantage(name: str):
 def grpo_advantages(rewards: torch.Tensor, scale_rewards: bool = True, eps: float = 1e-6) -> torch.Tensor:
     """GRPO (Shao et al. 2024, DeepSeekMath): (r - mean_g) / (std_g + eps), std with ddof=1.
 
-    A group whose rewards are all equal gets advantage 0 (its std is 0, the numerator is 0).
+    A group whose rewards are all equal gets advantage exactly 0 (`centered`), whatever the rounding
+    of its mean: the update then skips those rows as carrying no gradient.
     scale_rewards=False drops the division (TRL's `scale_rewards`). DAPO and GSPO use this too.
     """
-    centered = rewards - rewards.mean(dim=1, keepdim=True)
     if not scale_rewards:
-        return centered
-    return centered / (rewards.std(dim=1, keepdim=True, unbiased=True) + eps)
+        return centered(rewards)
+    return centered(rewards) / (rewards.std(dim=1, keepdim=True, unbiased=True) + eps)
+
+
+def centered(rewards: torch.Tensor) -> torch.Tensor:
+    """r - mean_g, exactly 0 in a group whose rewards are all equal (a mean of equal non-binary
+    rewards, 0.3 say, can round a few ulps off the value itself)."""
+    uniform = (rewards == rewards[:, :1]).all(dim=1, keepdim=True)
+    return torch.where(uniform, 0.0, rewards - rewards.mean(dim=1, keepdim=True))
 
 
 @register_advantage("dr_grpo")
@@ -41,7 +48,7 @@ def dr_grpo_advantages(rewards: torch.Tensor, scale_rewards: bool = False, eps: 
     The std normalisation is what Dr.GRPO removes (it over-weights near-uniform groups), so
     scale_rewards is ignored here.
     """
-    return rewards - rewards.mean(dim=1, keepdim=True)
+    return centered(rewards)
 
 
 ADVANTAGES["dapo"] = grpo_advantages

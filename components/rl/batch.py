@@ -119,6 +119,24 @@ def pack_by_tokens(rows: torch.Tensor, prompt_lengths: torch.Tensor, completion_
 
 
 @dataclass(frozen=True)
+class Step:
+    """One optimizer step: every row it averages over, and the micro-batches that actually run.
+
+    rows: every row of the step; the loss's denominators (sequence and token counts, Dr.GRPO's
+        constant) count them all, so leaving a row out of `micro_batches` changes nothing else.
+    micro_batches: row indices, each a forward/backward pass. Rows whose gradient is exactly zero
+        (advantage 0 and no KL term: components/rl/update.py `rows_to_run`) are left out of them.
+    """
+
+    rows: torch.Tensor
+    micro_batches: list[torch.Tensor]
+
+    @property
+    def rows_run(self) -> int:
+        return sum(len(m) for m in self.micro_batches)
+
+
+@dataclass(frozen=True)
 class MicroBatches:
     """Row indices of optimizer steps and of the micro-batches each step accumulates.
 
@@ -127,7 +145,9 @@ class MicroBatches:
     global_max: the maximum of an int over every process. Under DDP every process must take the same
         number of optimizer steps and backward passes (the gradient all-reduce is a collective), so
         those counts are agreed on; a process with fewer runs empty micro-batches.
-    Every method takes the batch's prompt and completion masks (the real lengths).
+    Every method takes the batch's prompt and completion masks (the real lengths) and `runs`: None
+    (every row runs) or a bool [B] of the rows worth a forward pass; the others are counted in a
+    step's `rows` but never packed into a micro-batch.
     """
 
     rows: int
@@ -135,31 +155,42 @@ class MicroBatches:
     max_rows: int | None = None
     global_max: Callable[[int], int] = lambda n: n
 
-    def _pack(self, rows: torch.Tensor, prompt_mask: torch.Tensor, completion_mask: torch.Tensor):
+    def _pack(self, rows: torch.Tensor, prompt_mask: torch.Tensor, completion_mask: torch.Tensor,
+              runs: torch.Tensor | None) -> list[torch.Tensor]:
+        if runs is not None:
+            rows = rows[runs[rows]]
         return pack_by_tokens(rows, prompt_mask.sum(-1), completion_mask.sum(-1), self.max_tokens, self.max_rows)
 
-    def _agreed(self, micro: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Padded with empty micro-batches to the largest count over processes."""
-        return micro + [torch.zeros(0, dtype=torch.long)] * (self.global_max(len(micro)) - len(micro))
+    def _step(self, rows: torch.Tensor, prompt_mask: torch.Tensor, completion_mask: torch.Tensor,
+              runs: torch.Tensor | None) -> Step:
+        """The step's micro-batches, padded with empty ones to the largest count over processes, and at
+        least one: a step whose every row is skipped still runs a backward (of an exact zero) so the
+        gradients are zeros, not None, and the optimizer steps as it would have (AdamW's moments
+        and weight decay move the weights even with a zero gradient)."""
+        micro = self._pack(rows, prompt_mask, completion_mask, runs)
+        count = max(1, self.global_max(len(micro)))
+        return Step(rows, micro + [torch.zeros(0, dtype=torch.long)] * (count - len(micro)))
 
-    def for_scoring(self, prompt_mask: torch.Tensor, completion_mask: torch.Tensor) -> list[torch.Tensor]:
+    def for_scoring(self, prompt_mask: torch.Tensor, completion_mask: torch.Tensor,
+                    runs: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Forward passes without gradient (old and reference log-probs): local, no collective."""
-        return self._pack(torch.arange(len(prompt_mask)), prompt_mask, completion_mask)
+        return self._pack(torch.arange(len(prompt_mask)), prompt_mask, completion_mask, runs)
 
     def for_base_update(self, prompt_mask: torch.Tensor, completion_mask: torch.Tensor, epochs: int,
-                        generator: torch.Generator) -> list[list[torch.Tensor]]:
+                        generator: torch.Generator, runs: torch.Tensor | None = None) -> list[Step]:
         """`epochs` shuffled passes over the rows; each optimizer step takes the next `rows` of them,
-        in token-budget micro-batches."""
+        in token-budget micro-batches. The shuffle does not depend on `runs`: skipping rows leaves
+        every step's rows as they were."""
         n = len(prompt_mask)
         count = self.global_max(max(1, math.ceil(n / self.rows)))
         steps = []
         for _ in range(epochs):
             order = torch.randperm(n, generator=generator)
             for i in range(count):
-                steps.append(self._agreed(self._pack(order[i * self.rows:(i + 1) * self.rows], prompt_mask,
-                                                     completion_mask)))
+                steps.append(self._step(order[i * self.rows:(i + 1) * self.rows], prompt_mask, completion_mask, runs))
         return steps
 
-    def for_one_step(self, prompt_mask: torch.Tensor, completion_mask: torch.Tensor) -> list[torch.Tensor]:
+    def for_one_step(self, prompt_mask: torch.Tensor, completion_mask: torch.Tensor,
+                     runs: torch.Tensor | None = None) -> Step:
         """PIPO's PI step: one optimizer step accumulated over every row."""
-        return self._agreed(self._pack(torch.arange(len(prompt_mask)), prompt_mask, completion_mask))
+        return self._step(torch.arange(len(prompt_mask)), prompt_mask, completion_mask, runs)

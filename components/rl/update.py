@@ -6,6 +6,11 @@ Gradient accumulation is exact: every micro-batch loss is divided by the denomin
 step (sequences, tokens or Dr.GRPO's constant, summed over every process), so the accumulated
 gradient is the one of the step's batch at once, whatever the split. DDP averages gradients over
 processes, so each process's loss is multiplied back by the process count.
+
+Rows whose gradient is exactly zero are not run at all (`rows_to_run`): with rl.beta = 0 a response
+with advantage (or PI coefficient) 0 contributes 0 * d(ratio) to every loss here, so its forward and
+backward are wasted. Since the denominators still count it, the step is the same update (to float
+summation order). With a KL term (beta > 0) every row has a gradient and every row runs.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from dataclasses import dataclass, field
 import torch
 
 from components.config import RLConfig
-from components.rl.batch import TrainingBatch
+from components.rl.batch import Step, TrainingBatch
+from components.infra.threads import ThreadChooser, torch_threads
 from components.rl.collectives import global_sums
 from components.rl.logprobs import completion_logprobs, lm_head_of
 from components.rl.losses import LOSS_NORMALISERS, POLICY_LOSSES, kl_k3, sequences
@@ -48,7 +54,12 @@ class UpdateStats:
     clip_fracs: list[float] = field(default_factory=list)
     kls: list[float] = field(default_factory=list)
 
-    def add(self, step: StepResult) -> None:
+    rows: int = 0  # row-steps of the optimizer steps (a row counts once per step it is in)
+    rows_run: int = 0  # of them, those that ran a forward/backward (the rest had a zero gradient)
+
+    def add(self, step: StepResult, rows: Step) -> None:
+        self.rows += len(rows.rows)
+        self.rows_run += rows.rows_run
         self.losses.append(step.loss)
         self.grad_norms.append(step.grad_norm)
         for name, values in (("entropy", self.entropies), ("clip_frac", self.clip_fracs), ("kl", self.kls)):
@@ -69,6 +80,11 @@ class PolicyUpdate:
         self.lm_head = None if sharded else lm_head_of(accelerator.unwrap_model(model))
         self.skipped_total = 0
         self.skipped_in_row = 0
+        # On CPU the thread count follows measured speed (rl.update_threads null), as for decoding:
+        # on a shared machine a second thread can make a step twice as slow instead of faster.
+        on_cpu = accelerator.device.type == "cpu"
+        self.threads = ThreadChooser() if on_cpu and cfg.update_threads is None else None
+        self.fixed_threads = cfg.update_threads if on_cpu else None
 
     def logprobs(self, mb: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The policy's completion log-probs (and entropy when rl.log_entropy), under the accelerator's
@@ -78,10 +94,16 @@ class PolicyUpdate:
                                        mb.completion_mask, self.cfg.temperature, lm_head=self.lm_head,
                                        chunk_tokens=self.chunk_tokens, entropy=self.cfg.log_entropy)
 
-    def normalisers(self, batch: TrainingBatch, micro_batches: list[torch.Tensor]) -> tuple[float, float]:
-        """(policy-loss, KL) denominators of the step's rows over every process, divided by the process
-        count (DDP's gradient average multiplies it back)."""
-        rows = torch.cat(micro_batches) if micro_batches else torch.zeros(0, dtype=torch.long)
+    def rows_to_run(self, advantages: torch.Tensor) -> torch.Tensor | None:
+        """bool [B]: the rows whose loss has a gradient (advantage != 0), or None when every row has
+        one (rl.beta > 0: the KL term) or skipping is off (rl.skip_zero_advantage)."""
+        if self.cfg.beta > 0 or not self.cfg.skip_zero_advantage:
+            return None
+        return advantages != 0
+
+    def normalisers(self, batch: TrainingBatch, rows: torch.Tensor) -> tuple[float, float]:
+        """(policy-loss, KL) denominators of the step's rows (skipped ones included) over every
+        process, divided by the process count (DDP's gradient average multiplies it back)."""
         mask = batch.loss_mask[rows]
         local = [self.normaliser(mask, self.cfg.max_completion_length), sequences(mask, 0)]
         world = self.acc.num_processes
@@ -107,16 +129,25 @@ class PolicyUpdate:
                 stats["entropy"] = float((entropy * m).sum() / m.sum().clamp(min=1))
         return loss, stats
 
-    def step(self, batch: TrainingBatch, micro_batches: list[torch.Tensor], lr: float,
-             surrogate: str) -> StepResult | None:
-        """One optimizer step accumulated over the micro-batches (row indices of `batch`), each loss over
-        the step's denominators; only the last backward syncs gradients (DDP).
+    def step(self, batch: TrainingBatch, rows: Step, lr: float, surrogate: str) -> StepResult | None:
+        """One optimizer step accumulated over rows.micro_batches (row indices of `batch`), each loss
+        over the denominators of all of rows.rows; only the last backward syncs gradients (DDP).
 
         Returns None when a loss is not finite: the step is skipped and counted."""
+        if self.threads is None:
+            with torch_threads(self.fixed_threads) if self.fixed_threads else contextlib.nullcontext():
+                return self._step(batch, rows, lr, surrogate)
+        with self.threads.run() as work:
+            result = self._step(batch, rows, lr, surrogate)
+            work.append(sum(int(batch.completion_mask[m].sum()) for m in rows.micro_batches if len(m)))
+        return result
+
+    def _step(self, batch: TrainingBatch, rows: Step, lr: float, surrogate: str) -> StepResult | None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        normaliser, kl_normaliser = self.normalisers(batch, micro_batches)
+        normaliser, kl_normaliser = self.normalisers(batch, rows.rows)
+        micro_batches = rows.micro_batches
         losses, stats = [], []
         for i, idx in enumerate(micro_batches):
             last = i == len(micro_batches) - 1

@@ -33,7 +33,7 @@ def make_engine(cfg, model: torch.nn.Module, tokenizer, model_path: str | Path |
     if stop_ids is None:
         stop_ids = stop_token_ids(model, tokenizer)
     if cfg.engine == "hf":
-        return HFRolloutEngine(model, tokenizer, stop_ids)
+        return HFRolloutEngine(model, tokenizer, stop_ids, decode_threads=cfg.decode_threads)
     if model_path is None:
         raise ValueError("rollout.engine 'vllm' needs the policy saved as a model folder to start from")
     from components.rollout.vllm_engine import VLLMRolloutEngine

@@ -1,17 +1,27 @@
 """Batched sampling with the trainer's own model: KV cache, left padding, stop at the end of a turn.
 
 A hand-written decode loop instead of `model.generate`: it returns the log-prob of every sampled
-token as a by-product (no second forward pass), stops as soon as every row has hit EOS, and
-avoids generate's per-step processor overhead, which dominates for small models on CPU.
+token as a by-product (no second forward pass), and it does less work per token:
+- finished rows leave the batch (the KV cache, mask and positions are compacted once a quarter of
+  the rows have stopped), so later steps compute only the rows still generating;
+- one uniform number per row and step drives inverse-CDF sampling (torch.multinomial draws an
+  exponential per vocabulary entry). The numbers are drawn for the whole batch every step, so a
+  row's tokens do not depend on which other rows are still in the batch;
+- the thread count follows measured speed (components/infra/threads.py): a step of a small model
+  is many tiny ops, which stall whenever another process holds one of their threads' cores (on the
+  tiny default with a busy process on the other core: 2 threads 3x slower than quiet, 1 thread
+  barely slower; benchmarks/rollout_throughput.py --busy).
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 
 import torch
 from transformers import PreTrainedTokenizerBase, StaticCache
 
+from components.infra.threads import ThreadChooser, torch_threads
 from components.model.chat import stop_token_ids
 from components.rollout.types import RolloutBatch
 
@@ -25,6 +35,18 @@ def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     drop = cum - sorted_logits.softmax(-1) > top_p  # keep the token that crosses top_p
     sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
     return torch.empty_like(logits).scatter_(-1, order, sorted_logits)
+
+
+def sample_inverse_cdf(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """One token per row of probs [b, V], from uniform [b] in [0, 1): the first index whose cumulative
+    probability exceeds u * total. A zero-probability token (filtered by top-p) can never be drawn."""
+    cdf = probs.cumsum(-1)
+    target = (uniform * cdf[:, -1]).unsqueeze(-1)
+    return torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+
+
+# Compact the batch when a quarter of its rows have stopped: each compaction copies the KV cache once.
+COMPACT_WHEN_ALIVE_BELOW = 0.75
 
 
 def cache_kwarg(model: torch.nn.Module) -> str:
@@ -58,26 +80,35 @@ class HFRolloutEngine:
     end-of-turn ids as well as the tokenizer's EOS; [] samples every row to max_new_tokens."""
 
     def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
-                 stop_ids: list[int] | None = None):
+                 stop_ids: list[int] | None = None, *, decode_threads: int | None = None, compact: bool = True):
+        """decode_threads: torch threads while decoding (None: 1 or torch's count, whichever measures
+        faster; float rounding of the log-probs then varies with the choice, ~1e-6). compact:
+        finished rows leave the batch."""
         self.model = model
         self.tokenizer = tokenizer
         self.cache_arg = cache_kwarg(model)
         self.prefill_kwargs = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
         self.stop_ids = list(stop_token_ids(model, tokenizer) if stop_ids is None else stop_ids)
+        self.decode_threads, self.compact = decode_threads, compact
+        on_cpu = next(model.parameters()).device.type == "cpu"  # a GPU's kernels do not use these threads
+        self.threads = ThreadChooser() if decode_threads is None and on_cpu else None
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Nothing to copy: this engine samples with the trainer's module itself."""
 
+    def generate(self, prompts: list[str], max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
+                 greedy: bool = False, generator: torch.Generator | None = None) -> RolloutBatch:
+        if self.threads is None:
+            with torch_threads(self.decode_threads) if self.decode_threads else contextlib.nullcontext():
+                return self._generate(prompts, max_new_tokens, temperature, top_p, greedy, generator)
+        with self.threads.run() as work:
+            batch = self._generate(prompts, max_new_tokens, temperature, top_p, greedy, generator)
+            work.append(batch.num_completion_tokens)
+        return batch
+
     @torch.no_grad()
-    def generate(
-        self,
-        prompts: list[str],
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        greedy: bool = False,
-        generator: torch.Generator | None = None,
-    ) -> RolloutBatch:
+    def _generate(self, prompts: list[str], max_new_tokens: int, temperature: float, top_p: float, greedy: bool,
+                  generator: torch.Generator | None) -> RolloutBatch:
         tok = self.tokenizer
         model = self.model
         was_training = model.training
@@ -106,7 +137,11 @@ class HFRolloutEngine:
         logits = out.logits[:, -1].float()
         next_pos = positions[:, -1] + 1
         write_at = prompt_len
+        # rows: the batch rows still in the decode batch; done: which of them have stopped
+        rows = torch.arange(batch, device=device)
+        done = torch.zeros(batch, dtype=torch.bool, device=device)
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        compactable = self.compact and all(hasattr(layer, "keys") for layer in getattr(cache, "layers", [None]))
         # Outputs written in place: a few small tensors kept per step would each pin a block of the
         # heap between the step's large transient ones (logits), and the heap would only grow.
         tokens = torch.full((batch, max_new_tokens), pad, dtype=torch.long, device=device)
@@ -119,22 +154,29 @@ class HFRolloutEngine:
             logp_all = scaled.log_softmax(-1)
             if greedy:
                 nxt = scaled.argmax(-1)
-            else:
-                probs = _top_p_filter(scaled, top_p).softmax(-1)
-                nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            else:  # drawn for every row of the batch, so compaction does not shift anyone's numbers
+                uniform = torch.rand(batch, generator=generator, device=device)[rows]
+                nxt = sample_inverse_cdf(_top_p_filter(scaled, top_p).softmax(-1), uniform)
             lp = logp_all.gather(-1, nxt[:, None]).squeeze(-1)
-            alive[:, step] = ~finished
-            tokens[:, step] = torch.where(finished, pad, nxt)
-            logps[:, step] = torch.where(finished, 0.0, lp)
-            finished |= torch.isin(nxt, stop)
+            live = rows[~done]
+            alive[live, step] = True
+            tokens[live, step] = nxt[~done]
+            logps[live, step] = lp[~done]
+            done |= torch.isin(nxt, stop)
             steps = step + 1
-            if bool(finished.all()):
+            if bool(done.all()):
                 break
-            out = model(input_ids=tokens[:, step:step + 1], attention_mask=attn, position_ids=next_pos[:, None],
-                        use_cache=True, cache_position=torch.tensor([write_at], device=device),
-                        **{self.cache_arg: cache})
+            if compactable and int((~done).sum()) < COMPACT_WHEN_ALIVE_BELOW * len(rows):
+                keep = (~done).nonzero().squeeze(-1)
+                finished[rows[done]] = True
+                cache.reorder_cache(keep)  # every layer's keys and values, rows `keep` only
+                rows, nxt, attn, next_pos, done = rows[keep], nxt[keep], attn[keep], next_pos[keep], done[keep]
+            out = model(input_ids=torch.where(done, pad, nxt)[:, None], attention_mask=attn,
+                        position_ids=next_pos[:, None], use_cache=True,
+                        cache_position=torch.tensor([write_at], device=device), **{self.cache_arg: cache})
             next_pos, write_at = next_pos + 1, write_at + 1
             logits = out.logits[:, -1].float()
+        finished[rows[done]] = True
         model.train(was_training)
 
         completion_ids = tokens[:, :steps].clone()
