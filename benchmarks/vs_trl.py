@@ -61,6 +61,7 @@ from vs_trl_common import ADJUSTMENTS, MISMATCHES, SNAPSHOT_FRACTIONS, read_json
 from vs_trl_report import markdown  # noqa: E402
 
 SIDES = ("project_grpo", "project_pipo", "trl_grpo")
+BEFORE_SIDES = ("project_grpo_before", "project_pipo_before")  # --baseline: the same sides on earlier code
 BUSY_LOOP = ("import torch; torch.set_num_threads(1); a = torch.randn(256, 256); a @ a; print('busy', flush=True)\n"
              "while True: a @ a")
 
@@ -85,6 +86,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--set", dest="overrides", action="append", default=[], help="params override, as the CLI's")
     p.add_argument("--smoke", action="store_true", help="2 iterations, 1 round, 5 s budget, 1 seed, 16 eval prompts")
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--baseline", default=None,
+                   help="a checkout of an earlier commit: its project sides run too (speed and contention modes), "
+                        "as project_grpo_before / project_pipo_before, with this version's worker scripts")
     p.add_argument("--work-dir", default=None, help="keep the runs' jobs, logs and saved policies here "
                                                     "(default: a temporary folder, removed at the end)")
     args = p.parse_args()
@@ -139,6 +143,11 @@ class Runs:
 
     def __init__(self, args: argparse.Namespace, cfg, work: Path):
         self.args, self.cfg, self.work, self.count = args, cfg, work, 0
+        self.sides = SIDES + (BEFORE_SIDES if args.baseline else ())
+        self.baseline = Path(args.baseline).resolve() if args.baseline else None
+        if self.baseline is not None:  # the earlier code, run by this version's worker
+            for name in ("vs_trl_project.py", "vs_trl_common.py"):
+                (self.baseline / "benchmarks" / name).write_text((HERE / name).read_text())
         self.env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **os.environ,
                     "OMP_NUM_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
         self.trl_prompts = work / "rl_rendered.parquet"
@@ -159,12 +168,15 @@ class Runs:
         else:
             job.update(prompts=str(Path(a.prompts).resolve()), overrides=a.overrides, variant=side.split("_")[1])
             argv = [sys.executable, str(HERE / "vs_trl_project.py")]
+        cwd = ROOT
+        if side.endswith("_before"):
+            argv, cwd = [sys.executable, str(self.baseline / "benchmarks" / "vs_trl_project.py")], self.baseline
         job_path = self.work / f"{tag}.job.json"
         write_json(job_path, job)
         log = self.work / f"{tag}.log"
         print(f"vs_trl: {tag}", flush=True)
         with log.open("w") as out:
-            rc = subprocess.run(argv + ["--job", str(job_path)], cwd=ROOT, env=self.env, stdout=out,
+            rc = subprocess.run(argv + ["--job", str(job_path)], cwd=cwd, env=self.env, stdout=out,
                                 stderr=subprocess.STDOUT).returncode
         if rc != 0:
             tail = "\n".join(log.read_text().splitlines()[-40:])
@@ -200,9 +212,9 @@ def work_dir(keep: str | None) -> Iterator[Path]:
 
 def speed(runs: Runs, rounds: int, seed: int) -> dict[str, Any]:
     """Rounds of every side in turn; per side, the summary of all timed iterations."""
-    raw: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
+    raw: dict[str, list[dict[str, Any]]] = {side: [] for side in runs.sides}
     for r in range(rounds):
-        for side in SIDES:
+        for side in runs.sides:
             raw[side].append(runs.run(side, seed + r, "speed"))
     return {side: summarise_speed(results) for side, results in raw.items()}
 
@@ -314,13 +326,18 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
             "trl_grpo_s_per_iter": med["trl_grpo"], "ratio_project_trl": med["project_grpo"] / med["trl_grpo"],
             "ratio_pipo_trl": med["project_pipo"] / med["trl_grpo"],
             "iqr_s_per_iter": {side: [sp[side]["s_per_iter"]["p25"], sp[side]["s_per_iter"]["p75"]] for side in SIDES},
-            "parts_median_s": {side: sp[side]["parts_median_s"] for side in SIDES}}
+            "parts_median_s": {side: sp[side]["parts_median_s"] for side in sp},
+            **({"project_grpo_before_s_per_iter": sp["project_grpo_before"]["s_per_iter"]["median"],
+                "project_pipo_before_s_per_iter": sp["project_pipo_before"]["s_per_iter"]["median"],
+                "speedup_grpo_vs_before": sp["project_grpo_before"]["s_per_iter"]["median"] / med["project_grpo"],
+                "speedup_pipo_vs_before": sp["project_pipo_before"]["s_per_iter"]["median"] / med["project_pipo"]}
+               if "project_grpo_before" in sp else {})}
 
 
 def contention(runs: Runs, args: argparse.Namespace, quiet: dict[str, Any]) -> dict[str, Any]:
     with busy_core():
         loaded = speed(runs, args.rounds, runs.cfg.seed)
-    slow = {side: loaded[side]["s_per_iter"]["median"] / quiet[side]["s_per_iter"]["median"] for side in SIDES}
+    slow = {side: loaded[side]["s_per_iter"]["median"] / quiet[side]["s_per_iter"]["median"] for side in runs.sides}
     return {"loaded": loaded, "slowdown": slow, "ratio_of_slowdowns": slow["project_grpo"] / slow["trl_grpo"],
             "ratio_of_slowdowns_pipo": slow["project_pipo"] / slow["trl_grpo"]}
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-LABELS = {"project_grpo": "project GRPO", "project_pipo": "project GRPO+PIPO", "trl_grpo": "TRL 1.16 GRPO"}
+LABELS = {"project_grpo": "project GRPO", "project_pipo": "project GRPO+PIPO", "trl_grpo": "TRL 1.16 GRPO",
+          "project_grpo_before": "project GRPO, before (--baseline)",
+          "project_pipo_before": "project GRPO+PIPO, before (--baseline)"}
 
 
 def _f(value: Any, digits: int = 3) -> str:
@@ -21,6 +23,8 @@ def speed_table(report: dict[str, Any]) -> list[str]:
             "|---" * (8 + (2 if cont else 0)) + "|"]
     trl = sp["trl_grpo"]["s_per_iter"]["median"]
     for side, label in LABELS.items():
+        if side not in sp:
+            continue
         s, parts = sp[side]["s_per_iter"], sp[side]["parts_median_s"]
         row = (f"| {label} | {_f(s['median'])} | {_f(s['p25'])}-{_f(s['p75'])} | {_f(parts['generate'])} | "
                f"{_f(parts['loss_forward'])} | {_f(parts['backward'])} | {_f(sp[side]['other_median_s'])} | "

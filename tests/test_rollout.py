@@ -169,3 +169,16 @@ def test_inverse_cdf_sampling_draws_each_token_with_its_probability():
     edges = torch.tensor([0.0, 1.0 - 1e-7])
     assert sample_inverse_cdf(probs[1:].expand(2, 4), edges).tolist() == [2, 2]
     assert sample_inverse_cdf(probs[:1].expand(2, 4), edges).tolist() == [0, 3]
+
+
+def test_decode_steps_use_eager_attention_and_the_model_gets_sdpa_back():
+    engine, model, _ = _engine()
+    assert model.config._attn_implementation == "sdpa"
+    seen: list[str] = []
+    handle = model.lm_head.register_forward_hook(lambda m, i, o: seen.append(model.config._attn_implementation))
+    try:
+        engine.generate(["<s>12+7=", "<s>99+99="], 4, generator=torch.Generator().manual_seed(0))
+    finally:
+        handle.remove()
+    assert seen[0] == "sdpa" and set(seen[1:]) == {"eager"}  # prefill, then one-token steps
+    assert model.config._attn_implementation == "sdpa"  # the trainer's forward passes keep SDPA

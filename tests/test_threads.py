@@ -34,3 +34,13 @@ def test_run_measures_the_block_on_the_chosen_count_and_restores_torch():
     with torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_fewer_threads_only_when_clearly_faster():
+    chooser = ThreadChooser([1, 2], explore_every=100, margin=0.1)
+    for n, cost in ((1, 0.95), (2, 1.0)):  # one thread 5 % faster: noise on a quiet machine
+        chooser.record(n, cost, 1.0)
+    assert chooser.pick() == 2
+    for _ in range(3):
+        chooser.record(1, 0.5, 1.0)  # twice as fast: another process holds a core
+    assert chooser.pick() == 1

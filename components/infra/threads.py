@@ -3,15 +3,18 @@
 Small ops (a decode step of a small model) gain a little from a second thread on a quiet machine
 and lose a lot on a shared one: every op waits for its slowest thread, and a thread whose core is
 taken by another process waits for a time slice. Which count is faster depends on what else runs,
-so it is measured, not guessed: each candidate's seconds per unit of work are tracked (a moving
-average), the fastest is used, and every `explore_every`-th call tries another, so the choice
-follows the machine's load as it changes.
+so it is measured, not guessed: each candidate's seconds per unit of work are tracked (the median of
+its last few calls, robust to one noisy call), the fastest is used, and every `explore_every`-th call
+tries another, so the choice follows the machine's load as it changes. The most threads stay in use
+unless fewer are clearly faster (by `margin`): on a quiet machine the two are close and noisy.
 """
 
 from __future__ import annotations
 
 import contextlib
+import statistics
 import time
+from collections import deque
 from typing import Iterator
 
 import torch
@@ -32,28 +35,37 @@ def torch_threads(n: int) -> Iterator[None]:
 class ThreadChooser:
     """Chooses among `candidates` thread counts (default: 1 and torch's count) by seconds per unit."""
 
-    def __init__(self, candidates: list[int] | None = None, explore_every: int = 8, smoothing: float = 0.5):
+    def __init__(self, candidates: list[int] | None = None, explore_every: int = 8, margin: float = 0.1,
+                 memory: int = 3):
         self.candidates = sorted(set(candidates or [1, torch.get_num_threads()]))
-        self.explore_every, self.smoothing = explore_every, smoothing
-        self.cost: dict[int, float] = {}  # candidate -> moving average of seconds per unit
+        self.explore_every, self.margin = explore_every, margin
+        self.samples: dict[int, deque[float]] = {c: deque(maxlen=memory) for c in self.candidates}
         self.calls = 0
 
+    @property
+    def cost(self) -> dict[int, float]:
+        """candidate -> seconds per unit (median of its recent calls), for those measured."""
+        return {c: statistics.median(s) for c, s in self.samples.items() if s}
+
+    def best(self) -> int:
+        cost, most = self.cost, self.candidates[-1]
+        fastest = min(cost, key=cost.__getitem__)
+        return fastest if cost[fastest] < (1 - self.margin) * cost[most] else most
+
     def pick(self) -> int:
-        untried = [c for c in self.candidates if c not in self.cost]
+        untried = [c for c in self.candidates if not self.samples[c]]
         if untried:
             return untried[0]
         self.calls += 1
-        ranked = sorted(self.candidates, key=self.cost.__getitem__)
-        if len(ranked) > 1 and self.calls % self.explore_every == 0:
-            return ranked[1 + (self.calls // self.explore_every) % (len(ranked) - 1)]
-        return ranked[0]
+        best = self.best()
+        others = [c for c in self.candidates if c != best]
+        if others and self.calls % self.explore_every == 0:
+            return others[(self.calls // self.explore_every) % len(others)]
+        return best
 
     def record(self, threads: int, seconds: float, units: float) -> None:
-        if units <= 0:
-            return
-        cost = seconds / units
-        old = self.cost.get(threads)
-        self.cost[threads] = cost if old is None else self.smoothing * old + (1 - self.smoothing) * cost
+        if units > 0:
+            self.samples[threads].append(seconds / units)
 
     @contextlib.contextmanager
     def run(self) -> Iterator[list[float]]:

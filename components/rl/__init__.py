@@ -6,7 +6,8 @@
     pipo.py         PIPO: improvement signal, attributions, the window and cached batch
     rewards.py      verifiable scoring and the shaping steps the config picks (DAPO)
     batch.py        TrainingBatch (what an update trains on), MicroBatches (steps, token-budget micro-batches)
-    update.py       one optimizer step: the per-micro-batch loss, accumulation, clipping
+    update.py       one optimizer step: the per-micro-batch loss, accumulation, clipping, zero-gradient rows skipped
+    metrics.py      every number an iteration logs
     logprobs.py     completion log-probs: completion positions only, the LM head in chunks
     importance.py   sampler/trainer mismatch and truncated importance weights
     collectives.py  the few numbers every process must agree on

@@ -7,7 +7,7 @@ token as a by-product (no second forward pass), and it does less work per token:
 - one uniform number per row and step drives inverse-CDF sampling (torch.multinomial draws an
   exponential per vocabulary entry). The numbers are drawn for the whole batch every step, so a
   row's tokens do not depend on which other rows are still in the batch;
-- the thread count follows measured speed (components/infra/threads.py): a step of a small model
+- on CPU the decode steps use eager attention (`decode_attention`), and the thread count follows measured speed (components/infra/threads.py): a step of a small model
   is many tiny ops, which stall whenever another process holds one of their threads' cores (on the
   tiny default with a busy process on the other core: 2 threads 3x slower than quiet, 1 thread
   barely slower; benchmarks/rollout_throughput.py --busy).
@@ -90,8 +90,25 @@ class HFRolloutEngine:
         self.prefill_kwargs = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
         self.stop_ids = list(stop_token_ids(model, tokenizer) if stop_ids is None else stop_ids)
         self.decode_threads, self.compact = decode_threads, compact
-        on_cpu = next(model.parameters()).device.type == "cpu"  # a GPU's kernels do not use these threads
-        self.threads = ThreadChooser() if decode_threads is None and on_cpu else None
+        self.on_cpu = next(model.parameters()).device.type == "cpu"  # a GPU's kernels do not use these threads
+        self.threads = ThreadChooser() if decode_threads is None and self.on_cpu else None
+
+    @contextlib.contextmanager
+    def decode_attention(self):
+        """Eager attention for the one-token decode steps on CPU, where torch's SDPA kernel costs more than
+        the [rows, heads, 1, length] products it computes (tiny default: 0.252 vs 0.288 s per rollout,
+        interleaved). The prefill keeps SDPA: eager would build [rows, heads, Lp, Lp] score matrices."""
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        switch = self.on_cpu and getattr(base.config, "_attn_implementation", None) == "sdpa" and \
+            hasattr(base, "set_attn_implementation")
+        if not switch:
+            yield
+            return
+        base.set_attn_implementation("eager")
+        try:
+            yield
+        finally:
+            base.set_attn_implementation("sdpa")
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Nothing to copy: this engine samples with the trainer's module itself."""
@@ -148,34 +165,35 @@ class HFRolloutEngine:
         logps = torch.zeros((batch, max_new_tokens), dtype=torch.float32, device=device)
         alive = torch.zeros((batch, max_new_tokens), dtype=torch.bool, device=device)
         steps = 0
-        for step in range(max_new_tokens):
-            # The policy is the temperature-scaled distribution: the trainer scores tokens the same way.
-            scaled = logits / temperature
-            logp_all = scaled.log_softmax(-1)
-            if greedy:
-                nxt = scaled.argmax(-1)
-            else:  # drawn for every row of the batch, so compaction does not shift anyone's numbers
-                uniform = torch.rand(batch, generator=generator, device=device)[rows]
-                nxt = sample_inverse_cdf(_top_p_filter(scaled, top_p).softmax(-1), uniform)
-            lp = logp_all.gather(-1, nxt[:, None]).squeeze(-1)
-            live = rows[~done]
-            alive[live, step] = True
-            tokens[live, step] = nxt[~done]
-            logps[live, step] = lp[~done]
-            done |= torch.isin(nxt, stop)
-            steps = step + 1
-            if bool(done.all()):
-                break
-            if compactable and int((~done).sum()) < COMPACT_WHEN_ALIVE_BELOW * len(rows):
-                keep = (~done).nonzero().squeeze(-1)
-                finished[rows[done]] = True
-                cache.reorder_cache(keep)  # every layer's keys and values, rows `keep` only
-                rows, nxt, attn, next_pos, done = rows[keep], nxt[keep], attn[keep], next_pos[keep], done[keep]
-            out = model(input_ids=torch.where(done, pad, nxt)[:, None], attention_mask=attn,
-                        position_ids=next_pos[:, None], use_cache=True,
-                        cache_position=torch.tensor([write_at], device=device), **{self.cache_arg: cache})
-            next_pos, write_at = next_pos + 1, write_at + 1
-            logits = out.logits[:, -1].float()
+        with self.decode_attention():  # one query per row: eager attention is faster on CPU
+            for step in range(max_new_tokens):
+                # The policy is the temperature-scaled distribution: the trainer scores tokens the same way.
+                scaled = logits / temperature
+                logp_all = scaled.log_softmax(-1)
+                if greedy:
+                    nxt = scaled.argmax(-1)
+                else:  # drawn for every row of the batch, so compaction does not shift anyone's numbers
+                    uniform = torch.rand(batch, generator=generator, device=device)[rows]
+                    nxt = sample_inverse_cdf(_top_p_filter(scaled, top_p).softmax(-1), uniform)
+                lp = logp_all.gather(-1, nxt[:, None]).squeeze(-1)
+                live = rows[~done]
+                alive[live, step] = True
+                tokens[live, step] = nxt[~done]
+                logps[live, step] = lp[~done]
+                done |= torch.isin(nxt, stop)
+                steps = step + 1
+                if bool(done.all()):
+                    break
+                if compactable and int((~done).sum()) < COMPACT_WHEN_ALIVE_BELOW * len(rows):
+                    keep = (~done).nonzero().squeeze(-1)
+                    finished[rows[done]] = True
+                    cache.reorder_cache(keep)  # every layer's keys and values, rows `keep` only
+                    rows, nxt, attn, next_pos, done = rows[keep], nxt[keep], attn[keep], next_pos[keep], done[keep]
+                out = model(input_ids=torch.where(done, pad, nxt)[:, None], attention_mask=attn,
+                            position_ids=next_pos[:, None], use_cache=True,
+                            cache_position=torch.tensor([write_at], device=device), **{self.cache_arg: cache})
+                next_pos, write_at = next_pos + 1, write_at + 1
+                logits = out.logits[:, -1].float()
         finished[rows[done]] = True
         model.train(was_training)
 
