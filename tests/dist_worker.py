@@ -30,8 +30,9 @@ def checksum(model) -> float:
     return float(sum(p.detach().double().sum() for p in model.parameters()))
 
 
-def update_gap(acc, cfg, model, tok) -> dict[str, float]:
-    """One base update on a fixed global batch: this rank's shard under DDP vs one process on all of it."""
+def update_gap(acc, cfg, model, tok, idle_rank: int | None = None) -> dict[str, float]:
+    """One base update on a fixed global batch: this rank's shard under DDP vs one process on all of it.
+    idle_rank: that rank's groups get advantage 0, so it skips every row while the other runs some."""
     world, rank = acc.num_processes, acc.process_index
     trainer = RLTrainer(copy.deepcopy(model), tok, sums(64, 2), cfg.rl, 0, acc, rollout=cfg.rollout, reward=cfg.reward,
                         model_cfg=cfg.model)
@@ -43,6 +44,9 @@ def update_gap(acc, cfg, model, tok) -> dict[str, float]:
     adv = ADVANTAGES["grpo"](parity_reward(full, None, None).view(-1, G)).reshape(-1)
     groups = torch.arange(len(prompts) // G)[rank::world]  # sharded by prompt group, as the trainer does
     mine = (groups[:, None] * G + torch.arange(G)).reshape(-1)
+    if idle_rank is not None:
+        idle = torch.arange(len(prompts) // G)[idle_rank::world]
+        adv.view(-1, G)[idle] = 0.0
     shard = full.select(mine)
     shard_batch = TrainingBatch(prompt_ids=shard.prompt_ids, prompt_mask=shard.prompt_mask,
                                 completion_ids=shard.completion_ids, completion_mask=shard.completion_mask,
@@ -88,6 +92,9 @@ def main(out_dir: Path) -> None:
     # over both ranks gives the whole batch's update (a per-rank token mean would not).
     dapo_cfg = load_config(overrides=TINY + ["rl.pipo.enabled=true", "rl.algorithm=dapo"])
     gap.update({f"dapo_{k}": v for k, v in update_gap(acc, dapo_cfg, model, tok).items()})
+    # one rank with nothing to run (every advantage 0) while the other runs rows: the step must still
+    # all-reduce (a backward outside DDP's forward would not) and equal the one-process update
+    gap.update({f"idle_{k}": v for k, v in update_gap(acc, cfg, model, tok, idle_rank=1).items()})
     checksums = []
     model, result = train_rl(model, tok, sums(200, 1), cfg.rl, 0, acc, rollout=cfg.rollout, reward=cfg.reward,
                              model_cfg=cfg.model, log_metrics=lambda m, step: checksums.append(checksum(model)))

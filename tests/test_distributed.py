@@ -33,6 +33,8 @@ def test_two_processes_agree_every_iteration_and_match_one_process(tmp_path):
     assert r0["dapo_loss_tokens"] != r1["dapo_loss_tokens"]
     assert r0["dapo_grad_scale"] > 1e-4
     assert r0["dapo_grad_gap"] < 1e-6 * max(1.0, r0["dapo_grad_scale"]), r0
+    assert r0["idle_grad_scale"] > 1e-4
+    assert r0["idle_grad_gap"] < 1e-6 * max(1.0, r0["idle_grad_scale"]), r0
     # stopped after 2 iterations and resumed on both ranks: the same 4 iterations, the same weights
     for r in (r0, r1):
         assert r["resumed_from"] == 2

@@ -153,8 +153,15 @@ class PolicyUpdate:
             last = i == len(micro_batches) - 1
             single = self.acc.num_processes == 1
             with contextlib.nullcontext() if last or single else self.acc.no_sync(self.model):
-                if len(idx) == 0:  # keeps DDP's collective calls matched across processes
+                if len(idx) == 0 and single:  # nothing to run: a zero gradient, so the optimizer still steps
                     loss = sum(p.sum() * 0.0 for p in self.model.parameters() if p.requires_grad)
+                    st = {}
+                elif len(idx) == 0:
+                    # Another process has more to run. DDP (and FSDP) all-reduce gradients only for a
+                    # backward that follows the wrapped model's forward, so this one runs a real forward
+                    # on one row and contributes 0 x its loss.
+                    loss = self.loss(batch.micro_batch(torch.zeros(1, dtype=torch.long)), surrogate, normaliser,
+                                     kl_normaliser)[0] * 0.0
                     st = {}
                 else:
                     loss, st = self.loss(batch.micro_batch(idx), surrogate, normaliser, kl_normaliser)
