@@ -43,12 +43,17 @@ def run_trainer(policy, overrides: list[str], iterations: int, checkpoint_dir=No
                     log_metrics=log_metrics)
 
 
-def parity_rewards_on_one_thread(monkeypatch):
-    """Fixture body: the trainer scores with `parity_reward`, on one torch thread (bit-reproducible)."""
+def scored_on_one_thread(monkeypatch, reward):
+    """Fixture body: the trainer scores with `reward`, on one torch thread (bit-reproducible)."""
     from components.rl import trainer as trainer_module
 
-    monkeypatch.setattr(trainer_module, "score_batch", parity_reward)
+    monkeypatch.setattr(trainer_module, "score_batch", reward)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def parity_rewards_on_one_thread(monkeypatch):
+    """Fixture body: the trainer scores with `parity_reward`, on one torch thread."""
+    yield from scored_on_one_thread(monkeypatch, parity_reward)

@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from components.config.schema import ALGORITHMS
-from components.rl import trainer as trainer_module
 from components.model.factory import initial_policy
 from components.config import load_config
-from tests.rl_support import TINY, run_trainer
+from tests.rl_support import TINY, run_trainer, scored_on_one_thread
 
 ALGO_OVERRIDES = {
     "grpo": [],
@@ -31,11 +30,7 @@ def half_uniform_reward(batch, sources, answers, *_):
 
 @pytest.fixture(autouse=True)
 def one_thread_rewards(monkeypatch):
-    monkeypatch.setattr(trainer_module, "score_batch", half_uniform_reward)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    yield from scored_on_one_thread(monkeypatch, half_uniform_reward)
 
 
 @pytest.fixture(scope="module")
