@@ -212,6 +212,25 @@ def test_harmful_update_with_zero_neg_scale_gives_zero_gradient(policy):
     assert torch.equal(seq_logprob(), before)
 
 
+def test_zero_neg_scale_after_a_harmful_update_takes_no_step(policy):
+    """lambda = 0 and xi < 0: phi = 0, so PIPO must not step at all. A step on zero coefficients would still
+    move the weights through AdamW's momentum from the step before."""
+    from collections import deque
+
+    from components.rl.pipo import pi_coefficients
+
+    trainer, cached, _ = _trainer_with_cached_batch(policy, ["rl.pipo.neg_scale=0.0"])
+    trainer.pi_step(cached.with_advantages(pi_coefficients(cached.advantages, 1.0)))  # momentum to carry
+    trainer.pipo.cached = cached
+    trainer.pipo.history = deque([0.5, 0.7], maxlen=trainer.pipo.window)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    pi = trainer.pipo_step(0.1)  # well below the window: the last update hurt
+    assert pi.signal is not None and pi.signal.xi < 0 and pi.signal.phi == 0.0
+    assert pi.rows_run == 0 and pi.rows == len(cached)
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    trainer.close()
+
+
 def test_score_batch_applies_the_configured_format_weight():
     from components.reward.pool import pool_for
 

@@ -226,6 +226,8 @@ class RLTrainer:
         signal = self.pipo.signal(mu_t, self.cfg.pipo.neg_scale)
         if signal is None:
             return PIStep(signal=None)
+        if signal.phi == 0.0:  # lambda = 0 after a harmful update: no step (a zero step still moves AdamW)
+            return PIStep(signal=signal, rows=len(self.pipo.cached))
         t0 = time.time()
         loss, rows = self.pi_step(self.pipo.pi_batch(signal.phi))
         return PIStep(signal=signal, loss=loss, seconds=time.time() - t0, rows=len(rows.rows), rows_run=rows.rows_run)
