@@ -57,12 +57,13 @@ def update_gap(acc, cfg, model, tok, idle_rank: int | None = None) -> dict[str, 
                                       trainer.update.rows_to_run(shard_batch.advantages))
     assert rows.rows_run == int((adv[mine] != 0).sum())
     assert bool((adv == 0).any()), "no zero-advantage row in the batch: the check would not cover skipping"
-    trainer.update.step(shard_batch, rows, cfg.rl.lr, "standard")
+    trainer.update.step(shard_batch, rows, cfg.rl.lr, trainer.update.base_loss)
 
     opt = torch.optim.AdamW(single.parameters(), lr=cfg.rl.lr, weight_decay=cfg.rl.weight_decay)
     lp, _ = completion_logprobs(single, full.prompt_ids, full.prompt_mask, full.completion_ids, full.completion_mask)
-    loss, _ = trainer.update.loss_fn(lp, full.logprobs, adv, full.completion_mask.float(), eps_low=cfg.rl.epsilon,
-                                     eps_high=cfg.rl.epsilon_high, max_len=cfg.rl.max_completion_length,
+    spec = trainer.update.base_loss
+    loss, _ = trainer.update.loss_fn(lp, full.logprobs, adv, full.completion_mask.float(), eps_low=spec.eps_low,
+                                     eps_high=spec.eps_high, max_len=cfg.rl.max_completion_length,
                                      surrogate="standard")
     loss.backward()
     torch.nn.utils.clip_grad_norm_(single.parameters(), cfg.rl.max_grad_norm)

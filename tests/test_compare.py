@@ -1,75 +1,180 @@
-"""The comparison report: summary table, figures, paired tests, and a tiny `make compare` run
-(its matched-time control, components/sft/control.py: tests/test_sft_control.py)."""
+"""`make compare`: the sweep's plan, its resumption, the report's verdicts and agreement tables, and a tiny
+sweep end to end (its matched-time control, components/sft/control.py: tests/test_sft_control.py)."""
 
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 import pytest
 
-from components.compare.run import summarize
+from components.compare.report import verdict, write_report
+from components.compare.sweep import plan_units, run_sweep
 from components.config import load_config
 
-
-def test_summary_table_reports_mean_std_and_gain_over_sft():
-    rows = [
-        {"seed": 0, "model": "sft", "pass@1": 0.40, "mean@4": 0.30, "seconds": 10.0},
-        {"seed": 1, "model": "sft", "pass@1": 0.50, "mean@4": 0.40, "seconds": 12.0},
-        {"seed": 0, "model": "grpo", "pass@1": 0.60, "mean@4": 0.50, "seconds": 20.0},
-        {"seed": 1, "model": "grpo", "pass@1": 0.80, "mean@4": 0.70, "seconds": 22.0},
-    ]
-    table = summarize(rows, k=4)
-    # grpo pass@1: mean 0.7, sample std 0.1414; gains 0.2 and 0.3 -> 0.25 ± 0.0707
-    assert "| grpo | 0.700 ± 0.141 | 0.600 ± 0.141 | 0.250 ± 0.071 | 21.000 ± 1.414 |" in table
-    assert "| sft | 0.450 ± 0.071 |" in table
+SMALL = ["compare.seeds=[0,1]", "compare.iterations=7", "compare.control_regime=a",
+         "compare.regimes={a: {overrides: [rl.lr=1.0e-3], variants: [grpo, pipo]}, b: {overrides: [], variants: [pipo]}}"]
 
 
-def test_figures_and_paired_tests_from_synthetic_runs(tmp_path):
-    import numpy as np
+def test_plan_interleaves_seeds_across_regimes_and_waits_for_each_seeds_sft():
+    cfg = load_config(overrides=SMALL)
+    units = plan_units(cfg, None, [])
+    names = [u.spec.name for u in units]
+    assert names == ["sft/s0", "sft/s1", "runs/a/grpo/s0", "runs/a/pipo/s0", "runs/b/pipo/s0", "runs/a/grpo/s1",
+                     "runs/a/pipo/s1", "runs/b/pipo/s1", "runs/a/continued_sft/s0", "runs/a/continued_sft/s1"]
+    rl = next(u for u in units if u.spec.name == "runs/a/pipo/s1")
+    assert rl.needs == ["sft/s1"] and rl.spec.sft_dir == "sft/s1/model"
+    # compare.iterations, then the variant's overrides, then the regime's (the regime wins)
+    assert rl.spec.overrides.index("rl.iterations=7") < rl.spec.overrides.index("rl.pipo.enabled=true") \
+        < rl.spec.overrides.index("rl.lr=1.0e-3")
+    control = [u for u in units if u.spec.kind == "control"]
+    assert [u.spec.budget_from for u in control] == [["runs/a/grpo/s0", "runs/a/pipo/s0"],
+                                                     ["runs/a/grpo/s1", "runs/a/pipo/s1"]]
 
-    from components.compare.run import paired_tests
-    from components.compare.plots import compare_figures
 
+def test_a_regime_may_not_change_the_shared_sft_start():
+    cfg = load_config(overrides=["compare.regimes={x: {overrides: [sft.lr=1.0], variants: [grpo]}}",
+                                 "compare.control=false"])
+    with pytest.raises(ValueError, match="regimes.x: override 'sft.lr=1.0' must set an rl."):
+        plan_units(cfg, None, [])
+
+
+def test_unknown_variant_in_a_regime_is_a_config_error():
+    from components.config import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown \\['nope'\\]"):
+        load_config(overrides=["compare.regimes={x: {overrides: [], variants: [nope]}}", "compare.control=false"])
+
+
+def _fake_unit(python_file: Path, body: str) -> str:
+    python_file.write_text(body)
+    return str(python_file)
+
+
+def test_sweep_skips_finished_units_and_redoes_an_interrupted_one(tmp_path, monkeypatch):
+    """Units are real processes; a fake `components.compare.units` records which ran. One is finished
+    already, one left a .partial folder (interrupted): only the unfinished ones run, needs first."""
+    from components.compare.sweep import Planned
+    from components.compare.units import UnitSpec
+
+    out = tmp_path / "out"
+    (out / "sft/s0").mkdir(parents=True)
+    (out / "sft/s0/result.json").write_text("{}")
+    (out / "runs/r/v/s0.partial").mkdir(parents=True)
+    fake = tmp_path / "fake" / "components" / "compare"
+    fake.mkdir(parents=True)
+    for d in (fake.parent, fake):
+        (d / "__init__.py").write_text("")
+    (fake / "units.py").write_text(
+        "import json, sys, time\nfrom pathlib import Path\n"
+        "spec = json.loads(Path(sys.argv[1]).read_text())\nout = Path(sys.argv[2])\n"
+        "with open(out / 'ran.txt', 'a') as f: f.write(spec['name'] + '\\n')\n"
+        "if spec['name'] == 'runs/r/bad/s0': sys.exit(3)\n"
+        "(out / spec['name']).mkdir(parents=True, exist_ok=True)\n"
+        "(out / spec['name'] / 'result.json').write_text('{}')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "fake"))
+    monkeypatch.chdir(tmp_path / "fake")
+    units = [Planned(UnitSpec("sft", "sft/s0", 0)), Planned(UnitSpec("sft", "sft/s1", 1)),
+             Planned(UnitSpec("rl", "runs/r/v/s0", 0, sft_dir="sft/s0/model"), needs=["sft/s0"]),
+             Planned(UnitSpec("rl", "runs/r/v/s1", 1, sft_dir="sft/s1/model"), needs=["sft/s1"]),
+             Planned(UnitSpec("rl", "runs/r/bad/s0", 0), needs=["sft/s0"]),
+             Planned(UnitSpec("control", "runs/r/c/s0", 0, budget_from=["runs/r/bad/s0"]), needs=["runs/r/bad/s0"])]
+    done = []
+    failed = run_sweep(units, out, jobs=2, on_done=done.append)
+    ran = (out / "ran.txt").read_text().split()
+    assert sorted(ran) == ["runs/r/bad/s0", "runs/r/v/s0", "runs/r/v/s1", "sft/s1"]
+    assert ran.index("sft/s1") < ran.index("runs/r/v/s1")
+    assert sorted(failed) == ["runs/r/bad/s0", "runs/r/c/s0"]  # the control needed the failed run
+    assert sorted(done) == ["runs/r/v/s0", "runs/r/v/s1", "sft/s0", "sft/s1"]
+    (out / "ran.txt").unlink()
+    assert run_sweep(units[:4], out, jobs=2) == [] and not (out / "ran.txt").exists()  # nothing left to do
+
+
+def test_verdict_reads_the_interval():
+    assert verdict(0.01, 0.05) == "helps" and verdict(-0.05, -0.01) == "hurts" and verdict(-0.01, 0.02) == "no difference"
+
+
+def _unit(out: Path, name: str, seed: int, correct: np.ndarray, history=None, params=None):
+    folder = out / name
+    folder.mkdir(parents=True)
+    pd.DataFrame({"greedy_correct": correct}).to_parquet(folder / "eval_chain_sum.parquet")
+    (folder / "result.json").write_text(json.dumps({
+        "seed": seed, "commit": "abc", "params": params or {}, "seconds": 10.0, "wall_seconds": 12.0,
+        "eval": {"chain_sum": {"pass@1": float(correct.mean()), "mean@4": float(correct.mean())}}}))
+    if history is not None:
+        (folder / "history.json").write_text(json.dumps(history))
+
+
+def test_report_gives_verdicts_per_regime_and_the_signal_agreement(tmp_path):
     rng = np.random.default_rng(0)
-    rows, histories, tables = [], {}, {}
-    for seed in (0, 1, 2):
-        for kind, acc in (("sft", 0.5), ("grpo", 0.7), ("grpo_pipo", 0.72)):
-            correct = rng.random(200) < acc
-            rows.append({"seed": seed, "model": kind, "pass@1": float(correct.mean())})
-            tables[(kind, seed, "b")] = pd.DataFrame({"greedy_correct": correct})
-            if kind != "sft":
-                histories.setdefault(kind, {})[seed] = [
-                    {"reward/mean": 0.5 + t / 100, "actor/entropy": 1.0 - t / 100,
-                     **({"pipo/xi": float(np.sin(t))} if kind == "grpo_pipo" and t >= 8 else {})}
-                    for t in range(40)]
-    files = compare_figures(rows, histories, tmp_path)
-    assert [f.name for f in files] == ["eval_accuracy.png", "reward_curves.png", "pipo_xi.png", "entropy.png"]
-    for f in files:
-        assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 5000
-    cfg = load_config(overrides=["verify.num_resamples=1000"])
-    report = paired_tests(tables, ["grpo", "grpo_pipo"], cfg)
-    assert "| grpo vs sft | 600 |" in report and "| grpo_pipo vs sft | 600 |" in report
-    assert "| grpo_pipo vs grpo | 600 |" in report
+    out = tmp_path / "out"
+    overrides = SMALL + ["compare.control=false", f"compare.report={tmp_path / 'doc' / 'report.md'}",
+                         "verify.num_resamples=1000"]
+    cfg = load_config(overrides=overrides)
+    for seed in (0, 1):
+        _unit(out, f"sft/s{seed}", seed, rng.random(300) < 0.5)
+        grpo = rng.random(300) < 0.6
+        _unit(out, f"runs/a/grpo/s{seed}", seed, grpo, history=[{"perf/iter_seconds": 1.0}] * 3)
+        better = grpo | (rng.random(300) < 0.3)  # PIPO right where GRPO was, and more
+        # signal agrees in sign with each clear change; one change within its noise
+        history = [{"perf/iter_seconds": 1.5, "pipo/xi": 0.3},
+                   {"pipo/probe_signal": 1.0, "pipo/probe_change": 0.1, "pipo/probe_change_se": 0.02},
+                   {"pipo/probe_signal": -2.0, "pipo/probe_change": -0.05, "pipo/probe_change_se": 0.02},
+                   {"pipo/probe_signal": 0.5, "pipo/probe_change": -0.01, "pipo/probe_change_se": 0.02}]
+        _unit(out, f"runs/a/pipo/s{seed}", seed, better, history=history, params={"rl.pipo.signal": "window"})
+    report = write_report(cfg, out)
+    text = report.read_text()
+    assert "| a | pipo | 2 |" in text and "| helps |" in text
+    assert "| pipo | 0/2 | not run yet |" in text  # regime b has not run: said, not hidden
+    # pooled: 6 intervals, 4 clear ones, all agreeing in sign
+    assert "| a | pipo | window | 6 |" in text and "| 1.000 (4) |" in text
+    assert "Units finished: 6 of 8 planned" in text
+    figures = sorted(p.name for p in (tmp_path / "doc" / "report").iterdir())
+    assert "a_eval_accuracy.png" in figures and "a_signal.png" in figures
+    assert (out / "summary.md").exists()
 
 
 @pytest.mark.slow
 def test_compare_runs_end_to_end_on_a_tiny_setup(tmp_path, monkeypatch):
-    """The command users rerun (`make compare`), shrunk: one seed, two RL variants, no control."""
-    import json
+    """The command users rerun (`make compare`), shrunk: one seed, two regimes; then rerun after removing one
+    finished run: only that run is redone, and the report and MLflow have every unit."""
+    import mlflow
 
-    from components.compare.run import run_compare
+    from components.compare.run import main
     from components.data.prepare import prepare
     from components.model.tokenizer import build_char_tokenizer
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    overrides = ["data.num_sft=64", "data.num_rl=64", "data.num_eval=24", f"data.out_dir={tmp_path / 'data'}",
+    overrides = ["data.num_sft=64", "data.num_rl=200", "data.num_eval=24", f"data.out_dir={tmp_path / 'data'}",
                  "model.tiny.hidden_size=32", "model.tiny.num_hidden_layers=1", "model.tiny.intermediate_size=64",
-                 "sft.epochs=1", "rl.iterations=3", "rl.prompts_per_iteration=4", "rl.num_generations=4",
-                 "rl.pipo.window=2", "eval.num_samples=2", "verify.num_resamples=500"]
+                 "sft.epochs=1", "rl.prompts_per_iteration=4", "rl.num_generations=4", "rl.pipo.window=2",
+                 "eval.num_samples=2", "verify.num_resamples=500", "rl.pipo.probe.size=16",
+                 "compare.seeds=[0]", "compare.iterations=6", "compare.overrides=[rl.pipo.probe.every=2]",
+                 "compare.regimes={default: {overrides: [], variants: [grpo, pipo]}, "
+                 "noisy: {overrides: [rl.verifier_noise.flip_share=0.1], variants: [pipo]}}",
+                 f"compare.out_dir={tmp_path / 'out'}", f"compare.report={tmp_path / 'doc' / 'r.md'}"]
     cfg = load_config(overrides=overrides)
     tok = build_char_tokenizer()
     prepare(cfg, lambda text: len(tok(text)["input_ids"]), 30, tmp_path / "validation")
-    variants = {"grpo": overrides + ["rl.pipo.enabled=false"], "grpo_pipo": overrides + ["rl.pipo.enabled=true"]}
-    rows = run_compare(cfg, None, [0], variants, False, tmp_path / "report")
-    assert {r["model"] for r in rows} == {"sft", "grpo", "grpo_pipo"}
-    summary = (tmp_path / "report" / "summary.md").read_text()
-    assert "grpo_pipo vs grpo" in summary and "![eval_accuracy](eval_accuracy.png)" in summary
-    assert (tmp_path / "report" / "pipo_xi.png").exists()
-    assert len(json.loads((tmp_path / "report" / "histories.json").read_text())["grpo_pipo"]["0"]) == 3
+    args = [a for o in overrides for a in ("--set", o)]
+    assert main(args) == 0
+    out = tmp_path / "out"
+    names = ["sft/s0", "runs/default/grpo/s0", "runs/default/pipo/s0", "runs/noisy/pipo/s0",
+             "runs/default/continued_sft/s0"]
+    assert all((out / n / "result.json").exists() for n in names)
+    history = json.loads((out / "runs/default/pipo/s0/history.json").read_text())
+    assert len(history) == 6 and "pipo/probe_change" in history[2]
+    stamps = {n: (out / n / "result.json").stat().st_mtime_ns for n in names}
+    import shutil
+
+    shutil.rmtree(out / "runs/noisy/pipo/s0")
+    assert main(args) == 0
+    assert all((out / n / "result.json").stat().st_mtime_ns == stamps[n] for n in names if "noisy" not in n)
+    assert (out / "runs/noisy/pipo/s0/result.json").exists()
+    text = (tmp_path / "doc" / "r.md").read_text()
+    assert "Units finished: 5 of 5 planned" in text and "| default | pipo | window |" in text
+    runs = mlflow.search_runs(experiment_names=[cfg.tracking.experiment], output_format="list")
+    logged = {r.data.tags.get("compare.unit") for r in runs}
+    assert set(names) <= logged

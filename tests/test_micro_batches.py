@@ -105,7 +105,7 @@ def _one_step(model, cfg, batch: TrainingBatch, max_tokens: int) -> tuple[torch.
     update = PolicyUpdate(model, opt, acc, cfg.rl, chunk_tokens=5, sharded=False)
     micro = MicroBatches(rows=len(batch), max_tokens=max_tokens).for_one_step(batch.prompt_mask,
                                                                             batch.completion_mask)
-    assert update.step(batch, micro, lr=1.0, surrogate="standard") is not None
+    assert update.step(batch, micro, lr=1.0, spec=update.base_loss) is not None
     return acc.unwrap_model(model), len(micro.micro_batches)
 
 

@@ -6,7 +6,8 @@ import torch
 
 from components.config import ConfigError, load_config
 from components.rl.batch import TrainingBatch
-from components.rl.pipo import PIPOState, attributions, improvement_signal, phi, pi_coefficients
+from components.rl.pipo import (PIPOState, Signal, attributions, improvement_signal, paired_signal, phi,
+                                pi_coefficients)
 
 
 def test_helpful_update_gives_positive_xi_and_full_phi():
@@ -93,6 +94,56 @@ def test_cached_batch_holds_attributions_and_the_pi_batch_the_clamped_coefficien
     state = PIPOState(window=2, min_history=1)
     state.push(0.5, _batch((3.0, 1.0, -1.0, -3.0)), group_size=4)
     assert torch.allclose(state.cached.advantages, torch.tensor([1.5, 0.5, -0.5, -1.5]), atol=1e-6)
-    pi = state.pi_batch(phi_value=10.0)  # c = clamp(a * 10, -10, 10)
+    pi = state.pi_batch(Signal(mu_t=0, mu_his=0, sigma_his=1, xi=10.0, phi=10.0))  # c = clamp(a * 10, -10, 10)
     assert pi.advantages.tolist() == [10.0, pytest.approx(5.0), pytest.approx(-5.0), -10.0]
     assert torch.equal(pi.old_logprobs, state.cached.old_logprobs)  # everything else is B_{t-1} as cached
+
+
+def test_authors_mode_clamps_before_lambda_and_puts_lambda_on_the_loss():
+    # window [0.2, 0.4] (sigma 0.1), mu_t 0.1 -> xi = -2. Standard: phi = lambda * xi = -0.2, loss x 1.
+    # Authors: the coefficient takes xi itself (-2) and lambda (0.1) multiplies the loss instead.
+    standard = improvement_signal(0.1, [0.2, 0.4], neg_scale=0.1)
+    authors = improvement_signal(0.1, [0.2, 0.4], neg_scale=0.1, mode="authors")
+    assert (standard.phi, standard.loss_scale) == (pytest.approx(-0.2), 1.0)
+    assert (authors.xi, authors.phi, authors.loss_scale) == (pytest.approx(-2.0), pytest.approx(-2.0), 0.1)
+    # window [0.2, 0.21] (sigma 0.005), mu_t 0 -> xi = -41, a = 1.5. Standard: c = 1.5 * 0.1 * -41 = -6.15.
+    # Authors: c = clamp(1.5 * -41) = -10, and lambda on the loss: an effective -1.0 (cap 10 * lambda)
+    a = torch.tensor([1.5])
+    standard = improvement_signal(0.0, [0.2, 0.21], neg_scale=0.1)
+    authors = improvement_signal(0.0, [0.2, 0.21], neg_scale=0.1, mode="authors")
+    assert pi_coefficients(a, standard.phi).item() == pytest.approx(-6.15) and standard.loss_scale == 1.0
+    assert pi_coefficients(a, authors.phi).item() == -10.0 and authors.loss_scale == 0.1
+    helpful = improvement_signal(0.5, [0.2, 0.4], neg_scale=0.1, mode="authors")
+    assert (helpful.phi, helpful.loss_scale) == (pytest.approx(2.0), 1.0)
+
+
+def test_authors_mode_clips_progress_and_floors_sigma():
+    # progress clipped to +-5 before dividing; sigma floored at 1e-6; a single past mean gives sigma 1
+    s = improvement_signal(100.0, [0.0, 0.0], neg_scale=0.1, mode="authors")
+    assert s.sigma_his == 1e-6 and s.xi == pytest.approx(5.0 / 1e-6)
+    assert improvement_signal(0.7, [0.5], neg_scale=0.1, mode="authors").xi == pytest.approx(0.2)
+    assert improvement_signal(100.0, [0.0, 0.0], neg_scale=0.1).xi == pytest.approx(100.0)  # standard: sigma 1
+
+
+def test_zero_signal_or_zero_lambda_takes_no_step():
+    assert not improvement_signal(0.1, [0.2, 0.4], neg_scale=0.0).takes_step
+    assert not improvement_signal(0.1, [0.2, 0.4], neg_scale=0.0, mode="authors").takes_step
+    assert not improvement_signal(0.2, [0.2, 0.2], neg_scale=0.1).takes_step  # xi = 0
+    assert improvement_signal(0.1, [0.2, 0.4], neg_scale=0.1, mode="authors").takes_step
+
+
+def test_paired_signal_is_the_change_over_its_standard_error():
+    s = paired_signal(0.5, 0.56, 0.02, neg_scale=0.1)
+    assert (s.mu_his, s.mu_t, s.sigma_his) == (0.5, 0.56, 0.02) and s.xi == pytest.approx(3.0)
+    hurt = paired_signal(0.5, 0.44, 0.02, neg_scale=0.1)
+    assert hurt.xi == pytest.approx(-3.0) and hurt.phi == pytest.approx(-0.3)
+    assert paired_signal(0.5, 0.5, 0.0, neg_scale=0.1).sigma_his == 1.0  # no spread: unit scale, xi 0
+
+
+def test_state_round_trip_keeps_the_paired_prompt_cache():
+    state = PIPOState(window=2, min_history=1)
+    state.push(0.5, _batch((3.0, 1.0, -1.0, -3.0)), group_size=4, prompts=torch.tensor([7]),
+               group_rewards=torch.tensor([0.25]))
+    again = PIPOState(window=2, min_history=1)
+    again.load_state_dict(state.state_dict())
+    assert again.cached_prompts.tolist() == [7] and again.cached_group_rewards.tolist() == [0.25]

@@ -20,8 +20,8 @@ from components.rl.trainer import score_batch as real_score_batch  # before the 
 ALGO_OVERRIDES = {
     "grpo": [],
     "dr_grpo": ["rl.algorithm=dr_grpo"],
-    "dapo": ["rl.algorithm=dapo", "rl.epsilon_high=0.28"],
-    "gspo": ["rl.algorithm=gspo", "rl.epsilon=3e-4", "rl.epsilon_high=4e-4"],
+    "dapo": ["rl.algorithm=dapo"],  # each algorithm's published clip range comes with its name
+    "gspo": ["rl.algorithm=gspo"],
 }
 @pytest.fixture(autouse=True)
 def mixed_rewards(monkeypatch):
@@ -212,22 +212,82 @@ def test_harmful_update_with_zero_neg_scale_gives_zero_gradient(policy):
     assert torch.equal(seq_logprob(), before)
 
 
-def test_zero_neg_scale_after_a_harmful_update_takes_no_step(policy):
-    """lambda = 0 and xi < 0: phi = 0, so PIPO must not step at all. A step on zero coefficients would still
-    move the weights through AdamW's momentum from the step before."""
+@pytest.mark.parametrize("clip_mode", ["standard", "authors"])
+def test_zero_neg_scale_after_a_harmful_update_takes_no_step(policy, clip_mode):
+    """lambda = 0 and xi < 0: phi = 0 (standard) or a zero loss factor (authors), so PIPO must not step at
+    all. A step on zero coefficients would still move the weights through AdamW's momentum from the step before."""
     from collections import deque
 
     from components.rl.pipo import pi_coefficients
 
-    trainer, cached, _ = _trainer_with_cached_batch(policy, ["rl.pipo.neg_scale=0.0"])
+    trainer, cached, _ = _trainer_with_cached_batch(policy, ["rl.pipo.neg_scale=0.0",
+                                                             f"rl.pipo.pi_clip_mode={clip_mode}"])
     trainer.pi_step(cached.with_advantages(pi_coefficients(cached.advantages, 1.0)))  # momentum to carry
     trainer.pipo.cached = cached
     trainer.pipo.history = deque([0.5, 0.7], maxlen=trainer.pipo.window)
     before = [p.detach().clone() for p in trainer.model.parameters()]
     pi = trainer.pipo_step(0.1)  # well below the window: the last update hurt
-    assert pi.signal is not None and pi.signal.xi < 0 and pi.signal.phi == 0.0
+    assert pi.signal is not None and pi.signal.xi < 0 and not pi.signal.takes_step
     assert pi.rows_run == 0 and pi.rows == len(cached)
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    trainer.close()
+
+
+def _prime_pipo(trainer, cached):
+    from collections import deque
+
+    trainer.pipo.cached = cached.with_advantages(cached.advantages * 0.5)  # attributions
+    trainer.pipo.history = deque([0.5, 0.7], maxlen=trainer.pipo.window)
+
+
+@pytest.mark.parametrize("pi_steps,expected", [("one", 1), ("match_base", 4)])
+def test_pi_steps_match_base_takes_as_many_steps_as_the_base_update(policy, pi_steps, expected):
+    """4 rows, mini-batches of 2, 2 epochs: the base update takes 4 optimizer steps; so does the PI update
+    with pi_steps match_base (the authors' full actor update), one with pi_steps one."""
+    trainer, cached, _ = _trainer_with_cached_batch(policy, [f"rl.pipo.pi_steps={pi_steps}", "rl.ppo_epochs=2",
+                                                             "rl.mini_batch_size=2"])
+    steps = []
+    real_step = trainer.update.step
+    trainer.update.step = lambda batch, rows, lr, spec: steps.append(len(rows.rows)) or real_step(batch, rows, lr, spec)
+    trainer.base_update(cached, torch.Generator().manual_seed(0))
+    assert len(steps) == 4
+    steps.clear()
+    _prime_pipo(trainer, cached)
+    pi = trainer.pipo_step(0.9, 5, torch.Generator().manual_seed(0))  # above the window: it helped
+    assert len(steps) == expected and pi.rows == sum(steps) == 4 * (2 if expected > 1 else 1)
+    trainer.close()
+
+
+@pytest.mark.parametrize("algorithm,surrogate,eps", [("dapo", "authors", 0.2), ("grpo", "authors", 0.2),
+                                                     ("gspo", "standard", 3e-4)])
+def test_authors_pi_loss_uses_their_surrogate_the_symmetric_clip_and_lambda_on_the_loss(policy, algorithm,
+                                                                                      surrogate, eps):
+    trainer, cached, _ = _trainer_with_cached_batch(policy, [f"rl.algorithm={algorithm}",
+                                                             "rl.pipo.pi_clip_mode=authors", "rl.pipo.neg_scale=0.25"])
+    calls = []
+    real_loss = trainer.update.loss_fn
+    trainer.update.loss_fn = lambda *a, **kw: calls.append(kw) or real_loss(*a, **kw)
+    _prime_pipo(trainer, cached)
+    pi = trainer.pipo_step(0.1)  # below the window: xi < 0
+    assert pi.signal.xi < 0 and pi.signal.phi == pytest.approx(pi.signal.xi)  # the clamp takes xi itself
+    assert calls and all((c["surrogate"], c["eps_low"], c["eps_high"]) == (surrogate, eps, eps) for c in calls)
+    spec = trainer.pi_loss(pi.signal)
+    assert spec.scale == 0.25  # lambda multiplies the loss
+    mb = cached.micro_batch(torch.arange(len(cached)))
+    full, _ = trainer.update.loss(mb, spec.__class__(spec.surrogate, spec.eps_low, spec.eps_high), 4.0, 4.0)
+    scaled, _ = trainer.update.loss(mb, spec, 4.0, 4.0)
+    assert float(scaled.detach()) == pytest.approx(0.25 * float(full.detach()))
+    helped = trainer.pipo_step(0.9)
+    assert trainer.pi_loss(helped.signal).scale == 1.0
+    trainer.close()
+
+
+def test_standard_pi_loss_is_the_base_loss(policy):
+    trainer, cached, _ = _trainer_with_cached_batch(policy, ["rl.algorithm=dapo"])
+    _prime_pipo(trainer, cached)
+    signal = trainer.pipo.signal(0.1, 0.1)
+    assert trainer.pi_loss(signal) == trainer.update.base_loss
+    assert (trainer.update.base_loss.eps_low, trainer.update.base_loss.eps_high) == (0.2, 0.28)
     trainer.close()
 
 

@@ -105,15 +105,46 @@ def xi_plot(histories: Histories, path: Path) -> Path | None:
     return path
 
 
-def compare_figures(rows: list[dict], histories: Histories, out_dir: Path) -> list[Path]:
-    """Every figure of the report, written to out_dir; returns the files written."""
+def scatter_plot(points: dict[str, tuple[list[float], list[float]]], path: Path, title: str) -> Path | None:
+    """Signal S vs true change D per probe interval, one colour per variant."""
+    if not any(s for s, _ in points.values()):
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (variant, (s, d)) in enumerate(points.items()):
+        if s:
+            ax.scatter(s, d, s=10, alpha=0.6, color=f"C{i}", label=f"{variant} ({len(s)})")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set_xlabel("signal: mean xi over the interval")
+    ax.set_ylabel("true change: probe accuracy difference")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def regime_figures(regime: str, sft: list[dict], units: dict[str, list[dict]], bench: str, out_dir: Path) -> list[Path]:
+    """One regime's figures (units: variant -> finished runs, each with eval, seed, history)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    made = [accuracy_plot(rows, "pass@1", out_dir / "eval_accuracy.png")]
-    made.append(curve_plot(histories, "reward/mean", "mean reward", "Training reward (smoothed)",
-                           out_dir / "reward_curves.png"))
-    made.append(xi_plot(histories, out_dir / "pipo_xi.png"))
-    made.append(curve_plot(histories, "actor/entropy", "entropy (nats/token)", "Policy entropy (smoothed)",
-                           out_dir / "entropy.png"))
+    rows = [{"model": "sft", "pass@1": u["eval"][bench]["pass@1"]} for u in sft]
+    rows += [{"model": v, "pass@1": u["eval"][bench]["pass@1"]} for v, runs in units.items() for u in runs]
+    histories: Histories = {v: {u["seed"]: u["history"] for u in runs} for v, runs in units.items()
+                            if runs and runs[0]["history"]}
+    made = [accuracy_plot(rows, "pass@1", out_dir / f"{regime}_eval_accuracy.png") if rows else None,
+            curve_plot(histories, "reward/mean", "mean reward", f"{regime}: training reward (smoothed)",
+                       out_dir / f"{regime}_reward.png"),
+            curve_plot({v: {s: [h for h in hist if "pipo/probe_accuracy" in h] for s, hist in runs.items()}
+                        for v, runs in histories.items()}, "pipo/probe_accuracy", "probe accuracy (greedy)",
+                       f"{regime}: held-out probe accuracy, per probe", out_dir / f"{regime}_probe.png", smooth=1),
+            xi_plot({v: runs for v, runs in histories.items()}, out_dir / f"{regime}_xi.png")]
+    points = {}
+    for v, runs in histories.items():
+        pts = [(h["pipo/probe_signal"], h["pipo/probe_change"]) for hist in runs.values() for h in hist
+               if "pipo/probe_signal" in h]
+        points[v] = ([p[0] for p in pts], [p[1] for p in pts])
+    made.append(scatter_plot(points, out_dir / f"{regime}_signal.png", f"{regime}: PIPO's signal vs the probe's change"))
     return [p for p in made if p is not None]
 
 

@@ -7,56 +7,16 @@ strict base model (its errors name the dotted key once loading.py formats them).
 
 from __future__ import annotations
 
-import types
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from components.config.schema_base import ConfigError, Seed, _Strict
+from components.config.schema_rl import (ALGORITHMS, AlgorithmDefaults, AlgorithmSettings, DAPOConfig, PIPOConfig,
+                                         ProbeConfig, RLConfig, VerifierNoiseConfig)
 
-class ConfigError(ValueError):
-    """A params file or override is invalid; the message names the key."""
-
-
-def _strict_number(annotation: Any, value: Any) -> str | None:
-    """Why `value` is not acceptable for a field of type `annotation`, or None.
-
-    Ints are strict (YAML's `true` or `4.0` is not an iteration count); a float field takes an
-    int or a numeric string (YAML 1.1 reads `1e-4` as a string) but not a bool.
-    """
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        return _strict_number(get_args(annotation)[0], value)
-    if annotation is int:
-        if type(value) is not int:
-            return f"must be an integer, not {type(value).__name__}"
-    elif annotation is float:
-        if isinstance(value, bool):
-            return "must be a number, not bool"
-    elif origin in (Union, types.UnionType):
-        if value is None and type(None) in get_args(annotation):
-            return None
-        numeric = [a for a in get_args(annotation) if a in (int, float)]
-        if len(numeric) == 1:
-            return _strict_number(numeric[0], value)
-    elif origin is list and isinstance(value, list) and get_args(annotation):
-        for item in value:
-            why = _strict_number(get_args(annotation)[0], item)
-            if why:
-                return f"every item {why} (got {item!r})"
-    return None
-
-
-class _Strict(BaseModel):
-    # allow_inf_nan=False: every float field must be finite (`rl.lr: .inf` or `nan` is an error)
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _strict_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        why = _strict_number(cls.model_fields[info.field_name].annotation, value)
-        if why:
-            raise ValueError(why)
-        return value
+__all__ = ["ALGORITHMS", "AlgorithmDefaults", "AlgorithmSettings", "ConfigError", "DAPOConfig", "PIPOConfig",
+           "ProbeConfig", "RLConfig", "Seed", "VerifierNoiseConfig"]
 
 
 class TaskConfig(_Strict):
@@ -153,84 +113,6 @@ class SFTConfig(_Strict):
     max_grad_norm: float = Field(gt=0)
     max_tokens_per_micro_batch: int = Field(ge=1)
     out_dir: str
-
-
-# The one list of RL algorithm names. The loss and advantage registries (components/rl/losses.py
-# POLICY_LOSSES, components/rl/advantages.py ADVANTAGES) are keyed by these same names, but they
-# need torch, and the config must load without it (params are checked before any stage imports
-# torch), so the names live here; tests/test_config.py checks both registries' keys equal this.
-ALGORITHMS = ("grpo", "dr_grpo", "dapo", "gspo")
-
-
-class PIPOConfig(_Strict):
-    enabled: bool
-    window: int
-    neg_scale: float
-    min_history: int | None  # null = window (K), the authors' default
-    pi_lr_scale: float = Field(gt=0)
-    pi_clip_mode: Literal["standard", "authors"]
-
-    @model_validator(mode="after")
-    def _ranges(self) -> "PIPOConfig":
-        if self.window < 2:
-            raise ValueError(f"rl.pipo.window must be >= 2 (got {self.window})")
-        if not 0.0 <= self.neg_scale <= 1.0:
-            raise ValueError(f"rl.pipo.neg_scale must be in [0, 1] (got {self.neg_scale})")
-        if self.min_history is not None and not 1 <= self.min_history <= self.window:
-            raise ValueError(f"rl.pipo.min_history must be in [1, window={self.window}] or null "
-                             f"(got {self.min_history})")
-        return self
-
-    @property
-    def history_needed(self) -> int:
-        return self.window if self.min_history is None else self.min_history
-
-
-class DAPOConfig(_Strict):
-    dynamic_sampling: bool
-    max_resample_rounds: int = Field(ge=0)
-    overlong_buffer: int = Field(ge=0)
-    overlong_penalty: float = Field(ge=0)
-
-
-class RLConfig(_Strict):
-    algorithm: str
-    pipo: PIPOConfig
-    dapo: DAPOConfig
-    iterations: int = Field(ge=1)
-    prompts_per_iteration: int = Field(ge=1)
-    num_generations: int
-    lr: float = Field(gt=0)
-    epsilon: float = Field(gt=0)
-    epsilon_high: float = Field(gt=0)
-    beta: float = Field(ge=0)
-    scale_rewards: bool
-    mask_truncated_completions: bool
-    temperature: float = Field(gt=0)
-    top_p: float = Field(gt=0, le=1)
-    max_completion_length: int = Field(ge=1)
-    ppo_epochs: int = Field(ge=1)
-    mini_batch_size: int = Field(ge=1)
-    micro_batch_size: int | None = Field(ge=1)
-    max_tokens_per_micro_batch: int = Field(ge=1)
-    skip_zero_advantage: bool
-    update_threads: int | None = Field(ge=1)
-    log_entropy: bool
-    max_grad_norm: float = Field(gt=0)
-    weight_decay: float = Field(ge=0)
-    checkpoint_every: int = Field(ge=1)
-    keep_checkpoints: int = Field(ge=1)
-    log_every: int = Field(ge=1)
-    out_dir: str
-    checkpoint_dir: str
-
-    @model_validator(mode="after")
-    def _known(self) -> "RLConfig":
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"rl.algorithm {self.algorithm!r} is unknown; allowed: {', '.join(ALGORITHMS)}")
-        if self.num_generations < 2:
-            raise ValueError("rl.num_generations must be >= 2 (group-relative advantages need a group)")
-        return self
 
 
 class VLLMConfig(_Strict):
@@ -337,16 +219,36 @@ class TrackingConfig(_Strict):
     backoff_factor: int = Field(ge=0, le=120)  # seconds; waits 0, 2b, 4b, ... between retries
 
 
-# what numpy, torch and python's random all accept as a seed
-Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
+class RegimeConfig(_Strict):
+    overrides: list[str]  # rl. / rollout. / reward. keys on top of the variant's
+    variants: list[str] = Field(min_length=1)  # names from compare.variants
 
 
 class CompareConfig(_Strict):
     seeds: list[Seed] = Field(min_length=1)
-    variants: dict[str, list[str]]
+    iterations: int = Field(ge=1)  # RL iterations per run (a regime may set rl.iterations itself)
+    jobs: int = Field(ge=1)  # units at once, one torch thread each
+    overrides: list[str]  # applied to every RL run
+    variants: dict[str, list[str]] = Field(min_length=1)
+    regimes: dict[str, RegimeConfig] = Field(min_length=1)
     control: bool
+    control_regime: str
     control_lr: float = Field(gt=0)
     out_dir: str
+    report: str  # the committed report (markdown; its figures beside it in a folder of the same stem)
+
+    @model_validator(mode="after")
+    def _names(self) -> "CompareConfig":
+        if self.control and self.control_regime not in self.regimes:
+            raise ValueError(f"compare.control_regime {self.control_regime!r} is not a regime "
+                             f"({', '.join(self.regimes)})")
+        for name, regime in self.regimes.items():
+            unknown = [v for v in regime.variants if v not in self.variants]
+            if unknown:
+                raise ValueError(f"compare.regimes.{name}.variants: unknown {unknown}; defined: {list(self.variants)}")
+        return self
 
 
 class Config(_Strict):
@@ -376,8 +278,9 @@ class Config(_Strict):
         return self
 
     def flat(self) -> dict[str, Any]:
-        """Dotted-key view for MLflow params."""
-        return _flatten(self.model_dump())
+        """Dotted-key view for MLflow params, with the RL settings the run actually uses (rl.effective.*:
+        the algorithm's published values where rl.* leaves them null)."""
+        return {**_flatten(self.model_dump()), **_flatten(self.rl.effective.model_dump(), "rl.effective.")}
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -176,7 +176,7 @@ def close_stale_runs(experiment_id: str, stage: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
+def sigterm_raises() -> Iterator[None]:
     """Turn SIGTERM into StageTerminated while a stage runs (main thread, default handler only)."""
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
@@ -234,7 +234,7 @@ def stage_run(cfg: Config, stage: str) -> Iterator[object]:
     run = mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags)
     status, reason = "FAILED", None
     try:
-        with _sigterm_raises():
+        with sigterm_raises():
             mlflow.log_params(cfg.flat())
             yield run
         status = "FINISHED"

@@ -45,10 +45,10 @@ def centered(rewards: torch.Tensor) -> torch.Tensor:
 def dr_grpo_advantages(rewards: torch.Tensor, scale_rewards: bool = False, eps: float = 1e-6) -> torch.Tensor:
     """Dr.GRPO (Liu et al. 2025, "Understanding R1-Zero-like training"): r - mean_g, no std division.
 
-    The std normalisation is what Dr.GRPO removes (it over-weights near-uniform groups), so
-    scale_rewards is ignored here.
+    The std normalisation is what Dr.GRPO removes (it over-weights near-uniform groups): its published
+    setting (rl.algorithm_defaults.dr_grpo.scale_rewards false); an explicit rl.scale_rewards true puts it back.
     """
-    return centered(rewards)
+    return grpo_advantages(rewards, scale_rewards=scale_rewards, eps=eps)
 
 
 ADVANTAGES["dapo"] = grpo_advantages

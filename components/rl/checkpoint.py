@@ -242,13 +242,15 @@ def load_checkpoint(path: Path, model, expected_meta: dict, rank: int = 0) -> di
 # ---- what a resumed run needs to continue exactly ------------------------------------------------
 
 
-def trainer_state(optimizer, sampler, pipo, skipped_total: int) -> dict:
+def trainer_state(optimizer, sampler, pipo, skipped_total: int, probe=None) -> dict:
     """This process's trainer state: optimizer, prompt sampler, PIPO window and cached batch, the
-    skipped-update count and the torch, numpy and python RNGs. Tensors and plain values only."""
+    improvement probe's series, the skipped-update count and the torch, numpy and python RNGs.
+    Tensors and plain values only."""
     return {
         "optimizer": optimizer.state_dict(),
         "sampler": sampler.state_dict(),
         "pipo": pipo.state_dict() if pipo is not None else {},
+        "probe": probe.state_dict() if probe is not None else {},
         "skipped_total": skipped_total,
         "rng_torch": torch.get_rng_state(),
         "rng_numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
@@ -257,12 +259,14 @@ def trainer_state(optimizer, sampler, pipo, skipped_total: int) -> dict:
     }
 
 
-def load_trainer_state(state: dict, optimizer, sampler, pipo) -> int:
+def load_trainer_state(state: dict, optimizer, sampler, pipo, probe=None) -> int:
     """Restore what `trainer_state` saved (the RNGs included); returns the skipped-update count."""
     optimizer.load_state_dict(state["optimizer"])
     sampler.load_state_dict(state["sampler"])
     if pipo is not None:
         pipo.load_state_dict(state["pipo"])
+    if probe is not None and state.get("probe"):
+        probe.load_state_dict(state["probe"])
     torch.set_rng_state(state["rng_torch"])
     np.random.set_state(("MT19937", state["rng_numpy"].numpy().astype(np.uint32), int(state["rng_numpy_pos"]), 0, 0.0))
     random.setstate((3, tuple(int(x) for x in state["rng_python"].tolist()), None))

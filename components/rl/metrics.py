@@ -24,6 +24,7 @@ class IterationTimes:
     weight_sync: float
     update: float  # the base update's optimizer steps
     pi: float = 0.0  # the PI step
+    probe: float = 0.0  # the improvement probe (rl.pipo.probe), when it ran this iteration
 
 
 def _mean(xs: list[float]) -> float:
@@ -54,7 +55,8 @@ def iteration_metrics(acc, *, batch: RolloutBatch, all_rewards: torch.Tensor, gr
         if pi.signal is not None:
             s = pi.signal
             metrics.update({"pipo/mu_his": s.mu_his, "pipo/sigma_his": s.sigma_his, "pipo/xi": s.xi,
-                            "pipo/phi": s.phi, "pipo/pi_loss": avg(pi.loss), "perf/pi_seconds": times.pi,
+                            "pipo/phi": s.phi, "pipo/loss_scale": s.loss_scale, "pipo/pi_loss": avg(pi.loss),
+                            "perf/pi_seconds": times.pi, "perf/paired_seconds": pi.paired_seconds,
                             "perf/pi_skipped_frac": _skipped(acc, pi.rows, pi.rows_run)})
     group_std = all_rewards.view(-1, group_size).std(dim=1)  # over every sampled group, before DAPO's filter
     second_moment = global_mean(acc, all_rewards.double() ** 2)
@@ -80,6 +82,7 @@ def iteration_metrics(acc, *, batch: RolloutBatch, all_rewards: torch.Tensor, gr
         "perf/update_seconds": times.update,
         "perf/rollout_tokens_per_s": tokens / max(times.rollout, 1e-9),
         "perf/weight_sync_seconds": times.weight_sync,
+        "perf/probe_seconds": times.probe,
         "perf/skipped_zero_adv_frac": _skipped(acc, update.rows, update.rows_run),
     })
     if update.kls:

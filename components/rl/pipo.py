@@ -8,6 +8,12 @@ Symbols follow the paper (docs/pipo.md):
   phi(x)     x if x >= 0 else lambda * x  (lambda = neg_scale): reinforce fully, suppress gently
   a_i        G * Abar_i / (sum_{j in group} |Abar_j| + 1e-6): attribution of cached response i
   c_i        clamp(a_i * phi(xi_t), -10, 10): the PI coefficient used in place of the advantage
+
+Two clip modes (rl.pipo.pi_clip_mode): "standard" is the above (the spec's); "authors" reproduces the
+authors' verl code: progress mu_t - mu_his clipped to +-5, sigma = max(std, 1e-6) (1 with fewer than two
+means), c_i = clamp(a_i * xi_t, -10, 10) and lambda multiplying the PI loss when xi_t < 0 (so the
+effective negative cap is 10 * lambda). Two signals (rl.pipo.signal): "window" (xi_t as above) and
+"paired" (`paired_signal`: the same prompts before and after the update).
 """
 
 from __future__ import annotations
@@ -22,15 +28,27 @@ from components.rl.batch import TrainingBatch
 SIGMA_FLOOR = 1e-8
 ATTRIBUTION_EPS = 1e-6
 COEFF_CLAMP = 10.0
+AUTHORS_PROGRESS_CLIP = 5.0  # authors: mu_t - mu_his clipped before dividing by sigma
+AUTHORS_SIGMA_FLOOR = 1e-6
 
 
 @dataclass(frozen=True)
 class Signal:
+    """What the PI step uses. For the paired signal, mu_t / mu_his are the re-sampled prompts' mean
+    reward after / before the update and sigma_his the standard error of that difference."""
+
     mu_t: float
     mu_his: float
     sigma_his: float
     xi: float
-    phi: float
+    phi: float  # multiplies the attributions before the clamp
+    loss_scale: float = 1.0  # multiplies the PI loss (the authors' lambda when xi < 0)
+
+    @property
+    def takes_step(self) -> bool:
+        """False when every coefficient or the loss is exactly 0: no step at all (a step on a zero
+        gradient still moves the weights through AdamW's momentum)."""
+        return self.phi != 0.0 and self.loss_scale != 0.0
 
 
 def phi(x: float, neg_scale: float) -> float:
@@ -38,17 +56,37 @@ def phi(x: float, neg_scale: float) -> float:
     return x if x >= 0 else neg_scale * x
 
 
-def improvement_signal(mu_t: float, history: list[float], neg_scale: float) -> Signal:
-    """xi_t and phi(xi_t) of this batch's mean against the window of earlier batch means."""
+def improvement_signal(mu_t: float, history: list[float], neg_scale: float, mode: str = "standard") -> Signal:
+    """xi_t and phi(xi_t) of this batch's mean against the window of earlier batch means.
+
+    mode "standard": the spec's; "authors": their progress clip, sigma floor and lambda on the loss."""
     if not history:
         raise ValueError("improvement_signal needs at least one past batch mean")
     h = torch.tensor(history, dtype=torch.float64)
     mu_his = float(h.mean())
     sigma_his = float(h.std(unbiased=False))  # ddof = 0, as the authors' numpy code
+    if mode == "authors":
+        sigma_his = max(sigma_his, AUTHORS_SIGMA_FLOOR) if len(history) >= 2 else 1.0
+        progress = min(max(mu_t - mu_his, -AUTHORS_PROGRESS_CLIP), AUTHORS_PROGRESS_CLIP)
+        return _signal(mu_t, mu_his, sigma_his, progress / sigma_his, neg_scale, mode)
     if sigma_his < SIGMA_FLOOR:
         sigma_his = 1.0
-    xi = (mu_t - mu_his) / sigma_his
-    return Signal(mu_t=mu_t, mu_his=mu_his, sigma_his=sigma_his, xi=xi, phi=phi(xi, neg_scale))
+    return _signal(mu_t, mu_his, sigma_his, (mu_t - mu_his) / sigma_his, neg_scale, mode)
+
+
+def paired_signal(mean_before: float, mean_after: float, se: float, neg_scale: float,
+                  mode: str = "standard") -> Signal:
+    """xi as a t-statistic: the change in mean reward on the same prompts re-sampled after the update,
+    over its standard error (floored like sigma_his), then phi / lambda as the clip mode says."""
+    se = se if se >= SIGMA_FLOOR else 1.0
+    return _signal(mean_after, mean_before, se, (mean_after - mean_before) / se, neg_scale, mode)
+
+
+def _signal(mu_t: float, mu_his: float, sigma: float, xi: float, neg_scale: float, mode: str) -> Signal:
+    if mode == "authors":  # the coefficient takes xi itself; lambda scales the loss
+        return Signal(mu_t=mu_t, mu_his=mu_his, sigma_his=sigma, xi=xi, phi=xi,
+                      loss_scale=1.0 if xi >= 0 else neg_scale)
+    return Signal(mu_t=mu_t, mu_his=mu_his, sigma_his=sigma, xi=xi, phi=phi(xi, neg_scale))
 
 
 def attributions(seq_advantages: torch.Tensor) -> torch.Tensor:
@@ -70,32 +108,46 @@ class PIPOState:
 
     The trainer calls it at two points of an iteration: `signal` and `pi_batch` before the base
     update (the PI step on B_{t-1}), `push` after it (B_t and mu_t kept for the next iteration).
+    For the paired signal the cache also holds B_{t-1}'s prompt indices and per-group mean rewards.
     """
 
-    def __init__(self, window: int, min_history: int):
+    def __init__(self, window: int, min_history: int, clip_mode: str = "standard"):
         self.window = window  # K, validated by the config (rl.pipo.window >= 2)
         self.min_history = min_history
+        self.clip_mode = clip_mode
         self.history: deque[float] = deque(maxlen=window)
         self.cached: TrainingBatch | None = None  # B_{t-1}, its advantages replaced by the attributions a_i
+        self.cached_prompts = torch.zeros(0, dtype=torch.long)  # B_{t-1}'s prompt index per group
+        self.cached_group_rewards = torch.zeros(0, dtype=torch.float64)  # and its mean reward then
+
+    @property
+    def active(self) -> bool:
+        """Whether the PI step runs this iteration: a cached batch and a full enough window."""
+        return self.cached is not None and len(self.history) >= self.min_history
 
     def signal(self, mu_t: float, neg_scale: float) -> Signal | None:
-        """The improvement signal if the PI step is active this iteration, else None."""
-        if self.cached is None or len(self.history) < self.min_history:
+        """The window improvement signal if the PI step is active this iteration, else None."""
+        if not self.active:
             return None
-        return improvement_signal(mu_t, list(self.history), neg_scale)
+        return improvement_signal(mu_t, list(self.history), neg_scale, self.clip_mode)
 
-    def pi_batch(self, phi_value: float) -> TrainingBatch:
-        """B_{t-1} as the PI step trains on it: c_i = clamp(a_i * phi(xi_t)) in place of the advantage."""
-        return self.cached.with_advantages(pi_coefficients(self.cached.advantages, phi_value))
+    def pi_batch(self, signal: Signal) -> TrainingBatch:
+        """B_{t-1} as the PI step trains on it: c_i = clamp(a_i * phi) in place of the advantage."""
+        return self.cached.with_advantages(pi_coefficients(self.cached.advantages, signal.phi))
 
-    def push(self, mu_t: float, batch: TrainingBatch, group_size: int) -> None:
+    def push(self, mu_t: float, batch: TrainingBatch, group_size: int, prompts: torch.Tensor | None = None,
+             group_rewards: torch.Tensor | None = None) -> None:
         """After the iteration's updates: mu_t joins the window, B_t becomes the cached batch.
 
         batch.advantages are the base advantages Abar of B_t, G = group_size consecutive rows per
-        prompt; only their attributions a_i are kept (nothing is re-sampled or re-scored later)."""
+        prompt; only their attributions a_i are kept. prompts / group_rewards ([P] each): the groups'
+        prompt indices and mean rewards, kept for the paired signal."""
         self.history.append(float(mu_t))
         a = attributions(batch.advantages.view(-1, group_size)).reshape(-1)
         self.cached = batch.with_advantages(a)
+        if prompts is not None and group_rewards is not None:
+            self.cached_prompts = prompts.to(torch.long).clone()
+            self.cached_group_rewards = group_rewards.to(torch.float64).clone()
 
     def state_dict(self) -> dict:
         cached = self.cached.to_state() if self.cached is not None else {}
@@ -106,6 +158,8 @@ class PIPOState:
             "min_history": self.min_history,
             "history": torch.tensor(list(self.history), dtype=torch.float64),
             "cached": cached,
+            "cached_prompts": self.cached_prompts,
+            "cached_group_rewards": self.cached_group_rewards,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -117,3 +171,6 @@ class PIPOState:
         if cached:
             cached["advantages"] = cached.pop("attributions")
         self.cached = TrainingBatch.from_state(cached) if cached else None
+        # checkpoints written before the paired signal existed hold no prompt cache
+        self.cached_prompts = state.get("cached_prompts", torch.zeros(0, dtype=torch.long))
+        self.cached_group_rewards = state.get("cached_group_rewards", torch.zeros(0, dtype=torch.float64))

@@ -22,17 +22,33 @@ from components.rollout.types import RolloutBatch
 
 
 def score_batch(batch: RolloutBatch, sources: list[str], answers: list[str], scorer: ScoringPool,
-                reward: RewardConfig) -> torch.Tensor:
+                reward: RewardConfig, noise: "VerifierNoise | None" = None) -> torch.Tensor:
     """[B] verifiable rewards of a rollout batch, shaped with the format reward (reward.format_weight).
 
     Through the ScoringPool `pool_for(reward)` built, so that every completion is either bounded by
-    construction or scored in a worker under reward.timeout_s."""
+    construction or scored in a worker under reward.timeout_s. noise: a verifier that errs (experiments)."""
     correct = scorer.score(sources, batch.texts, answers)
+    if noise is not None:
+        correct = noise.flip(torch.tensor(correct, dtype=torch.float32)).tolist()
     if reward.correct_weight != 1.0 or reward.format_weight != 0.0:
         correct = [reward_fns.shaped_reward(c, text, correct_weight=reward.correct_weight,
                                             format_weight=reward.format_weight)
                    for c, text in zip(correct, batch.texts)]
     return torch.tensor(correct, dtype=torch.float32)
+
+
+@dataclass
+class VerifierNoise:
+    """A verifier that errs, as real ones do (rl.verifier_noise): each verdict (correctness in [0, 1]) is
+    inverted, c -> 1 - c, with probability flip_share, from its own seeded stream (the sampling and
+    training streams stay as they are)."""
+
+    flip_share: float
+    generator: torch.Generator
+
+    def flip(self, correct: torch.Tensor) -> torch.Tensor:
+        flips = torch.rand(correct.shape, generator=self.generator) < self.flip_share
+        return torch.where(flips, 1.0 - correct, correct)
 
 
 @dataclass(frozen=True)
@@ -84,12 +100,11 @@ RewardShaping = Callable[[torch.Tensor, RolloutBatch], torch.Tensor]
 
 
 def shaping_steps(cfg: RLConfig) -> tuple[GroupFilter, list[RewardShaping]]:
-    """The group filter and the reward shaping steps rl.algorithm and rl.dapo ask for."""
-    dapo = cfg.algorithm == "dapo"
-    group_filter = InformativeGroups(cfg.dapo.max_resample_rounds) if dapo and cfg.dapo.dynamic_sampling \
-        else KeepAllGroups()
+    """The group filter and the reward shaping steps the algorithm's effective settings ask for."""
+    settings = cfg.effective
+    group_filter = InformativeGroups(cfg.dapo.max_resample_rounds) if settings.dynamic_sampling else KeepAllGroups()
     shaping: list[RewardShaping] = []
-    if dapo and cfg.dapo.overlong_buffer > 0:
-        shaping.append(OverlongPenalty(cfg.max_completion_length, cfg.dapo.overlong_buffer,
-                                       cfg.dapo.overlong_penalty))
+    if settings.overlong_buffer > 0:
+        shaping.append(OverlongPenalty(cfg.max_completion_length, settings.overlong_buffer,
+                                       settings.overlong_penalty))
     return group_filter, shaping

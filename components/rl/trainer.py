@@ -37,13 +37,15 @@ from components.infra.faults import maybe_fault
 from components.reward.pool import pool_for
 from components.rl import checkpoint as ckpt
 from components.rl.advantages import ADVANTAGES
-from components.rl.batch import MicroBatches, Step, TrainingBatch
-from components.rl.collectives import global_max, global_mean, sharded
+from components.rl.batch import MicroBatches, TrainingBatch
+from components.rl.collectives import global_max, global_mean, global_sums, sharded
 from components.rl.importance import truncated_is_weights
 from components.rl.logprobs import rollout_logprobs
 from components.rl.metrics import IterationTimes, iteration_metrics
-from components.rl.pipo import PIPOState, Signal
-from components.rl.rewards import score_batch, shaping_steps
+from components.rl.pipo import PIPOState
+from components.rl.pipo_steps import PIPOSteps, PIStep
+from components.rl.probe import ProbeSet, ProbeTracker, score_probe, split_probe
+from components.rl.rewards import VerifierNoise, score_batch, shaping_steps
 from components.rl.sampler import PromptSampler
 from components.rl.update import NonFiniteLossError, PolicyUpdate, UpdateStats
 from components.rollout import RolloutBatch, make_engine
@@ -58,6 +60,7 @@ class RLResult:
     iterations: int
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    summary: dict[str, float] = field(default_factory=dict)  # end-of-run metrics (the probe's signal agreement)
     resumed_from: int = 0
     resumed_run_id: str | None = None
 
@@ -69,38 +72,38 @@ class Rollout:
     batch: RolloutBatch
     rewards: torch.Tensor  # [P_kept, G] verifiable rewards of the kept groups
     all_rewards: torch.Tensor  # every sampled reward, kept or filtered
+    prompts: torch.Tensor  # [P_kept] the kept groups' prompt indices
     tokens: int
     seconds: float
     sync_seconds: float  # spent bringing the rollout engine's weights up to date first
 
 
-@dataclass
-class PIStep:
-    signal: Signal | None  # None: PIPO is not active this iteration (no cached batch or short window)
-    loss: float = math.nan
-    seconds: float = 0.0
-    rows: int = 0  # rows of B_{t-1}
-    rows_run: int = 0  # of them, those with a non-zero coefficient (the rest were skipped)
-
-
-class RLTrainer:
+class RLTrainer(PIPOSteps):
     def iteration(self, it: int) -> dict[str, float]:
         """Iteration t, step by step (module docstring); returns its metrics."""
         t0 = time.time()
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + it * self.world + self.rank)
-        ro = self.rollout(generator)  # 1. B_t ~ pi_theta_t, scored
+        probe = self.run_probe(it)  # the probe set's scores under pi_theta_t, every rl.pipo.probe.every
+        ro = self.rollout(generator, it)  # 1. B_t ~ pi_theta_t, scored
         maybe_fault("rollout", it)  # tests: a crash in the middle of an iteration
         rewards = self.rewards(ro)  # 1. shaped rewards of the kept groups
         batch = self.advantages(ro, rewards)  # 1. A, pi_old, pi_ref, IS weights: B_t as a TrainingBatch
         mu_t = global_mean(self.acc, ro.all_rewards)  # 2. everything sampled, before filter and shaping
-        pi = self.pipo_step(mu_t)  # 3. xi_t, and the PI step on B_{t-1}
+        pi = self.pipo_step(mu_t, it, generator)  # 3. xi_t, and the PI step on B_{t-1}
         t_update = time.time()
         update = self.base_update(batch, generator)  # 4. base update on B_t
         update_seconds = time.time() - t_update
-        self.cache(mu_t, batch)  # 5. B_t is the next iteration's B_{t-1}
+        self.cache(mu_t, batch, ro.prompts, ro.rewards.double().mean(dim=1))  # 5. B_t is the next B_{t-1}
         times = IterationTimes(total=time.time() - t0, rollout=ro.seconds, weight_sync=ro.sync_seconds,
-                               update=update_seconds, pi=pi.seconds if pi is not None else 0.0)
-        return self.metrics(ro, batch, mu_t, pi, update, times)
+                               update=update_seconds, pi=pi.seconds if pi is not None else 0.0,
+                               probe=probe[1] if probe else 0.0)
+        metrics = self.metrics(ro, batch, mu_t, pi, update, times)
+        if self.probe is not None:
+            if pi is not None and pi.signal is not None:
+                self.probe.observe_xi(pi.signal.xi)
+            if probe is not None:
+                metrics.update(self.probe.record(probe[0], lambda xs: global_sums(self.acc, xs)))
+        return metrics
 
     def __init__(self, model, tokenizer, prompts: pd.DataFrame, cfg: RLConfig, seed: int, accelerator, *,
                  rollout: RolloutConfig, reward: RewardConfig, model_cfg: ModelConfig,
@@ -115,6 +118,7 @@ class RLTrainer:
             raise ValueError(f"rl.prompts_per_iteration ({cfg.prompts_per_iteration}) must divide by the "
                              f"number of processes ({self.world})")
         self.advantage_fn = ADVANTAGES[cfg.algorithm]
+        self.settings = cfg.effective  # the algorithm's published settings, explicit rl.* values in their place
         self.group_filter, self.reward_shaping = shaping_steps(cfg)
         self.tokenizer = tokenizer
         self.log_metrics, self.checkpoint_dir = log_metrics, checkpoint_dir
@@ -138,48 +142,86 @@ class RLTrainer:
         # changed them (a resumed checkpoint counts); the hf engine shares the module, a no-op.
         self.weights_dirty = True
         self.scorer = pool_for(reward)  # per-item timeouts for every item not bounded by construction
+        self.probe_set, self.probe = None, None
+        if cfg.pipo.probe.every > 0:  # held out from training: the same prompts for every variant of a seed
+            train_idx, probe_idx = split_probe(len(prompts), cfg.pipo.probe.size, seed)
+            held = prompts.iloc[probe_idx]
+            self.probe_set = ProbeSet(*(held[c].tolist()[self.rank::self.world] for c in ("prompt", "answer", "source")))
+            self.probe = ProbeTracker()
+            prompts = prompts.iloc[train_idx]
         self.sampler = PromptSampler(len(prompts), seed)
         self.texts, self.answers, self.sources = (prompts[c].tolist() for c in ("prompt", "answer", "source"))
-        self.pipo = PIPOState(cfg.pipo.window, cfg.pipo.history_needed) if cfg.pipo.enabled else None
+        self.pipo = PIPOState(cfg.pipo.window, cfg.pipo.history_needed, cfg.pipo.pi_clip_mode) \
+            if cfg.pipo.enabled else None
         self.start_iteration = 0
         self.resumed_run_id: str | None = None
         self.meta = {"fingerprint": ckpt.run_fingerprint(cfg, seed, len(prompts), self.world, identity), "seed": seed,
                      "num_prompts": len(prompts), "num_processes": self.world, "algorithm": cfg.algorithm,
                      "pipo": cfg.pipo.enabled}
 
-    # ---- the steps of an iteration, in order ------------------------------------------------
+    # ---- the steps of an iteration, in order (PIPO's: components/rl/pipo_steps.py) -----------
 
-    def rollout(self, generator: torch.Generator) -> Rollout:
+    def rollout(self, generator: torch.Generator, it: int) -> Rollout:
         """P/world prompt groups of G samples, scored; groups the filter drops are refilled from new
         prompts for up to group_filter.extra_rounds more rounds."""
-        cfg, G = self.cfg, self.cfg.num_generations
+        cfg = self.cfg
         want = cfg.prompts_per_iteration // self.world
         sync_seconds = self._sync_engine()
-        kept_parts, kept_rewards, all_rewards = [], [], []
+        noise = self.verifier_noise(it)
+        kept_parts, kept_rewards, kept_prompts, all_rewards = [], [], [], []
         tokens, seconds, have = 0, 0.0, 0
         for _ in range(1 + self.group_filter.extra_rounds):
-            chosen = self.sampler.next(cfg.prompts_per_iteration)[self.rank::self.world]
-            rep = [i for i in chosen for _ in range(G)]
-            t0 = time.time()
-            batch = self.engine.generate([self.texts[i] for i in rep], cfg.max_completion_length, cfg.temperature,
-                                         cfg.top_p, generator=generator)
-            seconds += time.time() - t0
+            chosen = torch.tensor(self.sampler.next(cfg.prompts_per_iteration)[self.rank::self.world])
+            batch, rewards, gen_seconds = self.sample_groups(chosen, generator, noise)
+            seconds += gen_seconds
             tokens += batch.num_completion_tokens
-            rewards = score_batch(batch, [self.sources[i] for i in rep], [self.answers[i] for i in rep], self.scorer,
-                                  self.reward_cfg).view(-1, G)
             all_rewards.append(rewards.reshape(-1))
             take = self.group_filter.keep(rewards).nonzero().flatten()[: want - have]
             if len(take):
-                kept_parts.append(batch.select((take[:, None] * G + torch.arange(G)).reshape(-1)))
+                kept_parts.append(batch.select((take[:, None] * cfg.num_generations
+                                                + torch.arange(cfg.num_generations)).reshape(-1)))
                 kept_rewards.append(rewards[take])
+                kept_prompts.append(chosen[take])
                 have += len(take)
             if have >= want:
                 break
         if not kept_parts:  # every group uninformative: keep the last round, its advantages are all 0
-            kept_parts, kept_rewards = [batch], [rewards]
+            kept_parts, kept_rewards, kept_prompts = [batch], [rewards], [chosen]
         return Rollout(batch=RolloutBatch.concat(kept_parts, self.tokenizer.pad_token_id),
-                       rewards=torch.cat(kept_rewards), all_rewards=torch.cat(all_rewards), tokens=tokens,
-                       seconds=seconds, sync_seconds=sync_seconds)
+                       rewards=torch.cat(kept_rewards), all_rewards=torch.cat(all_rewards),
+                       prompts=torch.cat(kept_prompts), tokens=tokens, seconds=seconds, sync_seconds=sync_seconds)
+
+    def sample_groups(self, prompts: torch.Tensor, generator: torch.Generator,
+                      noise: VerifierNoise | None) -> tuple[RolloutBatch, torch.Tensor, float]:
+        """G samples of each prompt index, scored: (batch, rewards [P, G], generation seconds)."""
+        cfg, G = self.cfg, self.cfg.num_generations
+        rep = [int(i) for i in prompts for _ in range(G)]
+        t0 = time.time()
+        batch = self.engine.generate([self.texts[i] for i in rep], cfg.max_completion_length, cfg.temperature,
+                                     cfg.top_p, generator=generator)
+        seconds = time.time() - t0
+        rewards = score_batch(batch, [self.sources[i] for i in rep], [self.answers[i] for i in rep], self.scorer,
+                              self.reward_cfg, noise).view(-1, G)
+        return batch, rewards, seconds
+
+    def verifier_noise(self, it: int) -> VerifierNoise | None:
+        """rl.verifier_noise: this iteration's flips, from a stream of their own (exact on resume)."""
+        noise = self.cfg.verifier_noise
+        if noise.flip_share == 0.0:
+            return None
+        stream = torch.Generator().manual_seed(noise.seed * 1_000_003 + it * self.world + self.rank)
+        return VerifierNoise(noise.flip_share, stream)
+
+    def run_probe(self, it: int) -> tuple[torch.Tensor, float] | None:
+        """The probe set's scores under the current policy and the seconds they took, every
+        rl.pipo.probe.every iterations (None between probes)."""
+        if self.probe_set is None or it % self.cfg.pipo.probe.every:
+            return None
+        self._sync_engine()
+        t0 = time.time()
+        stream = torch.Generator().manual_seed(self.seed * 1_000_003 + it * self.world + self.rank + 7)
+        scores = score_probe(self.engine, self.scorer, self.probe_set, self.cfg, stream)
+        return scores, time.time() - t0
 
     def rewards(self, ro: Rollout) -> torch.Tensor:
         """[P_kept, G] rewards of the kept groups after the configured shaping steps."""
@@ -191,7 +233,7 @@ class RLTrainer:
     def advantages(self, ro: Rollout, rewards: torch.Tensor) -> TrainingBatch:
         """B_t as the update sees it: base advantages, loss mask, pi_old, pi_ref, IS weights."""
         cfg, b = self.cfg, ro.batch
-        advantages = self.advantage_fn(rewards, scale_rewards=cfg.scale_rewards).reshape(-1)
+        advantages = self.advantage_fn(rewards, scale_rewards=self.settings.scale_rewards).reshape(-1)
         loss_mask = b.completion_mask.float()
         if cfg.mask_truncated_completions:
             loss_mask = loss_mask * (~b.truncated).float()[:, None]
@@ -218,45 +260,16 @@ class RLTrainer:
                              completion_mask=b.completion_mask, loss_mask=loss_mask, old_logprobs=old_logprobs,
                              advantages=advantages, ref_logprobs=ref_logprobs, is_weights=is_weights)
 
-    def pipo_step(self, mu_t: float) -> PIStep | None:
-        """Did the last update help? If PIPO is active, re-apply it (xi_t > 0) or push gently against
-        it (xi_t < 0) on B_{t-1}: one PI step with c = clamp(a * phi(xi_t)) in place of A."""
-        if self.pipo is None:
-            return None
-        signal = self.pipo.signal(mu_t, self.cfg.pipo.neg_scale)
-        if signal is None:
-            return PIStep(signal=None)
-        if signal.phi == 0.0:  # lambda = 0 after a harmful update: no step (a zero step still moves AdamW)
-            return PIStep(signal=signal, rows=len(self.pipo.cached))
-        t0 = time.time()
-        loss, rows = self.pi_step(self.pipo.pi_batch(signal.phi))
-        return PIStep(signal=signal, loss=loss, seconds=time.time() - t0, rows=len(rows.rows), rows_run=rows.rows_run)
-
-    def pi_step(self, batch: TrainingBatch) -> tuple[float, Step]:
-        """One optimizer step on the whole batch (its advantages: the PI coefficients), against its
-        cached old log-probs, with lr x pi_lr_scale and the rl.pipo.pi_clip_mode surrogate; rows with
-        a zero coefficient are skipped. Returns the loss and the step's rows."""
-        cfg = self.cfg
-        rows = self.micro.for_one_step(batch.prompt_mask, batch.completion_mask,
-                                       self.update.rows_to_run(batch.advantages))
-        step = self.update.step(batch, rows, cfg.lr * cfg.pipo.pi_lr_scale, cfg.pipo.pi_clip_mode)
-        self.weights_dirty |= step is not None
-        return (math.nan if step is None else step.loss), rows
-
     def base_update(self, batch: TrainingBatch, generator: torch.Generator) -> UpdateStats:
         """ppo_epochs shuffled passes over B_t, one optimizer step per mini-batch."""
         stats = UpdateStats()
         for rows in self.micro.for_base_update(batch.prompt_mask, batch.completion_mask, self.cfg.ppo_epochs,
                                                generator, self.update.rows_to_run(batch.advantages)):
-            step = self.update.step(batch, rows, self.cfg.lr, "standard")
+            step = self.update.step(batch, rows, self.cfg.lr, self.update.base_loss)
             if step is not None:
                 stats.add(step, rows)
                 self.weights_dirty = True
         return stats
-
-    def cache(self, mu_t: float, batch: TrainingBatch) -> None:
-        if self.pipo is not None:
-            self.pipo.push(mu_t, batch, self.cfg.num_generations)
 
     def metrics(self, ro: Rollout, batch: TrainingBatch, mu_t: float, pi: PIStep | None, update: UpdateStats,
                 times: IterationTimes) -> dict[str, float]:
@@ -287,6 +300,9 @@ class RLTrainer:
                 self.save(it + 1)
         result.iterations = cfg.iterations
         result.seconds = time.time() - start
+        if self.probe is not None:  # over every probe interval of the run, resumed ones included
+            result.summary = self.probe.agreement()
+            self.log_metrics(result.summary, cfg.iterations)
         return result
 
     def close(self) -> None:
@@ -313,7 +329,8 @@ class RLTrainer:
         if found is None:
             return 0
         path, state = found
-        self.update.skipped_total = ckpt.load_trainer_state(state, self.optimizer, self.sampler, self.pipo)
+        self.update.skipped_total = ckpt.load_trainer_state(state, self.optimizer, self.sampler, self.pipo,
+                                                            self.probe)
         meta = json.loads((path / "meta.json").read_text())
         self.start_iteration, self.resumed_run_id = int(meta["iteration"]), meta.get("mlflow_run_id")
         self.weights_dirty = True
@@ -326,7 +343,7 @@ class RLTrainer:
         # Sharded modes gather the full weights first: a collective every rank must join.
         full = self.acc.get_state_dict(self.model) if self.sharded else None
         states: dict | list[Path] = ckpt.trainer_state(self.optimizer, self.sampler, self.pipo,
-                                                       self.update.skipped_total)
+                                                       self.update.skipped_total, self.probe)
         if self.world > 1:  # each rank's own state (its PIPO cache holds its own shard of B_{t-1})
             ckpt.stage_rank_state(self.checkpoint_dir, self.rank, states)
             self.acc.wait_for_everyone()

@@ -66,6 +66,16 @@ class UpdateStats:
             values.extend(s[name] for s in step.stats if name in s)
 
 
+@dataclass(frozen=True)
+class LossSpec:
+    """How a step's loss is formed: the surrogate (losses.SURROGATES), its clip range, a factor on the loss."""
+
+    surrogate: str
+    eps_low: float
+    eps_high: float
+    scale: float = 1.0
+
+
 class PolicyUpdate:
     """Optimizer steps on `model` (as accelerate prepared it). Counts non-finite losses: a step with
     one is skipped; MAX_CONSECUTIVE_SKIPS in a row stop training (NonFiniteLossError)."""
@@ -80,6 +90,8 @@ class PolicyUpdate:
         self.lm_head = None if sharded else lm_head_of(accelerator.unwrap_model(model))
         self.skipped_total = 0
         self.skipped_in_row = 0
+        settings = cfg.effective  # the algorithm's published clip range unless rl.epsilon* set one
+        self.base_loss = LossSpec("standard", settings.epsilon, settings.epsilon_high)
         # On CPU the thread count follows measured speed (rl.update_threads null), as for decoding:
         # on a shared machine a second thread can make a step twice as slow instead of faster.
         on_cpu = accelerator.device.type == "cpu"
@@ -109,40 +121,42 @@ class PolicyUpdate:
         world = self.acc.num_processes
         return tuple(max(total, 1.0) / world for total in global_sums(self.acc, local))
 
-    def loss(self, mb: TrainingBatch, surrogate: str, normaliser: float,
+    def loss(self, mb: TrainingBatch, spec: LossSpec, normaliser: float,
              kl_normaliser: float) -> tuple[torch.Tensor, dict[str, float]]:
-        """This micro-batch's share of the step's loss: the base algorithm's loss + beta * KL(pi || pi_ref)
-        when rl.beta > 0, each over the step's denominators."""
+        """This micro-batch's share of the step's loss: (the base algorithm's loss + beta * KL(pi || pi_ref)
+        when rl.beta > 0) x spec.scale, each over the step's denominators."""
         cfg = self.cfg
         logprobs, entropy = self.logprobs(mb)
-        loss, stats = self.loss_fn(logprobs, mb.old_logprobs, mb.advantages, mb.loss_mask, eps_low=cfg.epsilon,
-                                   eps_high=cfg.epsilon_high, max_len=cfg.max_completion_length,
-                                   surrogate=surrogate, is_weights=mb.is_weights, normaliser=normaliser)
+        loss, stats = self.loss_fn(logprobs, mb.old_logprobs, mb.advantages, mb.loss_mask, eps_low=spec.eps_low,
+                                   eps_high=spec.eps_high, max_len=cfg.max_completion_length,
+                                   surrogate=spec.surrogate, is_weights=mb.is_weights, normaliser=normaliser)
         if mb.ref_logprobs is not None:
             kl = kl_k3(logprobs, mb.ref_logprobs, mb.loss_mask, kl_normaliser)
             loss = loss + cfg.beta * kl
             # the micro-batch's own mean KL, for the metric
             stats["kl"] = float(kl.detach()) * kl_normaliser / max(len(mb), 1)
+        if spec.scale != 1.0:
+            loss = loss * spec.scale
         if entropy is not None:
             with torch.no_grad():
                 m = mb.completion_mask.float()
                 stats["entropy"] = float((entropy * m).sum() / m.sum().clamp(min=1))
         return loss, stats
 
-    def step(self, batch: TrainingBatch, rows: Step, lr: float, surrogate: str) -> StepResult | None:
+    def step(self, batch: TrainingBatch, rows: Step, lr: float, spec: LossSpec) -> StepResult | None:
         """One optimizer step accumulated over rows.micro_batches (row indices of `batch`), each loss
         over the denominators of all of rows.rows; only the last backward syncs gradients (DDP).
 
         Returns None when a loss is not finite: the step is skipped and counted."""
         if self.threads is None:
             with torch_threads(self.fixed_threads) if self.fixed_threads else contextlib.nullcontext():
-                return self._step(batch, rows, lr, surrogate)
+                return self._step(batch, rows, lr, spec)
         with self.threads.run() as work:
-            result = self._step(batch, rows, lr, surrogate)
+            result = self._step(batch, rows, lr, spec)
             work.append(sum(int(batch.completion_mask[m].sum()) for m in rows.micro_batches if len(m)))
         return result
 
-    def _step(self, batch: TrainingBatch, rows: Step, lr: float, surrogate: str) -> StepResult | None:
+    def _step(self, batch: TrainingBatch, rows: Step, lr: float, spec: LossSpec) -> StepResult | None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
@@ -160,11 +174,11 @@ class PolicyUpdate:
                     # Another process has more to run. DDP (and FSDP) all-reduce gradients only for a
                     # backward that follows the wrapped model's forward, so this one runs a real forward
                     # on one row and contributes 0 x its loss.
-                    loss = self.loss(batch.micro_batch(torch.zeros(1, dtype=torch.long)), surrogate, normaliser,
+                    loss = self.loss(batch.micro_batch(torch.zeros(1, dtype=torch.long)), spec, normaliser,
                                      kl_normaliser)[0] * 0.0
                     st = {}
                 else:
-                    loss, st = self.loss(batch.micro_batch(idx), surrogate, normaliser, kl_normaliser)
+                    loss, st = self.loss(batch.micro_batch(idx), spec, normaliser, kl_normaliser)
                     if not torch.isfinite(loss):
                         self._skip()
                         return None
