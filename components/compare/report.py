@@ -32,6 +32,36 @@ def _mean_std(xs: list[float]) -> str:
     return f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs):.3f}"
 
 
+def record_invocation(out_dir: Path, command: list[str]) -> None:
+    """Append this sweep command (and when it started) to out_dir/invocations.json, for the report."""
+    import shlex
+    import time
+
+    path = out_dir / "invocations.json"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seen = json.loads(path.read_text()) if path.exists() else []
+    seen.append({"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": shlex.join(command)})
+    atomic_write_text(path, json.dumps(seen, indent=1))
+
+
+def other_runs(out_dir: Path, configured: set[str], bench: str) -> list[str]:
+    """Finished runs in out_dir of regimes the config does not list (an lr search, say): pass@1 per seed."""
+    lines = []
+    for regime_dir in sorted(p for p in (out_dir / "runs").glob("*") if p.is_dir() and p.name not in configured):
+        for variant_dir in sorted(p for p in regime_dir.glob("*") if p.is_dir()):
+            runs = [u for s in sorted(variant_dir.glob("s*")) if (u := load_unit(s))]
+            if runs:
+                lr = runs[0]["params"].get("rl.lr")
+                lines.append(f"| {regime_dir.name} | {variant_dir.name} | {lr} | "
+                             + " ".join(f"s{u['seed']}: {u['eval'][bench]['pass@1']:.3f}" for u in runs) + " |")
+    if not lines:
+        return []
+    return ["## Other runs in the sweep folder", "",
+            "Finished runs of regimes this config does not list (e.g. the search for the high-lr regime's lr); "
+            "greedy pass@1 per seed.", "", "| regime | variant | rl.lr | pass@1 per seed |", "|---|---|---|---|",
+            *lines, ""]
+
+
 def _num(x: float, spec: str) -> str:
     return "n/a" if x != x else format(x, spec)
 
@@ -94,13 +124,13 @@ def regime_section(cfg: Config, regime: str, units: dict[str, list[dict]], sft: 
     expected = len(cfg.compare.seeds)
     lines = [f"## {regime}", "", f"Overrides: `{' '.join(cfg.compare.regimes[regime].overrides) or '(none)'}`.", "",
              f"| model | seeds | pass@1 (mean ± std) | per seed | mean@{k} | vs {BASELINE}: diff [95 % CI] | McNemar p "
-             "| verdict | s/iter | PI step s | probe s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| verdict | s/iter | PI step s | paired re-sample s | probe s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     verdicts = []
     rows = [("sft", sft)] + list(units.items())
     for name, runs in rows:
         if not runs:
-            lines.append(f"| {name} | 0/{expected} | not run yet | | | | | | | | |")
+            lines.append(f"| {name} | 0/{expected} | not run yet | | | | | | | | | |")
             continue
         p1 = [u["eval"][bench]["pass@1"] for u in runs]
         mk = [u["eval"][bench].get(f"mean@{k}", math.nan) for u in runs]
@@ -120,14 +150,18 @@ def regime_section(cfg: Config, regime: str, units: dict[str, list[dict]], sft: 
                                                    for s in seeds]})
         iter_s = _median_metric(runs, "perf/iter_seconds")
         pi_s = _median_metric(runs, "perf/pi_seconds")
+        paired_s = _median_metric([{"history": [h for h in u["history"] if h.get("perf/paired_seconds", 0) > 0]}
+                                   for u in runs], "perf/paired_seconds")
         probe_s = _median_metric([{"history": [h for h in u["history"] if h.get("perf/probe_seconds", 0) > 0]}
                                   for u in runs], "perf/probe_seconds")
         fmt = lambda x: "-" if x != x else f"{x:.3f}"  # noqa: E731
         lines.append(f"| {name} | {len(runs)}/{expected} | {_mean_std(p1)} | {per_seed} | {_mean_std(mk)} | {test} "
-                     f"| {mc} | {vd} | {fmt(iter_s)} | {fmt(pi_s)} | {fmt(probe_s)} |")
+                     f"| {mc} | {vd} | {fmt(iter_s)} | {fmt(pi_s)} | {fmt(paired_s)} | {fmt(probe_s)} |")
     lines += ["", "Per-seed pass@1 minus GRPO's (same seed, same SFT start): "
               + "; ".join(f"{v['variant']}: " + " ".join(f"{d:+.3f}" for d in v["per_seed_diff"]) for v in verdicts)
               if verdicts else "", ""]
+    lines += ["Times are medians over iterations (s/iter: the whole iteration; the others: their part of it, over the "
+              "iterations where they ran), one thread per run with another run beside it.", ""]
     lines += [f"![{Path(f).stem}]({f})" for f in figures] + [""]
     return lines, verdicts
 
@@ -179,14 +213,20 @@ def write_report(cfg: Config, out_dir: Path) -> Path:
              "Written by `make compare` (components/compare/report.py) from the finished runs; rerun it to continue an "
              "interrupted sweep and refresh this page.", "",
              f"- Units finished: {len(units_all)} of {planned} planned "
-             f"({len(c.seeds)} seeds; SFT per seed, every regime's variants, the control).",
+             f"({len(c.seeds)} seeds; SFT per seed, every regime's variants"
+             f"{', the matched-time control' if c.control else '; no control this time (compare.control false)'}).",
              f"- Eval: `{bench}` ({cfg.eval.num_samples} samples for mean@k), greedy pass@1; the paired test pools "
              f"(seed, problem) units and runs a {cfg.verify.num_resamples}-resample bootstrap; verdict at 95 %: "
              "helps (CI above 0), hurts (below 0), no difference.",
              f"- RL iterations per run: {c.iterations} (a regime may set its own); every run: `{' '.join(c.overrides)}`.",
              f"- Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; one torch thread per "
              f"run, {c.jobs} runs at once. Process time of the finished units: {wall / 3600:.2f} h.",
-             f"- Code: {', '.join(commits) or 'n/a'}.", ""]
+             f"- Code (each unit records the commit it ran; `-dirty`: uncommitted changes): {', '.join(commits) or 'n/a'}.",
+             ""]
+    invocations = out_dir / "invocations.json"
+    if invocations.exists():
+        lines += ["Sweep commands (each continues the previous one's finished units):", ""]
+        lines += [f"- {i['started']}: `{i['command']}`" for i in json.loads(invocations.read_text())] + [""]
     sections, verdicts = [], []
     for regime, units in by_regime.items():
         figs = regime_figures(regime, sft, units, bench, fig_dir)
@@ -197,7 +237,7 @@ def write_report(cfg: Config, out_dir: Path) -> Path:
               "|---|---|---|---|---|"]
     lines += [f"| {v['regime']} | {v['variant']} | {v['seeds']} | {v['diff']:+.3f} [{v['ci_low']:+.3f}, "
               f"{v['ci_high']:+.3f}] | {v['verdict']} |" for v in verdicts if v["variant"] != "continued_sft"]
-    lines += [""] + agreement_table(cfg, by_regime) + sections
+    lines += [""] + agreement_table(cfg, by_regime) + sections + other_runs(out_dir, set(c.regimes), bench)
     text = "\n".join(lines) + "\n"
     atomic_write_text(report, text)
     out_dir.mkdir(parents=True, exist_ok=True)

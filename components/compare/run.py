@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 
-from components.compare.report import write_report
+from components.compare.report import record_invocation, write_report
 from components.compare.sweep import log_unit_to_mlflow, plan_units, run_sweep
 from components.config import ConfigError, load_config
 from components.infra.runtime import configure_threads, limit_heap_growth, quiet_environment
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     failed: list[str] = []
     if not args.report_only:
+        record_invocation(out_dir, ["python -m components.compare.run", *(argv if argv is not None else sys.argv[1:])])
         import mlflow
 
         from components.infra.tracking import configure_http, ensure_experiment, sigterm_raises
