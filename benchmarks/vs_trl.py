@@ -118,6 +118,7 @@ def trl_settings(cfg, seed: int, micro_batch: int) -> dict[str, Any]:
     import torch
 
     rl, batch = cfg.rl, cfg.rl.prompts_per_iteration * cfg.rl.num_generations
+    used = rl.effective  # the clip range and std scaling the project trains with (published or explicit)
     if batch % micro_batch:
         raise SystemExit(f"vs_trl: --trl-micro-batch {micro_batch} does not divide the batch of {batch} sequences")
     adamw = torch.optim.AdamW([torch.zeros(1, requires_grad=True)]).defaults  # what the project's optimizer uses
@@ -126,8 +127,8 @@ def trl_settings(cfg, seed: int, micro_batch: int) -> dict[str, Any]:
         seed=seed, use_cpu=True, bf16=False, fp16=False, activation_checkpointing=cfg.model.gradient_checkpointing,
         per_device_train_batch_size=micro_batch, gradient_accumulation_steps=batch // micro_batch,
         num_generations=rl.num_generations, num_iterations=1, loss_type="grpo",
-        scale_rewards="group" if rl.scale_rewards else "none", beta=rl.beta, use_bias_correction_kl=False,
-        epsilon=rl.epsilon, epsilon_high=rl.epsilon_high, importance_sampling_level="token",
+        scale_rewards="group" if used.scale_rewards else "none", beta=rl.beta, use_bias_correction_kl=False,
+        epsilon=used.epsilon, epsilon_high=used.epsilon_high, importance_sampling_level="token",
         learning_rate=rl.lr, lr_scheduler_type="constant", warmup_steps=0, optim="adamw_torch",
         adam_beta1=adamw["betas"][0], adam_beta2=adamw["betas"][1], adam_epsilon=adamw["eps"],
         weight_decay=rl.weight_decay, max_grad_norm=rl.max_grad_norm,
@@ -309,7 +310,7 @@ def settings(cfg, args: argparse.Namespace, runs: Runs) -> dict[str, Any]:
                                                  "max_tokens_per_micro_batch", "max_grad_norm", "weight_decay",
                                                  "scale_rewards", "mask_truncated_completions", "log_entropy",
                                                  "skip_zero_advantage"}),
-            "pipo": rl.pipo.model_dump(), "overrides": args.overrides,
+            "project_rl_effective": rl.effective.model_dump(), "pipo": rl.pipo.model_dump(), "overrides": args.overrides,
             "trl_grpo_config": runs.trl_results[0]["grpo_config"] if runs.trl_results else None,
             "threads": args.threads, "rounds": args.rounds, "warmup": args.warmup, "iterations": args.iterations,
             "budget_s": args.budget_s, "seeds": args.seeds, "eval_limit": args.eval_limit, "smoke": args.smoke,

@@ -87,6 +87,7 @@ def test_pass_at_1_of_every_side_and_seed(report):
 def test_trl_ran_with_the_mirrored_settings(report):
     trl = report["settings"]["trl_grpo_config"]
     assert trl["loss_type"] == "grpo" and trl["scale_rewards"] == "group" and trl["beta"] == 0.0
+    assert (trl["epsilon"], trl["epsilon_high"]) == (0.2, 0.2)  # GRPO's published clip, as the project uses it
     assert trl["generation_batch_size"] == 32 and trl["num_generations"] == 4 and trl["num_iterations"] == 1
     assert trl["per_device_train_batch_size"] * trl["gradient_accumulation_steps"] == 32  # one step per batch
     assert trl["max_completion_length"] == 12 and trl["lr_scheduler_type"] == "constant"
