@@ -96,6 +96,17 @@ def test_verdict_reads_the_interval():
     assert verdict(0.01, 0.05) == "helps" and verdict(-0.05, -0.01) == "hurts" and verdict(-0.01, 0.02) == "no difference"
 
 
+def test_a_pooled_verdict_the_seeds_do_not_confirm_is_said_to_be_pooled_only():
+    from components.compare.report import overall_verdict, seed_interval
+
+    low, high = seed_interval([-0.02, -0.03, -0.01])  # mean -0.02, sd 0.01, t(2) 4.303: +-0.0248
+    assert (low, high) == (pytest.approx(-0.0448, abs=1e-4), pytest.approx(0.0048, abs=1e-4))
+    assert overall_verdict((-0.04, -0.01), (low, high)) == "hurts (pooled only; seeds: no difference)"
+    assert overall_verdict((-0.04, -0.01), (-0.05, -0.01)) == "hurts"
+    assert overall_verdict((-0.01, 0.01), (0.001, 0.02)) == "helps (seeds only)"
+    assert overall_verdict((-0.01, 0.01), (float("nan"), float("nan"))) == "no difference"
+
+
 def _unit(out: Path, name: str, seed: int, correct: np.ndarray, history=None, params=None):
     folder = out / name
     folder.mkdir(parents=True)
@@ -126,7 +137,7 @@ def test_report_gives_verdicts_per_regime_and_the_signal_agreement(tmp_path):
         _unit(out, f"runs/a/pipo/s{seed}", seed, better, history=history, params={"rl.pipo.signal": "window"})
     report = write_report(cfg, out)
     text = report.read_text()
-    assert "| a | pipo | 2 |" in text and "| helps |" in text
+    assert "| a | pipo | 2 |" in text and ("| helps |" in text or "| helps (pooled only" in text)
     assert "| pipo | 0/2 | not run yet |" in text  # regime b has not run: said, not hidden
     # pooled: 6 intervals, 4 clear ones, all agreeing in sign
     assert "| a | pipo | window | 6 |" in text and "| 1.000 (4) |" in text

@@ -52,7 +52,8 @@ def accuracy_plot(rows: list[dict], metric: str, path: Path) -> Path:
     return path
 
 
-def curve_plot(histories: Histories, key: str, ylabel: str, title: str, path: Path, smooth: int = 10) -> Path | None:
+def curve_plot(histories: Histories, key: str, ylabel: str, title: str, path: Path, smooth: int = 10,
+               xlabel: str = "RL iteration") -> Path | None:
     """Mean over seeds of a per-iteration metric per variant (smoothed), with the seeds' range."""
     fig, ax = plt.subplots(figsize=(7, 4))
     drawn = False
@@ -69,7 +70,7 @@ def curve_plot(histories: Histories, key: str, ylabel: str, title: str, path: Pa
     if not drawn:
         plt.close(fig)
         return None
-    ax.set_xlabel("RL iteration")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend()
@@ -137,7 +138,8 @@ def regime_figures(regime: str, sft: list[dict], units: dict[str, list[dict]], b
                        out_dir / f"{regime}_reward.png"),
             curve_plot({v: {s: [h for h in hist if "pipo/probe_accuracy" in h] for s, hist in runs.items()}
                         for v, runs in histories.items()}, "pipo/probe_accuracy", "probe accuracy (greedy)",
-                       f"{regime}: held-out probe accuracy, per probe", out_dir / f"{regime}_probe.png", smooth=1),
+                       f"{regime}: held-out probe accuracy", out_dir / f"{regime}_probe.png", smooth=1,
+                       xlabel="probe (one every rl.pipo.probe.every iterations)"),
             xi_plot({v: runs for v, runs in histories.items()}, out_dir / f"{regime}_xi.png")]
     points = {}
     for v, runs in histories.items():

@@ -86,6 +86,26 @@ def verdict(ci_low: float, ci_high: float) -> str:
     return "no difference"
 
 
+def seed_interval(diffs: list[float]) -> tuple[float, float]:
+    """95 % Student-t interval of the mean per-seed difference (seeds as the unit: their spread counts)."""
+    from components.compare.plots import _t95
+
+    if len(diffs) < 2:
+        return math.nan, math.nan
+    half = _t95(len(diffs)) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    mean = statistics.mean(diffs)
+    return mean - half, mean + half
+
+
+def overall_verdict(pooled: tuple[float, float], seeds: tuple[float, float]) -> str:
+    """helps / hurts only when both the pooled test and the seed-level interval say so; a pooled verdict the
+    seeds' spread does not confirm is reported as such."""
+    a, b = verdict(*pooled), verdict(*seeds) if seeds[0] == seeds[0] else "no difference"
+    if a == b:
+        return a
+    return f"{a} (pooled only; seeds: {b})" if a != "no difference" else f"{b} (seeds only)"
+
+
 def paired_against(base: list[dict], other: list[dict], bench: str, cfg: Config):
     """Paired bootstrap + McNemar of greedy correctness, pooled over (seed, problem), on the seeds both have."""
     from components.gate.statistics import compare
@@ -140,14 +160,15 @@ def regime_section(cfg: Config, regime: str, units: dict[str, list[dict]], sft: 
             paired = paired_against(units[BASELINE], runs, bench, cfg)
             if paired is not None:
                 c, seeds = paired
-                vd = verdict(c.verdict.ci_low, c.verdict.ci_high)
+                diffs = [next(u for u in runs if u["seed"] == s)["eval"][bench]["pass@1"]
+                         - next(u for u in units[BASELINE] if u["seed"] == s)["eval"][bench]["pass@1"] for s in seeds]
+                seed_ci = seed_interval(diffs)
+                vd = overall_verdict((c.verdict.ci_low, c.verdict.ci_high), seed_ci)
                 test = f"{c.paired.diff:+.3f} [{c.verdict.ci_low:+.3f}, {c.verdict.ci_high:+.3f}] (n={c.paired.n})"
                 mc = f"{c.mcnemar.p_value:.3g}" if c.mcnemar is not None else "-"
                 verdicts.append({"regime": regime, "variant": name, "seeds": len(seeds), "diff": c.paired.diff,
                                  "ci_low": c.verdict.ci_low, "ci_high": c.verdict.ci_high, "verdict": vd,
-                                 "per_seed_diff": [next(u for u in runs if u["seed"] == s)["eval"][bench]["pass@1"]
-                                                   - next(u for u in units[BASELINE] if u["seed"] == s)["eval"][bench]["pass@1"]
-                                                   for s in seeds]})
+                                 "seed_ci": seed_ci, "per_seed_diff": diffs})
         iter_s = _median_metric(runs, "perf/iter_seconds")
         pi_s = _median_metric(runs, "perf/pi_seconds")
         paired_s = _median_metric([{"history": [h for h in u["history"] if h.get("perf/paired_seconds", 0) > 0]}
@@ -216,8 +237,9 @@ def write_report(cfg: Config, out_dir: Path) -> Path:
              f"({len(c.seeds)} seeds; SFT per seed, every regime's variants"
              f"{', the matched-time control' if c.control else '; no control this time (compare.control false)'}).",
              f"- Eval: `{bench}` ({cfg.eval.num_samples} samples for mean@k), greedy pass@1; the paired test pools "
-             f"(seed, problem) units and runs a {cfg.verify.num_resamples}-resample bootstrap; verdict at 95 %: "
-             "helps (CI above 0), hurts (below 0), no difference.",
+             f"(seed, problem) units and runs a {cfg.verify.num_resamples}-resample bootstrap; the seed-level interval "
+             "is a 95 % t-interval of the per-seed differences (the seeds' spread counts). Verdict at 95 %: helps "
+             "(both intervals above 0), hurts (both below 0), no difference (neither); otherwise it says which one.",
              f"- RL iterations per run: {c.iterations} (a regime may set its own); every run: `{' '.join(c.overrides)}`.",
              f"- Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; one torch thread per "
              f"run, {c.jobs} runs at once. Process time of the finished units: {wall / 3600:.2f} h.",
@@ -233,10 +255,12 @@ def write_report(cfg: Config, out_dir: Path) -> Path:
         body, v = regime_section(cfg, regime, units, sft, bench, [f"{fig_dir.name}/{p.name}" for p in figs])
         sections += body
         verdicts += v
-    lines += ["## Verdicts", "", "| regime | variant | seeds | pass@1 diff vs GRPO [95 % CI] | verdict |",
-              "|---|---|---|---|---|"]
+    lines += ["## Verdicts", "", "| regime | variant | seeds | pass@1 diff vs GRPO, pooled [95 % CI] | per-seed diffs "
+              "| seed-level [95 % CI] | verdict |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {v['regime']} | {v['variant']} | {v['seeds']} | {v['diff']:+.3f} [{v['ci_low']:+.3f}, "
-              f"{v['ci_high']:+.3f}] | {v['verdict']} |" for v in verdicts if v["variant"] != "continued_sft"]
+              f"{v['ci_high']:+.3f}] | {' '.join(f'{d:+.3f}' for d in v['per_seed_diff'])} | "
+              f"[{_num(v['seed_ci'][0], '+.3f')}, {_num(v['seed_ci'][1], '+.3f')}] | {v['verdict']} |"
+              for v in verdicts if v["variant"] != "continued_sft"]
     lines += [""] + agreement_table(cfg, by_regime) + sections + other_runs(out_dir, set(c.regimes), bench)
     text = "\n".join(lines) + "\n"
     atomic_write_text(report, text)
