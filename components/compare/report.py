@@ -203,7 +203,7 @@ def agreement_table(cfg: Config, by_regime: dict[str, dict[str, list[dict]]]) ->
                 continue
             a = signal_agreement(s, d, se)
             per_seed = [signal_agreement(*agreement_points([u]))["signal_corr"] for u in runs]
-            signal = next((h for u in runs for h in [u["params"]]), {}).get("rl.pipo.signal", "window")
+            signal = runs[0]["params"].get("rl.pipo.signal", "window")
             lines.append(f"| {regime} | {variant} | {signal} | {int(a['intervals'])} | {_num(a['signal_corr'], '+.3f')} | "
                          f"{_num(a['sign_agree'], '.3f')} ({int(a['sign_agree_n'])}) | "
                          + " ".join(_num(c, "+.2f") for c in per_seed) + " |")

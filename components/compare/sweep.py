@@ -47,10 +47,6 @@ def plan_units(cfg: Config, params: str | None, cli_overrides: list[str]) -> lis
             if not key.startswith(REGIME_SECTIONS):
                 raise ValueError(f"compare.regimes.{name}: override {key!r} must set an rl., rollout. or reward. "
                                  "key (every regime starts from the same SFT model)")
-        unknown = [v for v in regime.variants if v not in c.variants]
-        if unknown:
-            raise ValueError(f"compare.regimes.{name}.variants names unknown variants {unknown}; "
-                             f"defined: {list(c.variants)}")
     base = list(cli_overrides) + [f"rl.iterations={c.iterations}"] + list(c.overrides)
     units = [Planned(UnitSpec("sft", f"sft/s{seed}", seed, list(cli_overrides), params)) for seed in c.seeds]
     for seed in c.seeds:

@@ -93,7 +93,7 @@ def run_unit(spec: UnitSpec, out_dir: Path) -> Path:
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.model.mixed_precision)
     set_seed(spec.seed)
     result: dict = {"kind": spec.kind, "name": spec.name, "seed": spec.seed, "overrides": spec.overrides,
-                    "commit": git_commit(), "params": {k: v for k, v in cfg.flat().items()}}
+                    "commit": git_commit(), "params": cfg.flat()}
     started = time.time()
     if spec.kind == "sft":
         from components.sft.train import train_sft
