@@ -43,13 +43,9 @@ def accuracy_plot(rows: list[dict], metric: str, path: Path) -> Path:
         ax.errorbar(i, mean, yerr=half, color="black", capsize=6)
         ax.scatter([i] * len(values), values, color="black", s=12, zorder=3)
     ax.set_xticks(range(len(kinds)), kinds, rotation=15)
-    ax.set_ylabel(metric)
     ax.set_ylim(0, 1)
-    ax.set_title(f"Eval {metric}: mean over seeds, 95 % interval, seeds as dots")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, None, metric, f"Eval {metric}: mean over seeds, 95 % interval, seeds as dots",
+                 legend=False)
 
 
 def curve_plot(histories: Histories, key: str, ylabel: str, title: str, path: Path, smooth: int = 10,
@@ -70,14 +66,7 @@ def curve_plot(histories: Histories, key: str, ylabel: str, title: str, path: Pa
     if not drawn:
         plt.close(fig)
         return None
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, xlabel, ylabel, title)
 
 
 def xi_plot(histories: Histories, path: Path) -> Path | None:
@@ -96,14 +85,7 @@ def xi_plot(histories: Histories, path: Path) -> Path | None:
         plt.close(fig)
         return None
     ax.axhline(0, color="black", lw=0.6)
-    ax.set_xlabel("RL iteration")
-    ax.set_ylabel("xi_t = (mu_t - mu_his) / sigma_his")
-    ax.set_title("PIPO improvement signal per iteration (one line per seed)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, "RL iteration", "xi_t = (mu_t - mu_his) / sigma_his", "PIPO improvement signal per iteration (one line per seed)")
 
 
 def scatter_plot(points: dict[str, tuple[list[float], list[float]]], path: Path, title: str) -> Path | None:
@@ -116,14 +98,7 @@ def scatter_plot(points: dict[str, tuple[list[float], list[float]]], path: Path,
             ax.scatter(s, d, s=10, alpha=0.6, color=f"C{i}", label=f"{variant} ({len(s)})")
     ax.axhline(0, color="black", lw=0.6)
     ax.axvline(0, color="black", lw=0.6)
-    ax.set_xlabel("signal: mean xi over the interval")
-    ax.set_ylabel("true change: probe accuracy difference")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, "signal: mean xi over the interval", "true change: probe accuracy difference", title)
 
 
 def regime_figures(regime: str, sft: list[dict], units: dict[str, list[dict]], bench: str, out_dir: Path) -> list[Path]:
@@ -148,6 +123,20 @@ def regime_figures(regime: str, sft: list[dict], units: dict[str, list[dict]], b
         points[v] = ([p[0] for p in pts], [p[1] for p in pts])
     made.append(scatter_plot(points, out_dir / f"{regime}_signal.png", f"{regime}: PIPO's signal vs the probe's change"))
     return [p for p in made if p is not None]
+
+
+def _save(fig, ax, path: Path, xlabel: str | None, ylabel: str, title: str, legend: bool = True) -> Path:
+    """Label, write the PNG and close the figure (every plot here ends this way)."""
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if legend:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _t95(n: int) -> float:
