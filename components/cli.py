@@ -1,16 +1,53 @@
 """Command line for the stages: `python -m components.cli STAGE [--params FILE] [--set key=value ...]`.
 
 This is what dvc.yaml runs; configuration errors are reported before any stage work starts.
+Expected failures (a bad setting or input, a missing file, a full disk) print one line (a failed
+data validation: its summary) and exit 2 (fix a setting or an input) or 1 (the run failed); anything
+else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 
 from components.config import ConfigError, load_config
 from components.infra.runtime import configure_threads, limit_heap_growth, quiet_environment
+
+# (module, exception class, exit status) of the failures a user fixes without reading a traceback.
+# Looked up in sys.modules: an exception can only come from a module the stage imported, so the
+# CLI imports none of them (some pull in torch). Subclasses match (ModelLoadError is a ConfigError).
+EXPECTED = (
+    ("components.config.schema_base", "ConfigError", 2),  # a setting only checkable once the stage runs
+    ("components.infra.locks", "LockHeldError", 2),  # another run is writing this stage's outputs
+    ("components.data.ingest", "IngestError", 2),
+    ("components.data.prepare", "DataValidationError", 2),
+    ("components.eval.benchmarks", "BenchmarkError", 2),
+    ("components.infra.provenance", "ProvenanceError", 2),  # results of other weights: rerun evaluate
+    ("components.infra.atomic_io", "UnsafeTargetError", 2),
+    ("components.rl.checkpoint", "CheckpointMismatchError", 2),
+    ("components.rl.checkpoint", "CorruptCheckpointError", 2),
+    ("components.infra.tracking", "TrackingUnavailableError", 1),
+    ("components.rl.update", "NonFiniteLossError", 1),
+    ("builtins", "FileNotFoundError", 2),  # a missing input (an earlier stage not run)
+)
+DISK_FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+
+
+def expected_failure(exc: BaseException) -> tuple[str, int] | None:
+    """(message, exit status) of an expected failure, None for a bug (which keeps its traceback)."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        where = f"writing {exc.filename}" if exc.filename else "writing the stage's outputs"
+        return f"{DISK_FULL[exc.errno]} {where}; free space there and rerun", 1
+    for module, name, status in EXPECTED:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            if isinstance(exc, FileNotFoundError) and exc.filename:  # raised by the OS: "[Errno 2] ..."
+                return f"file not found: {exc.filename}", status
+            return str(exc), status
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,9 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         stage_function(args.stage)(cfg)
-    except ConfigError as exc:  # a setting only checkable once the stage has loaded its model
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        failure = expected_failure(exc)
+        if failure is None:
+            raise
+        print(f"error: {failure[0]}", file=sys.stderr)
+        return failure[1]
     return 0
 
 

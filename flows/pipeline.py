@@ -7,6 +7,7 @@ Both reach the same stage code (components/stages/STAGE.py via components/cli.py
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import subprocess
 import sys
 from collections import deque
 from pathlib import Path
+from typing import Iterator
 
 from components.infra.runtime import quiet_environment
 
@@ -22,7 +24,10 @@ quiet_environment()
 from prefect import flow, get_run_logger, task  # noqa: E402
 
 from components.config import REPO_ROOT, load_config  # noqa: E402
-from components.infra.tracking import PARENT_ENV, ensure_experiment, metric_key  # noqa: E402
+from components.infra.tracking import (PARENT_ENV, close_stale_runs, ensure_experiment, metric_key,  # noqa: E402
+                                       process_tags, sigterm_raises)
+from flows.processes import start, stop_tree  # noqa: E402
+from flows.stage_outputs import kept_outputs  # noqa: E402
 
 STAGES = ("prepare", "sft", "rl", "evaluate", "verify")
 
@@ -34,21 +39,49 @@ def _dvc() -> str:
 
 @task(name="dvc-stage", retries=1, retry_delay_seconds=2, task_run_name="{stage}")
 def run_stage(stage: str, parent_run_id: str, force: bool = False) -> None:
-    """Run one DVC stage, streaming its output into the Prefect log; fail with its last lines."""
+    """Run one DVC stage, streaming its output into the Prefect log; fail with its last lines.
+
+    dvc runs in its own session. Stopping the flow (SIGTERM, Ctrl-C) stops dvc and the stage at once
+    (the whole process tree, SIGKILL after a grace period); a stopped or failed stage's previous
+    outputs, which dvc deleted before running it, are put back (flows/stage_outputs.py).
+    """
     logger = get_run_logger()
     cmd = [_dvc(), "repro", "--single-item", stage] + (["--force"] if force else [])
     env = dict(os.environ, **{PARENT_ENV: parent_run_id})
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     tail: deque[str] = deque(maxlen=30)
-    with subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, bufsize=1) as proc:
-        for line in proc.stdout:
-            line = line.rstrip()
-            tail.append(line)
-            logger.info("[%s] %s", stage, line)
-        code = proc.wait()
-    if code:
-        raise RuntimeError(f"stage {stage!r} failed (exit {code}):\n" + "\n".join(tail))
+    with kept_outputs(stage, _dvc(), logger) as restore:
+        proc = start(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                     bufsize=1)
+        try:
+            for line in proc.stdout:
+                line = line.rstrip()
+                tail.append(line)
+                logger.info("[%s] %s", stage, line)
+            code = proc.wait()
+        except BaseException:  # SIGTERM (Prefect raises it here as TerminationSignal), Ctrl-C, a crash
+            logger.warning("[%s] interrupted: stopping dvc and the stage", stage)
+            stop_tree(proc)
+            restore()
+            raise
+        finally:
+            proc.stdout.close()
+        if code:
+            restore()
+            raise RuntimeError(f"stage {stage!r} failed (exit {code}):\n" + "\n".join(tail))
+
+
+@contextlib.contextmanager
+def parent_run(cfg) -> Iterator[object]:
+    """The pipeline's MLflow run, tagged with this process (pid, host, start) like a stage's run, so
+    the next flow start marks KILLED a parent run whose flow died without ending it (SIGKILL)."""
+    import mlflow
+
+    experiment_id = ensure_experiment(cfg)  # an unreachable MLflow store fails here, before any stage
+    close_stale_runs(experiment_id, "pipeline")
+    with mlflow.start_run(experiment_id=experiment_id, run_name="pipeline",
+                          tags={"pipo.stage": "pipeline", **process_tags()}) as run:
+        yield run
 
 
 @flow(name="pipo-pipeline", log_prints=True)
@@ -60,8 +93,7 @@ def pipo_pipeline(stages: list[str] = list(STAGES), force: bool = False) -> dict
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; allowed: {', '.join(STAGES)}")
     cfg = load_config(REPO_ROOT / "params.yaml")  # a bad params file fails here, before any stage
-    experiment_id = ensure_experiment(cfg)  # and so does an unreachable MLflow store
-    with mlflow.start_run(experiment_id=experiment_id, run_name="pipeline", tags={"pipo.stage": "pipeline"}) as run:
+    with parent_run(cfg) as run:
         mlflow.log_params(cfg.flat())
         for stage in stages:
             run_stage(stage, run.info.run_id, force)
@@ -86,4 +118,8 @@ def pipo_pipeline(stages: list[str] = list(STAGES), force: bool = False) -> dict
 
 
 if __name__ == "__main__":
-    pipo_pipeline()
+    # SIGTERM unwinds like Ctrl-C: run_stage stops its dvc tree, and atexit stops the ephemeral
+    # Prefect API server this process started (the default action would orphan it). Prefect's own
+    # SIGTERM handler, active while the flow runs, re-sends the signal to this one when it is done.
+    with sigterm_raises():
+        pipo_pipeline(stages=sys.argv[1:] or list(STAGES))  # `python -m flows.pipeline [STAGE ...]`

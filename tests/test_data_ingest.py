@@ -111,12 +111,12 @@ def test_load_source_file_splits(tmp_path):
 
 
 def test_load_source_with_eval_files_decontaminates(tmp_path):
-    cfg = load_config(overrides=["data.source=verl", f"data.files=[{FILES[1]},{FILES[2]}]",
+    cfg = load_config(overrides=["data.source=verl", f"data.files=[{FILES[1]},{FILES[0]}]",
                                  f"data.eval_files=[{FILES[1]}]"])
     splits = load_source(cfg.data, seed=0)
     assert len(splits["eval"]) == 30  # eval files are used whole
-    assert len(splits["rl"]) == 40  # aime25 rows dropped from training: they are the eval set
-    assert splits["sft"].empty  # neither file has worked solutions
+    assert len(splits["rl"]) == 500  # aime25 rows dropped from training: they are the eval set
+    assert splits["sft"]["id"].str.startswith("math500-").all()  # only MATH-500 has worked solutions
 
 
 def test_verl_ingest_keeps_the_chat_messages_and_hf_rows_have_none(tmp_path):

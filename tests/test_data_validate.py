@@ -27,9 +27,10 @@ def test_good_splits_pass():
     assert report.rows == {"sft": 8, "rl": 12, "eval": 6}
     assert "PASSED" in report.to_markdown()
     checks = report.to_dict()["checks"]
-    # per split: 4 not-null, answer parseable, messages, prompt bytes, prompt tokens (+ solution for sft,
-    # leak for eval); across splits: unique ids and one answer per repeated prompt
-    assert len(checks) == 9 + 8 + 9 + 2 and all(c["success"] for c in checks)
+    # per split: 4 not-null, answer parseable, answer within the verifier's limits, messages, prompt
+    # bytes, prompt tokens (+ solution for sft, leak for eval); across splits: unique ids and one
+    # answer per repeated prompt
+    assert len(checks) == 10 + 9 + 10 + 2 and all(c["success"] for c in checks)
 
 
 def test_each_failure_is_named_with_ids():

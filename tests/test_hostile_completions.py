@@ -1,7 +1,15 @@
 """Hostile completions: junk, towers, deep nests and broken text must score fast, bounded and safely.
 
-Each case scores 0.0 (or the right answer where one is present), inline within 2 s and through the
-scoring pool without a timeout, allocates well under 200 MB, and never crashes.
+Each case scores 0.0 (or the right answer where one is present), in-process (the verifier a scoring
+worker runs, components.reward.verify) within 2 s and through the scoring pool without a timeout,
+allocates well under 200 MB, and never crashes.
+
+The 2 s bound used to fail now and then at a load average of about 6: the cases just inside the
+pre-filter's limits spent 0.3-1.1 s (idle) in the LaTeX parser's full-context LL prediction, which
+ANTLR does not cache across inputs (a 90-element set 0.8-1.1 s, five nested parentheses 0.3-0.8 s),
+so a 3x slowdown under load crossed 2 s. The parser now predicts with SLL first
+(components/reward/latex_parse.py): 1-70 ms for the same cases; test_no_full_context_prediction
+checks the cause, not the time.
 """
 
 from __future__ import annotations
@@ -13,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from components.reward.score import compute_score, shaped_reward
 from components.reward.pool import ScoringPool
+from components.reward.score import shaped_reward
+from components.reward.verify import score_and_error, warm_up
 
 MATH = "HuggingFaceH4/MATH-500"
 CHAIN_SUM = "reasoning_gym/chain_sum"
@@ -133,16 +142,19 @@ IDS = [name for name, *_ in ALL]
 
 @pytest.fixture(scope="module", autouse=True)
 def warm_verifier():
-    # The first math-verify call imports sympy and the LaTeX grammar (~1 s): not the input's fault.
-    assert compute_score(MATH, _box("\\frac12"), "0.5") == 1.0
-    assert compute_score(CHAIN_SUM, _box("5"), "5") == 1.0
+    # The first math-verify call imports sympy and the LaTeX grammar, the first trigonometric compare
+    # the simplifier's modules (~0.5 s each): not the input's fault; a scoring worker pays them at start.
+    warm_up()
+    assert score_and_error(MATH, _box("\\frac12"), "0.5") == (1.0, None)
+    assert score_and_error(CHAIN_SUM, _box("5"), "5") == (1.0, None)
 
 
 @pytest.mark.parametrize("name, source, completion, truth, expected", ALL, ids=IDS)
 def test_inline_is_fast_and_right(name, source, completion, truth, expected):
     start = time.perf_counter()
-    reward = compute_score(source, completion, truth)
+    reward, error = score_and_error(source, completion, truth)
     elapsed = time.perf_counter() - start
+    assert error is None
     shaped = shaped_reward(reward, completion, format_weight=0.5)  # the format term must cope too
     print(f"{elapsed:7.3f} s  {name}")
     assert reward == expected
@@ -154,7 +166,7 @@ def test_inline_is_fast_and_right(name, source, completion, truth, expected):
 def test_inline_memory_is_bounded(name, source, completion, truth, expected):
     tracemalloc.start()
     try:
-        compute_score(source, completion, truth)
+        score_and_error(source, completion, truth)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -170,6 +182,20 @@ def test_through_the_pool_no_item_hits_the_timeout():
     assert rewards == [expected for *_, expected in ALL]
 
 
+def test_no_full_context_prediction(monkeypatch):
+    """The parses that were slow used ANTLR's full-context (LL) prediction; SLL-first parsing avoids it."""
+    from antlr4.atn.ParserATNSimulator import ParserATNSimulator
+
+    full_context = []
+    original = ParserATNSimulator.execATNWithFullContext
+    monkeypatch.setattr(ParserATNSimulator, "execATNWithFullContext",
+                        lambda self, *args: full_context.append(1) or original(self, *args))
+    for name in ("limit: 90-element set", "limit: 5 nested parentheses", "limit: 5 nested sines"):
+        completion, truth, expected = CASES[name]
+        assert score_and_error(MATH, completion.replace("2", "3"), truth + " ") == (expected, None)  # not cached
+    assert full_context == []
+
+
 def test_eval_based_task_scorers_never_see_dunders(monkeypatch):
     import components.reward.gym as gym
 
@@ -181,15 +207,17 @@ def test_eval_based_task_scorers_never_see_dunders(monkeypatch):
             return 0.0
 
     monkeypatch.setattr(gym, "_rg_dataset", lambda task: RecordingScorer())
-    assert compute_score("reasoning_gym/countdown", EVAL_BAIT, "24") == 0.0
-    assert compute_score("reasoning_gym/countdown", _box("(3 + 5) * 3"), "24") == 0.0
+    # In-process (the verifier a worker runs), so that the recording scorer sees what a worker's would.
+    assert score_and_error("reasoning_gym/countdown", EVAL_BAIT, "24") == (0.0, None)
+    assert score_and_error("reasoning_gym/countdown", _box("(3 + 5) * 3"), "24") == (0.0, None)
     assert seen == ["(3 + 5) * 3"]  # the harmless answer reached the task's scorer, the bait did not
 
 
 def test_model_output_is_never_evaluated():
     files = sorted((Path(__file__).resolve().parent.parent / "components" / "reward").glob("*.py"))
     names = {f.name for f in files}
-    assert {"score.py", "pool.py", "gym.py", "gym_tasks.py", "math_equal.py", "guards.py"} <= names, names
+    assert {"score.py", "verify.py", "pool.py", "gym.py", "gym_tasks.py", "math_equal.py", "guards.py",
+            "normalize.py", "latex_parse.py"} <= names, names
     for path in files:
         code = path.read_text()
         assert not re.search(r"(?<![\w.])(eval|exec|compile)\(|sympify\(|parse_expr\(", code), path.name

@@ -8,8 +8,10 @@ import pytest
 
 import components.data.prepare as prepare_mod
 from components.config import load_config
+from components.config.ownership import MARKER
 from components.data import COLUMNS
 from components.data.prepare import DataValidationError, prepare
+from components.infra.atomic_io import atomic_dir, atomic_write_text
 
 
 def _cfg(out_dir: Path):
@@ -18,10 +20,10 @@ def _cfg(out_dir: Path):
 
 def test_success_writes_three_files_and_replaces_old_output(tmp_path):
     out, reports = tmp_path / "prepared", tmp_path / "reports"
-    out.mkdir()
-    (out / "stale.txt").write_text("from an older run")
+    with atomic_dir(out) as previous:  # an older run's output (outside the repository: marked as the pipeline's)
+        (previous / "stale.txt").write_text("from an older run")
     summary = prepare(_cfg(out), len, 16, reports)
-    assert sorted(p.name for p in out.iterdir()) == ["eval.parquet", "rl.parquet", "sft.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "eval.parquet", "rl.parquet", "sft.parquet"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folders left
     assert {s: v["rows"] for s, v in summary.items()} == {"sft": 20, "rl": 50, "eval": 10}
     sft, rl = pd.read_parquet(out / "sft.parquet"), pd.read_parquet(out / "rl.parquet")
@@ -35,8 +37,8 @@ def test_success_writes_three_files_and_replaces_old_output(tmp_path):
 
 def test_failure_raises_names_ids_and_leaves_out_dir_untouched(tmp_path, monkeypatch):
     out, reports = tmp_path / "prepared", tmp_path / "reports"
-    out.mkdir()
-    (out / "rl.parquet").write_text("previous good output")
+    with atomic_dir(out) as previous:
+        (previous / "rl.parquet").write_text("previous good output")
     real_load = prepare_mod.load_source
 
     def leaky(data, seed):
@@ -51,7 +53,7 @@ def test_failure_raises_names_ids_and_leaves_out_dir_untouched(tmp_path, monkeyp
     message = str(err.value)
     assert "eval prompt not in sft or rl" in message and "chain_sum-eval-000002" in message
     assert "id unique across all splits" in message and "chain_sum-eval-000000" in message
-    assert [p.name for p in out.iterdir()] == ["rl.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "rl.parquet"]
     assert (out / "rl.parquet").read_text() == "previous good output"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     report = json.loads((reports / "report.json").read_text())
@@ -84,7 +86,7 @@ def test_failure_before_validation_replaces_a_stale_passed_report(tmp_path, monk
     assert "before validation" in md and "IngestError" in md and "truncated footer" in md
     report = json.loads((reports / "report.json").read_text())
     assert report["success"] is False and report["status"] == "error"
-    assert sorted(p.name for p in reports.iterdir()) == ["report.json", "report.md"]  # no temp files left
+    assert sorted(p.name for p in reports.iterdir()) == [MARKER, "report.json", "report.md"]  # no temp files left
 
 
 def test_run_prepare_never_logs_or_leaves_a_stale_passed_report(tmp_path, monkeypatch):
@@ -103,10 +105,9 @@ def test_run_prepare_never_logs_or_leaves_a_stale_passed_report(tmp_path, monkey
                                  "tracking.experiment=stale-report"])
     stale = tmp_path / common.VALIDATION_DIR
 
-    def write_stale():
-        stale.mkdir(parents=True, exist_ok=True)
-        (stale / "report.md").write_text("# Data validation: PASSED\n")
-        (stale / "report.json").write_text(json.dumps({"success": True}))
+    def write_stale():  # as an earlier prepare run wrote it
+        atomic_write_text(stale / "report.md", "# Data validation: PASSED\n")
+        atomic_write_text(stale / "report.json", json.dumps({"success": True}))
 
     write_stale()
     monkeypatch.setattr(prepare_mod, "load_source", _broken_source)

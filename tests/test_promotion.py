@@ -4,12 +4,13 @@ the alias moving only on a pass, and results of mismatched problem sets refused.
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from components.config import load_config
+from components.config import REPO_ROOT, load_config
 from components.model.factory import initial_policy
 from components.gate.promotion import pooled_scores, verify_and_promote
 from components.infra.provenance import eval_manifest, hash_path, write_eval_manifest
@@ -27,6 +28,8 @@ def eval_table(correct: list[bool], k: int = 2) -> pd.DataFrame:
 def workspace(tmp_path, monkeypatch):
     """A working directory with tiny SFT and RL policy folders, the eval split, and an MLflow store of its own."""
     monkeypatch.chdir(tmp_path)
+    # a params.yaml makes tmp_path a project folder, whose outputs the pipeline may replace
+    shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("PIPO_PARENT_RUN_ID", raising=False)
     cfg = load_config(overrides=TINY + ["verify.num_resamples=2000"])

@@ -37,8 +37,8 @@ def _alive(pid: int) -> bool:
 
 def _ok_items(n: int) -> tuple[list[str], list[str], list[str]]:
     """n math items, alternately right (1.0) and wrong (0.0)."""
-    completions = [f"so \\boxed{{\\frac{{{i}}}{{2}}}}" for i in range(n)]
-    truths = [str(i / 2) if i % 2 == 0 else str(i) for i in range(n)]
+    completions = [f"so \\boxed{{\\frac{{{2 * i + 1}}}{{2}}}}" for i in range(n)]  # lowest terms
+    truths = [str((2 * i + 1) / 2) if i % 2 == 0 else str(i) for i in range(n)]
     return [MATH] * n, completions, truths
 
 
@@ -233,3 +233,28 @@ def test_a_worker_that_cannot_start_is_an_error_not_a_hang(monkeypatch):
     broken.close()
     children = {c.pid for c in psutil.Process().children(recursive=True)}
     assert not any(_alive(pid) for pid in spawned) and not children & set(spawned)
+
+
+def test_workers_start_as_items_need_them():
+    # reward.workers is an upper bound: one item starts one worker, not all of them.
+    with ScoringPool(workers=3, timeout_s=10.0) as lazy:
+        assert lazy.score(["math"], [r"\boxed{5}"], ["5"]) == [1.0] and len(lazy.pids) == 1
+        assert lazy.score(["math"] * 2, [r"\boxed{5}"] * 2, ["5"] * 2) == [1.0] * 2 and len(lazy.pids) == 2
+        assert lazy.score(["math"] * 5, [r"\boxed{5}"] * 5, ["5"] * 5) == [1.0] * 5 and len(lazy.pids) == 3
+
+
+def test_a_forked_child_starts_its_own_workers():
+    # verl forks reward processes: a child must not talk to its parent's workers through inherited pipes.
+    with ScoringPool(workers=1, timeout_s=10.0) as forked:
+        assert forked.score(["math"], [r"\boxed{5}"], ["5"]) == [1.0]
+        parent_workers = forked.pids
+        read_end, write_end = os.pipe()
+        child = os.fork()
+        if child == 0:
+            ok = forked.score(["math"], [r"\boxed{6}"], ["6"]) == [1.0] and forked.pids != parent_workers
+            forked.close()
+            os.write(write_end, b"1" if ok else b"0")
+            os._exit(0)
+        os.waitpid(child, 0)
+        assert os.read(read_end, 1) == b"1"
+        assert forked.score(["math"], [r"\boxed{7}"], ["7"]) == [1.0] and forked.pids == parent_workers

@@ -1,0 +1,1 @@
+"""`make compare`: RL variants (GRPO, PIPO, ...) across regimes and seeds, with plots and a report."""

@@ -20,7 +20,7 @@ import pandas as pd
 
 from components.compare.sweep import rl_name
 from components.config import Config
-from components.infra.atomic_io import atomic_write_text
+from components.infra.atomic_io import atomic_write_text, claim_dir
 from components.rl.probe import signal_agreement
 
 BASELINE = "grpo"
@@ -38,7 +38,7 @@ def record_invocation(out_dir: Path, command: list[str]) -> None:
     import time
 
     path = out_dir / "invocations.json"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_dir(out_dir)
     seen = json.loads(path.read_text()) if path.exists() else []
     seen.append({"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": shlex.join(command)})
     atomic_write_text(path, json.dumps(seen, indent=1))
@@ -216,7 +216,7 @@ def write_report(cfg: Config, out_dir: Path) -> Path:
     c = cfg.compare
     report = Path(c.report)
     fig_dir = report.with_suffix("")
-    fig_dir.mkdir(parents=True, exist_ok=True)
+    claim_dir(fig_dir)
     bench = cfg.eval.benchmarks[0].name
     sft = [u for s in c.seeds if (u := load_unit(out_dir / f"sft/s{s}"))]
     by_regime: dict[str, dict[str, list[dict]]] = {}
@@ -264,6 +264,6 @@ def write_report(cfg: Config, out_dir: Path) -> Path:
     lines += [""] + agreement_table(cfg, by_regime) + sections + other_runs(out_dir, set(c.regimes), bench)
     text = "\n".join(lines) + "\n"
     atomic_write_text(report, text)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_dir(out_dir)
     atomic_write_text(out_dir / "summary.md", text.replace(f"]({fig_dir.name}/", f"]({fig_dir.resolve()}/"))
     return report

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from components.compare.units import UnitSpec
 from components.config import Config
+from components.infra.atomic_io import claim_dir
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def run_sweep(units: list[Planned], out_dir: Path, jobs: int, on_done=lambda nam
     """Run every unit not yet complete, `jobs` processes at a time, each when its needs are complete.
     on_done(name) is called in this process for each unit that completes (and each found complete).
     Returns the names of the units that failed (their needs-dependants are not started)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_dir(out_dir)  # outside the repository, a folder the pipeline marks as its own (atomic_io)
     spec_dir = out_dir / ".specs"
     spec_dir.mkdir(exist_ok=True)
     pending = [u for u in units]

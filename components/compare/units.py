@@ -107,7 +107,7 @@ def run_unit(spec: UnitSpec, out_dir: Path) -> Path:
     elif spec.kind == "rl":
         from components.rl.trainer import train_rl
 
-        model, tokenizer = load_policy(spec.sft_dir, cfg.model.dtype)
+        model, tokenizer = load_policy(spec.sft_dir, cfg.model.dtype, cfg.model.trust_remote_code)
         model = training_memory(model, cfg.model)
         prompts = rendered_frame(tokenizer, _split(cfg, "rl"), cfg.data.chat_template)
         model, res = train_rl(model, tokenizer, prompts, cfg.rl, spec.seed, accelerator, rollout=cfg.rollout,
@@ -121,7 +121,7 @@ def run_unit(spec: UnitSpec, out_dir: Path) -> Path:
 
         seconds = [json.loads((out_dir / n / "result.json").read_text())["seconds"] for n in spec.budget_from]
         budget = statistics.median(seconds)
-        model, tokenizer = load_policy(spec.sft_dir, cfg.model.dtype)
+        model, tokenizer = load_policy(spec.sft_dir, cfg.model.dtype, cfg.model.trust_remote_code)
         model = training_memory(model, cfg.model)
         model, steps = continue_sft_for(model, tokenizer, _split(cfg, "sft"), cfg.sft, budget, spec.seed,
                                         spec.control_lr, accelerator, chat_template=cfg.data.chat_template,

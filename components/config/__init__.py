@@ -5,7 +5,8 @@ error rather than a silent second default. Unknown keys and wrong types raise Co
 naming the dotted key.
 
     schema.py   the pydantic models (Config and its sections) on a strict base model
-    paths.py    REPO_ROOT, DEFAULT_PARAMS and the output-path overlap checks run at load
+    paths.py    REPO_ROOT, DEFAULT_PARAMS and the output-path checks run at load (overlap, ownership)
+    ownership.py which paths outside the project the pipeline may replace (its own, marked ones)
     loading.py  YAML reading, presets, `--set` overrides, load_config and its error messages
 
 Callers import from here (`from components.config import Config, load_config`).

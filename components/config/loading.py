@@ -1,11 +1,13 @@
 """Loading params.yaml into a Config: YAML reading (a key given twice is an error naming it and its
-line), presets merged in, `--set` overrides applied, validation errors formatted to name each key,
-then the output-path checks.
+line; regular files of at most MAX_BYTES; at most MAX_NODES nodes with aliases expanded), presets
+merged in, `--set` overrides applied, validation errors formatted to name each key, then the
+output-path checks.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             raise ConfigError(f"override {dotted!r}: unknown key")
         try:
             node[keys[-1]] = _load_yaml_text(value)
+        except TooLargeError as exc:
+            raise ConfigError(f"override {dotted!r}: the value is refused: {exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"override {item!r}: the value is not valid YAML ({_one_line(exc)})") from None
     return raw
@@ -58,7 +62,54 @@ class DuplicateKeyError(yaml.YAMLError):
     """A mapping names the same key twice (PyYAML would silently keep the last)."""
 
 
-def _check_duplicate_keys(node: yaml.Node | None, prefix: str = "") -> None:
+class TooLargeError(yaml.YAMLError):
+    """The document expands to more nodes than any params file needs (an alias bomb), or nests too deep."""
+
+
+# A params file is a few hundred nodes. YAML aliases let a few hundred bytes stand for billions
+# ("billion laughs": each level repeats the previous one 9 times), which every walk over the
+# tree (the duplicate-key check, the constructor, validation) would pay for.
+MAX_NODES = 100_000
+MAX_BYTES = 1 << 20  # params files and presets: read no more than this, and only regular files
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _check_size(node: yaml.Node) -> None:
+    """Count the nodes with every alias expanded (an alias is the node it names, so sizes are
+    memoised per node: each distinct node is visited once) and stop past MAX_NODES."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(n: yaml.Node) -> int:
+        if id(n) in sizes:
+            return sizes[id(n)]
+        if id(n) in open_nodes:
+            raise TooLargeError("an alias names a node that contains it (a recursive document)")
+        open_nodes.add(id(n))
+        total = 1
+        for child in _children(n):
+            total += size(child)
+            if total > MAX_NODES:
+                raise TooLargeError(f"it expands to more than {MAX_NODES} nodes (aliases repeating nodes "
+                                    "many times over: a 'billion laughs' document?)")
+        open_nodes.discard(id(n))
+        sizes[id(n)] = total
+        return total
+
+    size(node)
+
+
+def _check_duplicate_keys(node: yaml.Node | None, prefix: str = "", seen_nodes: set[int] | None = None) -> None:
+    # each distinct node once: an alias is the node it names, already checked at its anchor
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if node is None or id(node) in seen_nodes:
+        return
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -68,19 +119,25 @@ def _check_duplicate_keys(node: yaml.Node | None, prefix: str = "") -> None:
                 raise DuplicateKeyError(f"duplicate key {prefix}{name} at line {line} "
                                         f"(first at line {seen[name]})")
             seen.setdefault(name, line)
-            _check_duplicate_keys(value_node, f"{prefix}{name}.")
+            _check_duplicate_keys(value_node, f"{prefix}{name}.", seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _check_duplicate_keys(item, f"{prefix.rstrip('.')}[{i}].")
+            _check_duplicate_keys(item, f"{prefix.rstrip('.')}[{i}].", seen_nodes)
 
 
 def _load_yaml_text(text: str) -> Any:
-    """yaml.safe_load that refuses a key given twice in one mapping, naming it and its line."""
+    """yaml.safe_load that refuses a key given twice in one mapping (naming it and its line) and a
+    document past MAX_NODES with its aliases expanded, before anything walks the expanded tree."""
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node)
         _check_duplicate_keys(node)
-        return loader.construct_document(node) if node is not None else None
+        return loader.construct_document(node)
+    except RecursionError:
+        raise TooLargeError("it nests too deeply") from None
     finally:
         loader.dispose()
 
@@ -96,12 +153,36 @@ def _one_line(exc: Exception) -> str:
 PRESET_ENV = "PIPO_PRESET"
 
 
-def _read_yaml(path: Path, what: str) -> dict[str, Any]:
+def _read_text(path: Path, what: str) -> str:
+    """The file's text, refusing anything but a regular file of at most MAX_BYTES (a FIFO would
+    block, /dev/zero never ends); O_NONBLOCK so that opening a FIFO cannot wait for a writer."""
     try:
-        raw = _load_yaml_text(path.read_text())
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError as exc:
         raise ConfigError(f"{what} not found: {path}") from exc
-    except DuplicateKeyError as exc:
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be read: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{what} {path} is not a regular file")
+        data = b""
+        while len(data) <= MAX_BYTES and (block := os.read(fd, MAX_BYTES + 1 - len(data))):
+            data += block
+    finally:
+        os.close(fd)
+    if len(data) > MAX_BYTES:
+        raise ConfigError(f"{what} {path} is larger than {MAX_BYTES} bytes; a params file is a few kB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+
+
+def _read_yaml(path: Path, what: str) -> dict[str, Any]:
+    text = _read_text(path, what)
+    try:
+        raw = _load_yaml_text(text)
+    except (DuplicateKeyError, TooLargeError) as exc:
         raise ConfigError(f"{what} {path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{what} {path} is not valid YAML: {_one_line(exc)}") from None

@@ -2,7 +2,8 @@
 
 A stage replaces its output folder whole (components/infra/atomic_io.py's atomic_dir), so a setting
 that points an output at a folder holding anything else (another stage's output, tracked data, the
-repository itself) would delete it. Such settings are refused here, before any stage runs.
+repository itself) would delete it. Such settings are refused here, before any stage runs; so is an
+output outside the project over anything the pipeline did not create (ownership.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from components.config.ownership import REMEDY, project_roots, refusal
 from components.config.schema import Config, ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # components/config/paths.py -> the repository root
@@ -21,6 +23,9 @@ DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
 
 OUTPUT_KEYS = ("data.out_dir", "sft.out_dir", "rl.out_dir", "rl.checkpoint_dir", "eval.out_dir",
                "eval.metrics_file", "verify.out_dir", "verify.metrics_file", "compare.out_dir")
+# Outputs written as files: outside the project their folder must be one the pipeline may claim
+# (compare.report is not an OUTPUT_KEY: it is a tracked file in docs/, which the overlap check refuses).
+FILE_OUTPUTS = ("eval.metrics_file", "verify.metrics_file", "compare.report")
 # Outputs at fixed paths: INIT_DIR and VALIDATION_DIR in components/stages/common.py (a test keeps
 # them in step).
 FIXED_OUTPUTS = {"models/init (the sft stage's fixed output)": "models/init",
@@ -80,8 +85,9 @@ def _dotted(cfg: Config, dotted: str) -> Any:
 
 def check_output_paths(cfg: Config, params_path: str | Path, presets: list[Path] = (), cwd: Path | None = None) -> None:
     """Refuse output paths that equal or contain another output, an input, tracked data, or the
-    repository: ConfigError naming both keys, on one line. Relative paths are taken from cwd,
-    where the stages run."""
+    repository (ConfigError naming both keys, on one line), then outputs outside the project over
+    what the pipeline did not create (check_ownership). Relative paths are taken from cwd, where
+    the stages run."""
     cwd = Path.cwd() if cwd is None else cwd
     cwd = cwd.resolve()
     params_path = _resolve(params_path, cwd)
@@ -137,3 +143,20 @@ def check_output_paths(cfg: Config, params_path: str | Path, presets: list[Path]
     if problems:
         raise ConfigError("output paths overlap: " + "; ".join(problems)
                           + " (a stage replaces its outputs whole, so each must hold nothing else)")
+    check_ownership(cfg, project, cwd)
+
+
+def check_ownership(cfg: Config, project: Path, cwd: Path) -> None:
+    """Refuse an output outside the project that would replace what the pipeline did not create
+    (ownership.py): a folder key must name a new, empty or pipeline-made folder there, a file key
+    a file in such a folder."""
+    roots = project_roots(REPO_ROOT, cwd, [project])
+    problems = []
+    for key in dict.fromkeys(OUTPUT_KEYS + FILE_OUTPUTS):
+        value = _dotted(cfg, key)
+        path = _resolve(value, cwd)
+        why = refusal(path.parent, roots, folder=True) if key in FILE_OUTPUTS else refusal(path, roots, folder=True)
+        if why:
+            problems.append(f"{key} ({value!r}): {'its folder ' if key in FILE_OUTPUTS else ''}{why}")
+    if problems:
+        raise ConfigError("output paths not the pipeline's: " + "; ".join(problems) + f"; {REMEDY}")

@@ -87,6 +87,7 @@ class ModelConfig(_Strict):
     mixed_precision: Literal["no", "bf16", "fp16"]
     gradient_checkpointing: bool
     lm_head_chunk_tokens: int = Field(ge=1)
+    trust_remote_code: bool  # run a model folder's own Python (auto_map); passed to every from_pretrained
 
     @field_validator("mixed_precision", mode="before")
     @classmethod
@@ -150,7 +151,8 @@ class RolloutConfig(_Strict):
 class RewardConfig(_Strict):
     correct_weight: float
     format_weight: float
-    workers: int = Field(ge=0)
+    # a bound, not a tuning: each worker is a standing process, and 64 is past any gain on one host
+    workers: int = Field(ge=0, le=64)
     timeout_s: float = Field(gt=0)
 
     @model_validator(mode="before")
@@ -205,7 +207,8 @@ class VerifyConfig(_Strict):
 
 
 class RegistryConfig(_Strict):
-    model_name: str = Field(min_length=1)
+    # MLflow's model-name characters only: the name is quoted into registry search filter strings
+    model_name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     alias: str = Field(min_length=1, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 

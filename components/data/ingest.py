@@ -95,10 +95,21 @@ def _chat_messages(prompt: Any) -> str | None:
     return json.dumps(_jsonable(prompt), ensure_ascii=False, default=str)
 
 
+class _SeveralAnswers(ValueError):
+    """A list ground truth with more than one distinct answer (to_canonical names the rows)."""
+
+
 def _reference_answer(text: Any) -> tuple[str | None, str | None]:
-    """(answer, worked solution) from a reference: boxed answer, GSM8K '#### 42', or the text itself."""
-    if isinstance(text, (list, np.ndarray)):
-        text = text[0] if len(text) else None
+    """(answer, worked solution) from a reference: boxed answer, GSM8K '#### 42', or the text itself.
+
+    A list (verl stores `["70"]`) must hold one distinct answer: the prepared `answer` column is one
+    string per row, which the gate's checks, the trainer and the evaluation all read as THE answer,
+    so a second answer is refused (_SeveralAnswers) rather than silently dropped."""
+    if isinstance(text, (list, tuple, np.ndarray)):
+        items = [t for t in (_text(v) for v in text) if t is not None and t.strip()]
+        if len({t.strip() for t in items}) > 1:
+            raise _SeveralAnswers(items)
+        text = items[0] if items else None
     text = _text(text)
     if text is None:
         return None, None
@@ -151,14 +162,36 @@ def _hf_row(row: dict, source: str) -> dict:
             "metadata": _jsonable({k: v for k, v in row.items() if k not in skip}), "messages": None}
 
 
+def _ids(ids: list[str]) -> str:
+    return ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+
+
 def to_canonical(df: pd.DataFrame, name: str, layout: str, id_prefix: str, source: str | None = None) -> pd.DataFrame:
-    """Map a verl or HF layout table to canonical rows with ids `{id_prefix}-{row:06d}`."""
+    """Map a verl or HF layout table to canonical rows with ids `{id_prefix}-{row:06d}`.
+
+    Refuses (IngestError naming the rows) a list ground truth with several answers, and an empty
+    data_source, which would otherwise be scored as math (a null one is the gate's to report)."""
     _check_columns(df, name, layout)
-    rows = []
+    rows, several, blank = [], {}, []
     for i, row in enumerate(df.to_dict("records")):
-        out = _verl_row(row) if layout == "verl" else _hf_row(row, source or id_prefix)
+        row_id = f"{id_prefix}-{i:06d}"
+        try:
+            out = _verl_row(row) if layout == "verl" else _hf_row(row, source or id_prefix)
+        except _SeveralAnswers as exc:
+            several[row_id] = exc.args[0]
+            continue
+        if isinstance(out["source"], str) and not out["source"].strip():
+            blank.append(row_id)
         out["metadata"] = json.dumps({"origin": name, "row": i, **out["metadata"]}, sort_keys=True, default=str)
-        rows.append({"id": f"{id_prefix}-{i:06d}", **out})
+        rows.append({"id": row_id, **out})
+    if several:
+        first = next(iter(several.values()))
+        raise IngestError(f"{name}: rows {_ids(list(several))} give several reference answers (e.g. {str(first)[:200]}); "
+                          "a prepared row holds one answer, so keep the one the verifier should match "
+                          "(it accepts any mathematically equal form)")
+    if blank:
+        raise IngestError(f"{name}: empty data_source in rows {_ids(blank)}; give every row a source name "
+                          f"(any name is scored as math; {RG_PREFIX}<task> picks that reasoning-gym verifier)")
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -228,6 +261,10 @@ def split_rows(
             rows = rows[~leaked]
     rl = rows.iloc[: data.num_rl]
     sft = rows[rows["solution"].notna()].iloc[: data.num_sft].copy()
+    if sft.empty:  # the SFT stage always runs (data.num_sft >= 1): it would train on nothing
+        raise IngestError(f"no rows with a worked solution; data.num_sft={data.num_sft} asked for them. SFT "
+                          "needs a solution column, or a ground truth with '#### answer' or \\boxed{}; "
+                          "answer-only data cannot be used yet, as SFT cannot be turned off")
     # SFT may warm-start on problems RL also sees (a small file could not fill both otherwise);
     # the suffix keeps ids unique across splits while naming the source row.
     sft["id"] = sft["id"] + "-sft"

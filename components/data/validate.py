@@ -18,7 +18,7 @@ import pandas as pd
 
 from components.data import messages_column
 from components.data.messages import MESSAGES_CHECK, count_prompt_tokens, messages_ok, model_text_bytes
-from components.reward.score import is_verifiable
+from components.reward.score import is_verifiable, reference_cost_refusal
 
 MAX_IDS_SHOWN = 20
 NOT_NULL_COLUMNS = ("id", "prompt", "answer", "source")
@@ -33,6 +33,10 @@ EVAL_LEAK = "eval prompt not in sft or rl (whitespace ignored)"
 BENCHMARK_LEAK = "prompt not in eval benchmark {} (whitespace ignored)"
 TRAIN_SPLITS = ("sft", "rl")
 ANSWER_CONFLICT = "a repeated prompt has one answer"
+# A math reference the verifier refuses before comparing (too costly to compute, like
+# \binom{9999}{4999}^{9999}, or juxtaposed numbers): every completion would score 0.0 against it.
+# Reported apart from "answer parseable by the verifier" to say why.
+ANSWER_WITHIN_LIMITS = "answer within the verifier's cost limits (components/reward/guards.py, normalize.py)"
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -117,6 +121,10 @@ def _with_computed_columns(
     out["answer_verifiable"] = [
         is_verifiable(str(s), a) if isinstance(a, str) else False for s, a in zip(out["source"], out["answer"])
     ]
+    out["answer_within_limits"] = [  # a missing answer is the not-null check's to report
+        not isinstance(a, str) or reference_cost_refusal(str(s), a) is None
+        for s, a in zip(out["source"], out["answer"])
+    ]
     messages = messages_column(out)
     out["messages_ok"] = [messages_ok(p, m) for p, m in zip(out["prompt"], messages)]
     # None for a missing prompt: the not-null check reports it, the length checks skip it. Only a
@@ -147,6 +155,7 @@ def _expectations(split: str, max_prompt_tokens: int,
     checks += [
         ("answer parseable by the verifier",
          gxe.ExpectColumnValuesToBeInSet(column="answer_verifiable", value_set=[True])),
+        (ANSWER_WITHIN_LIMITS, gxe.ExpectColumnValuesToBeInSet(column="answer_within_limits", value_set=[True])),
         (MESSAGES_CHECK, gxe.ExpectColumnValuesToBeInSet(column="messages_ok", value_set=[True])),
         (f"prompt 1..{byte_limit} bytes (checked before tokenizing)",
          gxe.ExpectColumnValuesToBeBetween(column="prompt_bytes", min_value=1, max_value=byte_limit)),
@@ -241,6 +250,7 @@ def check_rows(df: pd.DataFrame, byte_limit: int) -> list[tuple[str, int, list[s
     bad: list[tuple[str, pd.Series]] = [(f"{c} not null", frame[c].isna()) for c in NOT_NULL_COLUMNS]
     bad += [
         ("answer parseable by the verifier", ~frame["answer_verifiable"].astype(bool)),
+        (ANSWER_WITHIN_LIMITS, ~frame["answer_within_limits"].astype(bool)),
         (MESSAGES_CHECK, ~frame["messages_ok"].astype(bool)),
         (f"prompt 1..{byte_limit} bytes (checked before tokenizing)",
          frame["prompt_bytes"].notna() & ~frame["prompt_bytes"].between(1, byte_limit)),

@@ -11,6 +11,7 @@ import torch
 
 from components.config import Config, EvalConfig
 from components.eval.metrics import summarise, summarise_by_source
+from components.infra.progress import ProgressReporter
 from components.reward.extract import extract_boxed
 from components.reward.pool import ScoringPool
 from components.rollout import RolloutEngine
@@ -19,13 +20,18 @@ log = logging.getLogger(__name__)
 
 
 def _generate_all(engine: RolloutEngine, prompts: list[str], cfg: EvalConfig, greedy: bool,
-                  generator: torch.Generator | None) -> tuple[list[str], list[int]]:
+                  generator: torch.Generator | None, progress: ProgressReporter, done: int,
+                  per_problem: int) -> tuple[list[str], list[int]]:
+    """Completions of `prompts` in eval.batch_size batches; `progress` counts completions from `done` on."""
     texts, lengths = [], []
+    phase = "greedy" if greedy else f"{per_problem} samples each"
     for lo in range(0, len(prompts), cfg.batch_size):
         batch = engine.generate(prompts[lo : lo + cfg.batch_size], cfg.max_completion_length,
                                 temperature=cfg.temperature, greedy=greedy, generator=generator)
         texts.extend(batch.texts)
         lengths.extend(int(n) for n in batch.completion_mask.sum(-1).tolist())
+        progress.update(done + len(texts), {"phase": phase, "problems": f"{len(texts) // per_problem}/"
+                                                                        f"{len(prompts) // per_problem}"})
     return texts, lengths
 
 
@@ -46,12 +52,14 @@ def evaluate_policy(engine: RolloutEngine, data: pd.DataFrame, cfg: EvalConfig, 
     if len(rendered) != n:
         raise ValueError(f"{len(rendered)} rendered prompts for {n} rows")
     start = time.time()
-    greedy_texts, greedy_lengths = _generate_all(engine, rendered, cfg, greedy=True, generator=None)
+    log.info("eval %s: %d problems x (1 greedy + %d samples) = %d completions", label, n, k, n * (1 + k))
+    progress = ProgressReporter(f"eval {label}", n * (1 + k), unit="completion", logger=log)
+    greedy_texts, greedy_lengths = _generate_all(engine, rendered, cfg, True, None, progress, 0, 1)
     greedy_ok = _score(scorer, sources, greedy_texts, answers)
 
     generator = torch.Generator().manual_seed(seed)
-    sample_texts, sample_lengths = _generate_all(engine, [p for p in rendered for _ in range(k)], cfg,
-                                                 greedy=False, generator=generator)
+    sample_texts, sample_lengths = _generate_all(engine, [p for p in rendered for _ in range(k)], cfg, False,
+                                                 generator, progress, n, k)
     sample_ok = _score(scorer, [s for s in sources for _ in range(k)], sample_texts,
                        [a for a in answers for _ in range(k)])
 
@@ -92,8 +100,9 @@ def evaluate_folder(folder: str, cfg: Config, benchmarks: dict[str, pd.DataFrame
     from components.model.factory import load_policy
     from components.rollout import make_engine
 
-    model, tokenizer = load_policy(folder, cfg.model.dtype)
-    engine = make_engine(cfg.rollout, model, tokenizer, folder, None, cfg.seed)
+    model, tokenizer = load_policy(folder, cfg.model.dtype, cfg.model.trust_remote_code)
+    engine = make_engine(cfg.rollout, model, tokenizer, folder, None, cfg.seed,
+                         trust_remote_code=cfg.model.trust_remote_code)
     out = {}
     for name, data in benchmarks.items():
         out[name] = evaluate_policy(engine, data, cfg.eval, cfg.seed, f"{label}/{name}", scorer=scorer,

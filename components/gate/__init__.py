@@ -1,0 +1,1 @@
+"""Promotion gate: the paired statistics and the promote-or-not decision of the verify stage."""

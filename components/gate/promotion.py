@@ -10,6 +10,8 @@ Every distinct RL model (by the sha256 of its folder, tag `model_hash`) is regis
 provenance and `promotion: pending`; a rerun on the same weights reuses that version. The alias moves
 only on a pass, and then the tag becomes `promoted to @alias`, otherwise `not promoted (reason)`; so a
 crash between registering and moving the alias leaves a pending version that the next run completes.
+The look-up, registration and alias move run under the registry lock (registry.versions.registration_lock),
+so two verifies at once register one version; should the champion move meanwhile, a pass is refused.
 Outputs (report, metrics file) are written atomically after the registry calls succeed.
 """
 
@@ -97,7 +99,8 @@ def verify_and_promote(cfg: Config) -> dict:
     import mlflow
 
     from components.infra.provenance import check_eval_provenance
-    from components.registry.versions import current_champion, find_version, log_policy, register, set_alias, tag_version
+    from components.registry.versions import (current_champion, find_version, log_policy, register,
+                                              registration_lock, set_alias, tag_version)
 
     v, reg = cfg.verify, cfg.registry
     names = [b.name for b in cfg.eval.benchmarks]
@@ -143,39 +146,54 @@ def verify_and_promote(cfg: Config) -> dict:
         with atomic_dir(v.out_dir) as tmp:
             (tmp / "report.md").write_text(report)
             verdict = "passed" if passed else "failed"
-            if existing is None:
-                info = log_policy(cfg.rl.out_dir, cfg.eval.max_completion_length,
-                                  chat_template=cfg.data.chat_template)
-                version = register(info.model_uri, reg.model_name,
-                                   {**provenance_tags(cfg, verdict, reason, hashes), "promotion": PENDING})
-            else:  # the same weights were registered before (a rerun, or a crash before the alias moved)
-                version = existing
-                log.info("verify: %s v%s already holds this model (sha256 %s); reusing it", reg.model_name,
-                         version.version, hashes["rl"])
-                tag_version(reg.model_name, version.version,
-                            {"verdict": verdict, "verdict_reason": reason, "promotion": PENDING})
-            if passed:
-                set_alias(reg.model_name, reg.alias, version.version)
-                tag_version(reg.model_name, version.version, {"promotion": f"promoted to @{reg.alias}"})
-            else:
-                if holder is not None and str(holder.version) == str(version.version):
-                    held = f"@{reg.alias} left on this version from an earlier pass"
-                elif holder is not None:
-                    held = f"@{reg.alias} stays on v{holder.version}"
+            # Two verifies of the same weights (two checkouts sharing a store, two out_dirs) must not both
+            # find no version and both register one: the look-up is repeated under the registry lock.
+            with registration_lock(reg.model_name):
+                existing = find_version(reg.model_name, hashes["rl"], reg.alias)
+                now = current_champion(reg.model_name, reg.alias)
+                if passed and v.against_champion and _version(now) != _version(holder) and \
+                        _version(now) != _version(existing):
+                    raise RuntimeError(f"@{reg.alias} of {reg.model_name} moved from v{_version(holder)} to "
+                                       f"v{_version(now)} while verify ran; rerun verify to compare against it")
+                holder = now
+                if existing is None:
+                    info = log_policy(cfg.rl.out_dir, cfg.eval.max_completion_length,
+                                      chat_template=cfg.data.chat_template)
+                    version = register(info.model_uri, reg.model_name,
+                                       {**provenance_tags(cfg, verdict, reason, hashes), "promotion": PENDING})
+                else:  # the same weights were registered before (a rerun, or a crash before the alias moved)
+                    version = existing
+                    log.info("verify: %s v%s already holds this model (sha256 %s); reusing it", reg.model_name,
+                             version.version, hashes["rl"])
+                    tag_version(reg.model_name, version.version,
+                                {"verdict": verdict, "verdict_reason": reason, "promotion": PENDING})
+                if passed:
+                    set_alias(reg.model_name, reg.alias, version.version)
+                    tag_version(reg.model_name, version.version, {"promotion": f"promoted to @{reg.alias}"})
                 else:
-                    held = f"no @{reg.alias} set"
-                tag_version(reg.model_name, version.version, {"promotion": f"not promoted ({held})"})
+                    if holder is not None and str(holder.version) == str(version.version):
+                        held = f"@{reg.alias} left on this version from an earlier pass"
+                    elif holder is not None:
+                        held = f"@{reg.alias} stays on v{holder.version}"
+                    else:
+                        held = f"no @{reg.alias} set"
+                    tag_version(reg.model_name, version.version, {"promotion": f"not promoted ({held})"})
             summary["registered_version"] = int(version.version)
             summary["reused_version"] = existing is not None
             again = " (these weights were registered before: no new version)" if existing is not None else ""
             (tmp / "report.md").write_text(report + f"\n\nRegistered as {reg.model_name} v{version.version}{again}; "
                                            + (f"@{reg.alias} moved to it.\n" if passed else "not promoted.\n"))
             mlflow.log_artifact(str(tmp / "report.md"), "verify")
+        # Inside the run: a write that fails after the alias moved must end the run FAILED, as the stage does.
+        atomic_write_json(v.metrics_file, summary)
         mlflow.set_tags({"verify.verdict": "passed" if passed else "failed",
                          "verify.registered_version": str(version.version), "verify.model_hash": hashes["rl"]})
-    atomic_write_json(v.metrics_file, summary)
     log.info("verify: %s; %s v%s", "PROMOTED" if passed else "not promoted", reg.model_name, version.version)
     return summary
+
+
+def _version(model_version) -> str | None:
+    return None if model_version is None else str(model_version.version)
 
 
 def _champion_scores(cfg: Config, champion, rl_keys: list[str]) -> np.ndarray:

@@ -1,8 +1,12 @@
-"""Process-wide settings every entry point applies first: no telemetry, no hub, sane threads."""
+"""Process-wide settings every entry point applies first: no telemetry, no hub, no noise, sane threads."""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import sys
+import warnings
 
 QUIET_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -13,13 +17,71 @@ QUIET_ENV = {
     "TOKENIZERS_PARALLELISM": "false",
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    # tqdm bars ("Loading weights", "Writing model shards") are carriage-return redraws: one garbled
+    # line per model load in a DVC or Prefect log. transformers reads this when it is imported.
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # its "Downloading artifacts" bar, the same kind
 }
+
+# Loggers whose INFO is noise: great_expectations logs about 215 "Skipping registering function ..."
+# lines from its import-time decorators, and its config dumps (the stray "[]" line of `prepare`).
+# A module that sets its own level on import (GX's data_context.types.base sets INFO) is listed too:
+# the filter quiet_logging adds to each logger outlives that.
+QUIET_LOGGERS = ("great_expectations", "great_expectations.data_context.types.base")
+
+# Warnings a user cannot act on, matched by category and the start of the message (regex). Narrow on
+# purpose: anything else still prints.
+NOISE_WARNINGS = (
+    # MLflow, on registering our pyfunc: its predict takes the DataFrame or dict the caller hands it, by
+    # design untyped; the message is wrapped in a terminal colour code, hence the leading ".*"
+    (UserWarning, re.compile(r".*Add type hints to the `predict` method")),
+    # setuptools' distutils shim, when a dependency imports distutils
+    (UserWarning, re.compile(r"Setuptools is replacing distutils")),
+)
+
+
+def is_noise(message: Warning | str, category: type[Warning]) -> bool:
+    return any(issubclass(category, c) and pattern.match(str(message)) for c, pattern in NOISE_WARNINGS)
+
+
+def _drop_noise_warnings() -> None:
+    """Drop NOISE_WARNINGS where warnings are shown, not in the filter list: MLflow wraps its check in
+    `catch_warnings(); simplefilter("once", UserWarning)`, which puts its filter in front of any of ours."""
+    show = warnings.showwarning
+    if getattr(show, "drops_noise", False):
+        return
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if not is_noise(message, category):
+            show(message, category, filename, lineno, file, line)
+
+    showwarning.drops_noise = True
+    warnings.showwarning = showwarning
 
 
 def quiet_environment() -> None:
-    """Set defaults without overriding what the user exported."""
+    """Set defaults without overriding what the user exported, then quiet_logging()."""
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    quiet_logging()
+
+
+def quiet_logging() -> None:
+    """Silence the known noise: QUIET_LOGGERS below WARNING, NOISE_WARNINGS, and transformers' progress
+    bars if it was imported before HF_HUB_DISABLE_PROGRESS_BARS was set (importing nothing new)."""
+    for name in QUIET_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        logger.addFilter(_warnings_and_above)  # a no-op when already there
+    _drop_noise_warnings()
+    if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") == "1" and "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
+def _warnings_and_above(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING
 
 
 def configure_threads() -> None:

@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -30,6 +31,7 @@ PARENT_ENV = "PIPO_PARENT_RUN_ID"
 MLFLOW_DIR = REPO_ROOT / "mlflow"
 PID_TAG, HOST_TAG, PROCESS_START_TAG = "pipo.pid", "pipo.host", "pipo.process_start"
 END_REASON_TAG = "pipo.end_reason"
+SOURCE_TAG = "mlflow.source.name"  # the UI's "Source" column
 
 
 class TrackingUnavailableError(RuntimeError):
@@ -76,20 +78,52 @@ def ensure_experiment(cfg: Config) -> str:
     if uri.startswith(("http://", "https://")):
         _probe_server(uri, cfg.tracking.request_timeout_s)
     mlflow.set_tracking_uri(uri)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
-        exp = mlflow.get_experiment_by_name(cfg.tracking.experiment)
-        if exp is not None:
-            return exp.experiment_id
-        location = None
-        if uri.startswith("sqlite:///"):  # artifacts beside the database, not in ./mlruns of the cwd
-            location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
-        # The UI opens a "custom model development" experiment on its runs (otherwise on GenAI traces).
-        return mlflow.create_experiment(cfg.tracking.experiment, artifact_location=location,
-                                        tags={"mlflow.experimentKind": "custom_model_development"})
+        with _sqlite_init_lock(uri):
+            return _experiment_id(cfg.tracking.experiment, uri)
     except Exception as exc:  # MLflow raises many types for an unreachable store
         raise TrackingUnavailableError(f"MLflow tracking store {uri} cannot be reached: {exc}") from exc
+
+
+def _experiment_id(name: str, uri: str) -> str:
+    import mlflow
+
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):  # artifacts beside the database, not in ./mlruns of the cwd
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
+    try:
+        # The UI opens a "custom model development" experiment on its runs (otherwise on GenAI traces).
+        return mlflow.create_experiment(name, artifact_location=location,
+                                        tags={"mlflow.experimentKind": "custom_model_development"})
+    except Exception:
+        exp = mlflow.get_experiment_by_name(name)  # another process (on a server) created it meanwhile
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+@contextlib.contextmanager
+def _sqlite_init_lock(uri: str) -> Iterator[None]:
+    """For an embedded sqlite store: an exclusive flock beside the database while this process opens it
+    and finds or creates the experiment. MLflow creates the tables and runs its schema migrations on
+    the first connection; two stages doing that at once on a fresh store fail ("duplicate column"),
+    which would read as an unreachable store. The kernel drops the lock when its holder exits."""
+    import fcntl
+
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(db.parent / f".{db.name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _probe_server(uri: str, timeout_s: float = 5.0) -> None:
@@ -124,9 +158,22 @@ def _process_state(pid: int) -> tuple[str, str] | None:
     return fields[0], f"{boot}:{fields[19]}"
 
 
-def _process_tags() -> dict[str, str]:
+def entry_point() -> str:
+    """The running script relative to the repository (`components/cli.py`), else its file name. MLflow
+    would tag the run with its absolute path, which names the user's folders and differs per checkout."""
+    script = sys.argv[0] if sys.argv else ""
+    if script in ("", "-c", "-m"):
+        return f"python {script}".strip()
+    path = Path(script).resolve()
+    return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else path.name
+
+
+def process_tags() -> dict[str, str]:
+    """Tags of the process that opens a run: what close_stale_runs judges it by, and its entry point
+    (set here, as MLflow's own value would be absolute)."""
     state = _process_state(os.getpid())
-    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(), PROCESS_START_TAG: state[1] if state else ""}
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(), PROCESS_START_TAG: state[1] if state else "",
+            SOURCE_TAG: entry_point()}
 
 
 def _process_gone(tags: dict[str, str]) -> bool:
@@ -227,7 +274,7 @@ def stage_run(cfg: Config, stage: str) -> Iterator[object]:
         return
     experiment_id = ensure_experiment(cfg)
     close_stale_runs(experiment_id, stage)
-    tags = {"pipo.stage": stage, **_process_tags()}
+    tags = {"pipo.stage": stage, **process_tags()}
     parent = os.environ.get(PARENT_ENV)
     if parent:
         tags["mlflow.parentRunId"] = parent

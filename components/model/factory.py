@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from components.config import ModelConfig
+from components.model.source import ModelSource, loading_errors, resolve
 from components.model.tokenizer import build_char_tokenizer
 
 TINY = "tiny"
@@ -35,27 +36,44 @@ def build_tiny_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase, seed:
     return LlamaForCausalLM(config).to(DTYPES[cfg.dtype])
 
 
-def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
-    path = Path(path)
-    if path.is_dir() and (path / "tokenizer.json").exists():
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """The tokenizer of a model folder or hub id (see load_policy for the checks and errors)."""
+    source = resolve(path)
+    with loading_errors(source):
+        return _tokenizer(source, trust_remote_code)
+
+
+def _tokenizer(source: ModelSource, trust_remote_code: bool) -> PreTrainedTokenizerBase:
+    if not source.is_hub and (Path(source.where) / "tokenizer.json").exists():
         # Fast tokenizer straight from tokenizer.json: avoids AutoTokenizer picking a
         # model-specific class that drops whitespace tokens (seen with Qwen2 configs).
-        tok = PreTrainedTokenizerFast.from_pretrained(str(path))
+        tok = PreTrainedTokenizerFast.from_pretrained(source.where, trust_remote_code=trust_remote_code)
     else:
-        tok = AutoTokenizer.from_pretrained(str(path))
+        tok = AutoTokenizer.from_pretrained(source.where, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     return tok
 
 
-def load_policy(path: str | Path, dtype: str = "float32"):
-    """Load (model, tokenizer) from an HF folder or hub name; errors name the path."""
-    path = str(path)
-    if not Path(path).exists() and "/" not in path:
-        raise FileNotFoundError(f"model path not found: {path}")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype])
-    return model, load_tokenizer(path)
+def load_policy(path: str | Path, dtype: str = "float32", trust_remote_code: bool = False):
+    """Load (model, tokenizer) from an HF folder or hub id. trust_remote_code is passed explicitly
+    (model.trust_remote_code): a folder's own Python never runs unasked and transformers never
+    prompts on stdin. A missing folder, a corrupt weights file, custom code without the setting or
+    an unreachable hub raise a one-line ModelLoadError (a ConfigError) naming the path."""
+    source = resolve(path)
+    with loading_errors(source):
+        model = AutoModelForCausalLM.from_pretrained(source.where, dtype=DTYPES[dtype],
+                                                     trust_remote_code=trust_remote_code)
+        return model, _tokenizer(source, trust_remote_code)
+
+
+def model_max_length(name_or_path: str | Path, trust_remote_code: bool = False, default: int = 4096) -> int:
+    """The model's context length from its config alone (no weights loaded)."""
+    source = resolve(name_or_path)
+    with loading_errors(source):
+        config = AutoConfig.from_pretrained(source.where, trust_remote_code=trust_remote_code)
+    return int(getattr(config, "max_position_embeddings", default))
 
 
 def initial_policy(cfg: ModelConfig, seed: int):
@@ -63,7 +81,7 @@ def initial_policy(cfg: ModelConfig, seed: int):
     if cfg.name_or_path == TINY:
         tok = build_char_tokenizer()
         return build_tiny_model(cfg, tok, seed), tok
-    return load_policy(cfg.name_or_path, cfg.dtype)
+    return load_policy(cfg.name_or_path, cfg.dtype, cfg.trust_remote_code)
 
 
 def training_memory(model, cfg: ModelConfig):

@@ -1,0 +1,1 @@
+"""MLflow model registry: the policy as a pyfunc model, its registered versions and aliases."""

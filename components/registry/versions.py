@@ -3,14 +3,19 @@ of one registered model, and the alias (`champion`) that marks the version in us
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
 from components.config import REPO_ROOT
+from components.infra.locks import file_lock
 
 COMPONENTS_DIR = REPO_ROOT / "components"
 MODEL_HASH_TAG = "model_hash"  # sha256 of the registered policy folder (components.infra.provenance.hash_path)
@@ -34,11 +39,32 @@ def log_policy(policy_dir: str | Path, max_new_tokens: int, name: str = "policy"
         code = Path(tmp) / "components"
         shutil.copytree(COMPONENTS_DIR, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         return mlflow.pyfunc.log_model(
-            name=name, python_model=str(COMPONENTS_DIR / "registry" / "pyfunc_policy.py"),
+            # the copy's file: MLmodel records this path (model_code_path), which must not name the checkout
+            name=name, python_model=str(code / "registry" / "pyfunc_policy.py"),
             artifacts={POLICY_ARTIFACT: str(policy_dir)}, code_paths=[str(code)], signature=signature,
             model_config={"max_new_tokens": max_new_tokens, "chat_template": chat_template}, input_example=example,
             pip_requirements=["torch", "transformers", "pandas", "pydantic", "pyyaml", "math-verify"],
         )
+
+
+@contextlib.contextmanager
+def registration_lock(model_name: str) -> Iterator[None]:
+    """Serialise find-or-register-and-alias of `model_name` between processes (waits for the holder).
+
+    For a sqlite store the lock file lies beside the database, so every checkout sharing that store
+    shares it. For a remote tracking server it lies in this machine's temp folder, keyed by the server's
+    URI: it keeps apart the verifies of ONE machine only (MLflow's registry has no compare-and-set).
+    """
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+    else:
+        folder = Path(tempfile.gettempdir()) / "pipo-registry-locks" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name)
+    with file_lock(folder / f".registry-{slug}.lock", f"registering {model_name}", wait=True):
+        yield
 
 
 def register(model_uri: str, model_name: str, tags: dict[str, str]):

@@ -4,15 +4,16 @@ verl calls `compute_score(data_source, solution_str, ground_truth, extra_info)` 
 directly, or `compute_shaped_score` with the format weights as reward_kwargs; TRL calls reward
 functions with the completions and the dataset's columns as keyword lists.
 
-These run in the caller's process like compute_score, so without a deadline; the pipeline itself
-scores through components.reward.pool.ScoringPool.
+Like compute_score, each item is bounded by reward.timeout_s (components.reward.score runs every
+item that needs it in a worker process of its module-level scoring pool); a TRL batch is scored as
+one batch, over up to reward.workers workers.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from components.reward.score import compute_score, format_score, shaped_reward
+from components.reward.score import compute_score, format_score, score_items, shaped_reward
 
 
 def compute_shaped_score(
@@ -43,7 +44,9 @@ def trl_reward_func(
 ) -> list[float]:
     """TRL reward-function adapter: dataset columns arrive as keyword lists aligned with completions."""
     sources = [data_source] * len(completions) if isinstance(data_source, str) else list(data_source)
-    return [compute_score(s, _completion_text(c), g) for s, c, g in zip(sources, completions, ground_truth)]
+    if len(sources) != len(completions):
+        raise ValueError(f"data_source has {len(sources)} entries for {len(completions)} completions")
+    return score_items(sources, [_completion_text(c) for c in completions], list(ground_truth))
 
 
 def trl_format_reward_func(completions: list[Any], **kwargs: Any) -> list[float]:

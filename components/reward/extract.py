@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from typing import Any
 
 BOX_COMMANDS = ("\\boxed", "\\fbox")
+MAX_LIST_BOXES = 20  # a list answer split over more boxes than this is read from its last 20
+# What may stand between two boxes of one list answer: spacing, $, commas, semicolons, \( \) \[ \]
+# and "and" (plain or in \text{}).
+_BOX_SEPARATOR = re.compile(r"(?:[\s$,;&]|\\[()\[\],;: ]|\\quad|\\text\{\s*and\s*\}|\band\b){0,40}")
 
 
 def extract_boxed(text: str) -> str | None:
@@ -22,9 +27,12 @@ def extract_boxed(text: str) -> str | None:
     return None if span is None else text[span[0] + 1 : span[1]]
 
 
-def last_box_span(text: str) -> tuple[int, int] | None:
-    """(index of the opening brace, index of the closing brace) of the last box, or None."""
-    starts = [text.rfind(cmd) + len(cmd) for cmd in BOX_COMMANDS if text.rfind(cmd) >= 0]
+def last_box_span(text: str, end: int | None = None) -> tuple[int, int] | None:
+    """(index of the opening brace, index of the closing brace) of the last box that starts before
+    `end` (default: anywhere), or None."""
+    end = len(text) if end is None else end
+    found = [(text.rfind(cmd, 0, end), cmd) for cmd in BOX_COMMANDS]
+    starts = [at + len(cmd) for at, cmd in found if at >= 0]
     if not starts:
         return None
     i, n = max(starts), len(text)
@@ -46,6 +54,22 @@ def last_box_span(text: str) -> tuple[int, int] | None:
                 return i, j
         j += 1
     return None  # unbalanced, e.g. a completion truncated inside the box
+
+
+def final_boxes(text: str) -> list[str]:
+    """The contents of the last boxes written together as one list, in order (at most MAX_LIST_BOXES):
+    `$\\boxed{3}$ and $\\boxed{4}$` gives ["3", "4"]. Boxes are together when only spacing, `$`,
+    commas, semicolons, math delimiters and "and" separate them; any other text ends the run, so a
+    first guess boxed earlier in the reasoning is not part of it. [] when there is no complete box."""
+    out: list[str] = []
+    span = last_box_span(text)
+    while span is not None and len(out) < MAX_LIST_BOXES:
+        out.append(text[span[0] + 1 : span[1]])
+        command_start = max(text.rfind(cmd, 0, span[0]) for cmd in BOX_COMMANDS)
+        span = last_box_span(text, command_start)
+        if span is None or span[1] >= command_start or not _BOX_SEPARATOR.fullmatch(text, span[1] + 1, command_start):
+            break
+    return out[::-1]
 
 
 def as_text(value: Any) -> str:

@@ -21,6 +21,10 @@ MAX_TRANSCENDENTAL_EXPONENT = 12  # the same next to \sin, \log, ...: \cos(12^{9
 MAX_ROOTED_EXPONENT = 300  # the same under a root: \sqrt{9^{9999}-7} makes sympy factor 9542 digits
 MAX_GROUP_EXPONENT = 12  # (x+y+z)^{99} makes sympy expand thousands of terms
 MAX_GROUP_DEGREE = 24  # summed over all powers of symbolic groups: (x+1)^{12}(x+2)^{12}...
+# Digits of the largest number sympy would compute: 3 million digits (\binom{9999}{4999}^{1000})
+# took 1.4 s, 30 million (^{9999}) 85 s; 100,000 digits cost about 0.1 s. Every answer of MATH-500,
+# AIME 2025 and AMC 2023 stays far below it (999! has 2565 digits, 9^{9999} 9542).
+MAX_DIGITS = 100_000
 _BIG_NUMBER = re.compile(r"\d{5,}")
 _FOUR_DIGITS = re.compile(r"\d{4,}")
 _COMMAND = re.compile(r"\\[A-Za-z]+")
@@ -167,6 +171,111 @@ def _binomial_reason(answer: str) -> str | None:
     return None
 
 
+# --- cost estimate: digits of the numbers an answer makes sympy compute ----------------------------
+_TOKEN = re.compile(r"\\[A-Za-z]+|\\.|\d+(?:\.\d+)?|\S")
+_IGNORED = frozenset({"\\left", "\\right", "\\,", "\\;", "\\:", "\\!", "\\ ", "\\quad", "\\qquad", "~",
+                      "\\displaystyle"})
+_OPENERS = {"(": ")", "{": "}", "[": "]", "\\{": "\\}"}
+_CLOSERS = frozenset(_OPENERS.values())
+_PRODUCT = frozenset({"*", "/", "\\cdot", "\\times", "\\div"})
+_FRACTIONS = frozenset({"\\frac", "\\dfrac", "\\tfrac"})
+_BINOMIALS = frozenset({"\\binom", "\\dbinom", "\\tbinom"})
+_LOG10_E = math.log10(math.e)
+
+
+def _value(digits: float) -> float:
+    """The number with `digits` decimal digits (10**digits), inf when it overflows a float."""
+    return 10.0 ** digits if digits < 300 else math.inf
+
+
+def _log10_factorial(n: float) -> float:
+    return math.lgamma(n + 1) * _LOG10_E if n < 1e300 else math.inf
+
+
+class _Digits:
+    """Upper estimate of log10 of every number an answer makes sympy compute exactly.
+
+    A small recursive reading of the answer's tokens: a literal has its own digits; a product (*,
+    \\cdot, /, \\frac, juxtaposition) adds its factors' digits; a sum keeps the largest; x^{e} has
+    digits(x) * e; n! and \\binom{n}{k} have log10 of their values (lgamma); symbols, functions and
+    anything unknown count 0 digits (other rules see to them). `largest` is the maximum over every
+    intermediate value, the size of the biggest integer sympy would build. Each token is read once.
+    """
+
+    def __init__(self, answer: str) -> None:
+        self.tokens = [t for t in _TOKEN.findall(answer) if t not in _IGNORED]
+        self.i = 0
+        self.largest = 0.0
+        while self.i < len(self.tokens):  # a stray closer ends a group early: read on after it
+            self._group(None)
+            self.i += 1
+
+    def _note(self, digits: float) -> float:
+        self.largest = max(self.largest, digits)
+        return digits
+
+    def _group(self, close: str | None) -> float:
+        best = term = 0.0
+        while self.i < len(self.tokens):
+            token = self.tokens[self.i]
+            if token in _CLOSERS:
+                self.i += token == close
+                break
+            if token in _PRODUCT:
+                self.i += 1
+            elif token[0].isalnum() or token[0] == "\\" or token in _OPENERS:
+                term += self._factor()
+            else:  # + - = , < and any other operator start a new term
+                best, term = max(best, term), 0.0
+                self.i += 1
+        return self._note(max(best, term))
+
+    def _factor(self) -> float:
+        digits = self._atom()
+        while self.i < len(self.tokens) and self.tokens[self.i] in ("!", "^", "_"):
+            operator = self.tokens[self.i]
+            self.i += 1
+            if operator == "!":
+                digits = _log10_factorial(_value(digits))
+            elif operator == "^":
+                exponent = self._atom()
+                digits = digits * _value(exponent) if digits > 0 else 0.0
+            else:
+                self._atom()  # a subscript names, it does not compute
+            self._note(digits)
+        return digits
+
+    def _atom(self) -> float:
+        if self.i >= len(self.tokens):
+            return 0.0
+        token = self.tokens[self.i]
+        self.i += 1
+        if token[0].isdigit():
+            whole = token.split(".")[0]
+            return self._note(math.log10(max(float(whole), 1.0)) if len(whole) < 300 else float(len(whole)))
+        if token in _OPENERS:
+            return self._group(_OPENERS[token])
+        if token in _FRACTIONS:
+            return self._note(self._atom() + self._atom())
+        if token in _BINOMIALS:
+            n, k = _value(self._atom()), _value(self._atom())
+            if math.isinf(n):
+                return self._note(math.inf)
+            k = min(k, max(n - k, 0.0))
+            return self._note(max(_log10_factorial(n) - _log10_factorial(k) - _log10_factorial(n - k), 0.0))
+        if token == "\\sqrt":
+            if self.i < len(self.tokens) and self.tokens[self.i] == "[":
+                self.i += 1
+                self._group("]")
+            return self._atom() / 2
+        return 0.0  # a letter, a function or a command: symbolic (its argument is read as the next factor)
+
+
+def _magnitude_reason(answer: str) -> str | None:
+    digits = _Digits(answer).largest
+    return f"a number of about {digits:.3g} digits" if digits > MAX_DIGITS else None
+
+
 def unsafe_reason(answer: str) -> str | None:
     """Why parsing or verifying `answer` could hang sympy or eat memory, or None when it is safe.
 
@@ -175,7 +284,9 @@ def unsafe_reason(answer: str) -> str | None:
     groups or factorials; factorials of anything but small literals, symbols and flat groups;
     binomials of huge or non-integer arguments; exact big-number operators (Gamma, sums, products)
     with five-digit arguments; transcendental functions next to numbers of three digits or more,
-    factorials or powers above the 12th; roots of huge factorials or powers.
+    factorials or powers above the 12th; roots of huge factorials or powers; and any number of more
+    than MAX_DIGITS digits that factorials, binomials and powers of them would build (the cost
+    estimate `_Digits`: \\binom{9999}{4999}^{9999}, 9^{99}!, (999*999)!).
     A rejected answer scores 0.0; ordinary answers (all of MATH-500, AIME 2025 and AMC 2023) pass.
     """
     if len(answer) > MAX_ANSWER_CHARS:
@@ -193,7 +304,8 @@ def unsafe_reason(answer: str) -> str | None:
         return "root of a huge factorial"  # \sqrt{999!-7}
     max_exponent = (MAX_TRANSCENDENTAL_EXPONENT if transcendental
                     else MAX_ROOTED_EXPONENT if rooted else MAX_EFFECTIVE_EXPONENT)
-    reason = _power_reason(answer, max_exponent) or _factorial_reason(answer) or _binomial_reason(answer)
+    reason = (_power_reason(answer, max_exponent) or _factorial_reason(answer) or _binomial_reason(answer)
+              or _magnitude_reason(answer))
     if reason:
         return reason
     if _COSTLY_COMMANDS.search(answer) and _BIG_NUMBER.search(answer):

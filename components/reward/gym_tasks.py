@@ -33,6 +33,9 @@ SAFE_TASKS = frozenset({
     "spell_backward",
 })
 
+# Tasks whose answer is a number (Decimal-compared): a reference must be a finite one, not NaN or Infinity.
+NUMERIC_TASKS = frozenset({"chain_sum", "products", "decimal_chain_sum", "basic_arithmetic", "gcd", "lcm"})
+
 # Scorers that call sympy.parse_expr on the answer (and sometimes on reference strings). Each maps
 # (reference answer, metadata) to (names the answer may use, reference strings the scorer parses),
 # or None when the metadata the scorer needs is missing.

@@ -1,22 +1,20 @@
 """Batch scoring with a hard per-item timeout that works from any thread.
 
-`compute_score` cannot be interrupted in-process (sympy holds the thread, and math-verify's
-signal-based timeouts only work on the main thread), so every item whose cost is not bounded by
-construction (`components.reward.score.cost_is_bounded`: math answers, sympy-based reasoning-gym tasks,
-registered scorers) goes to a worker process that can be killed, whatever the batch size. Each
+The verifier cannot be interrupted in-process (sympy holds the thread; math-verify's signal-based
+timeouts only work on the main thread), so every item whose cost is not bounded by construction
+(`components.reward.verify.cost_is_bounded`: math, sympy-based reasoning-gym tasks, registered
+scorers) goes to a worker process that can be killed, whatever the batch size. Each
 worker handles one item at a time under a deadline: a worker that hangs past it is killed, one
 that dies (os._exit, SIGKILL, a segfault) is noticed through its closed pipe; either way the item
 scores 0.0, is counted, and a fresh worker takes its place while the rest of the batch carries on.
 Only bounded items (chain_sum's Decimal comparison, string comparisons, completions without a box)
 are scored inline, so the default chain_sum RL batch never waits on a process.
 
-This is the pipeline's one scoring path (RL, evaluation, the champion re-evaluation, compare), built
-by `pool_for(cfg.reward)` from params.yaml's `reward` section, which is the only source of its
-worker count and timeout.
-
-Workers are plain `python -c` subprocesses, not multiprocessing children: nothing is forked from
-a parent that may hold torch threads, and the parent's __main__ (a trainer importing torch) is
-not re-imported, so a worker starts with math-verify only.
+The pipeline scores through `pool_for(cfg.reward)` (RL, evaluation, the champion re-evaluation,
+compare); compute_score and the verl/TRL adapters through one module-level pool
+(components.reward.score). Workers run components.reward.verify, never compute_score: no recursion.
+Workers are plain `python -c` subprocesses, not multiprocessing children: nothing is forked from a
+parent that may hold torch threads, and the parent's __main__ is not re-imported.
 """
 
 from __future__ import annotations
@@ -41,7 +39,7 @@ from components.config import RewardConfig
 
 from components.reward.gym import RG_PREFIX
 from components.reward.gym_tasks import PARSED_TASKS
-from components.reward.score import cost_is_bounded, score_and_error
+from components.reward.verify import cost_is_bounded, score_and_error, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +62,15 @@ class _Worker:
 class ScoringPool:
     """Scores (source, completion, ground truth) items like `compute_score`, each under `timeout_s`.
 
-    workers: standing worker processes, started on first need. 0: none standing; a batch with items
-        that need a deadline starts one worker for itself and stops it afterwards (slower, still bounded).
+    workers: most standing worker processes, started as batches need them (a batch of n items
+        starts at most n). 0: none standing; a batch with items that need a deadline starts one
+        worker for itself and stops it afterwards (slower, still bounded).
     timeout_s: per-item limit; an item past it scores 0.0 (counted in `timeouts`). Items whose cost is
         bounded by construction (`cost_is_bounded`) are scored inline; all others go to a worker.
     extra_scorers_module: module each worker imports first, to register extra scorers
-        (`components.reward.score.register_scorer`), e.g. "tests.scoring_hooks".
-    preload: modules each worker imports before it reports ready, so that their import time does
-        not count against the first item's timeout (e.g. "reasoning_gym" for tasks other than
-        chain_sum); math-verify is always warmed up.
+        (`components.reward.verify.register_scorer`), e.g. "tests.scoring_hooks".
+    preload: modules each worker imports before it reports ready, so that their import time is not
+        the first item's (e.g. "reasoning_gym" for tasks other than chain_sum); math-verify always is.
     startup_timeout_s: how long a worker may take to start before the pool gives up with an error.
 
     Counters: `timeouts` (killed for running past timeout_s), `crashes` (died while scoring),
@@ -100,6 +98,7 @@ class ScoringPool:
         self.timeouts = self.crashes = self.errors = 0
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
+        self._pid = os.getpid()  # a forked child must not talk to the parent's workers
         self._closed = False
         if extra_scorers_module:  # the inline path needs the same scorers as the workers
             importlib.import_module(extra_scorers_module)
@@ -115,7 +114,7 @@ class ScoringPool:
         extra_infos: Sequence[dict | None] | None = None,
     ) -> list[float]:
         """One reward per completion, in order: bounded items inline, every other item in a worker."""
-        items = _items(sources, completions, ground_truths, extra_infos)
+        items = batch_items(sources, completions, ground_truths, extra_infos)
         self._check_open()
         results = [0.0] * len(items)
         pooled = []
@@ -170,13 +169,16 @@ class ScoringPool:
     # --- pool -----------------------------------------------------------------------------------
 
     def _score_in_pool(self, items: list[tuple]) -> list[float]:
+        if self._pid != os.getpid():
+            self._after_fork()
         with self._lock:
             self._check_open()
             if "reasoning_gym" not in self.preload and any(_needs_reasoning_gym(item[0]) for item in items):
                 # Its import (seconds) must not count against an item's timeout: restart preloaded.
                 self.preload += ("reasoning_gym",)
                 _stop_all(self._workers)
-            while len(self._workers) < max(self.num_workers, 1):
+            # As many workers as this batch can use, up to num_workers: one item starts one.
+            while len(self._workers) < min(max(self.num_workers, 1), len(items)):
                 self._workers.append(self._spawn())
             try:
                 return self._run(items)
@@ -189,6 +191,13 @@ class ScoringPool:
             finally:
                 if self.num_workers == 0:  # no standing workers: this batch's one goes with it
                     _stop_all(self._workers)
+
+    def _after_fork(self) -> None:  # the workers (and maybe a held lock) are the parent's: start afresh
+        for worker in self._workers:  # close this process's copies of their pipes; they run on
+            worker.tasks.close()
+            worker.results.close()
+        self._workers.clear()  # the child's copy of the list: its finalizer then stops nothing
+        self._lock, self._pid = threading.Lock(), os.getpid()
 
     def _run(self, items: list[tuple]) -> list[float]:
         """Keep every ready worker busy until each item has a result, a timeout or a crash."""
@@ -310,7 +319,8 @@ def _needs_reasoning_gym(source: Any) -> bool:
     return str(source).startswith(RG_PREFIX) and str(source)[len(RG_PREFIX) :] in PARSED_TASKS
 
 
-def _items(sources, completions, ground_truths, extra_infos) -> list[tuple]:
+def batch_items(sources, completions, ground_truths, extra_infos) -> list[tuple]:
+    """(source, completion, truth, extra_info) per item; a ValueError unless every column has one each."""
     extras = [None] * len(completions) if extra_infos is None else list(extra_infos)
     if not len(sources) == len(completions) == len(ground_truths) == len(extras):
         raise ValueError("sources, completions, ground_truths and extra_infos must have one entry per item")
@@ -371,7 +381,7 @@ def _worker_main() -> None:
         importlib.import_module(module)
     if extra_module:
         importlib.import_module(extra_module)
-    score_and_error("math", "\\boxed{\\frac12}", "0.5")  # imports sympy and the LaTeX grammar now
+    warm_up()  # imports sympy, the LaTeX grammar and the trigonometric simplifier now
     results.send(("ready", os.getpid()))
     while True:
         try:

@@ -1,133 +1,117 @@
 """Verifiable rewards: 1.0 when the completion's last \\boxed{} answer is correct, else 0.0.
 
-One scorer for RL, evaluation and data validation: `compute_score` routes a data_source to its
-verifier. Math goes through math-verify (components.reward.math_equal, behind the pre-filter in
-components.reward.guards); reasoning-gym tasks use the task's own scorer, with a fast exact path for
-chain_sum (components.reward.gym); registered scorers (`register_scorer`) come first. The optional
-format term (`format_score`, `shaped_reward`) lives here too; verl and TRL adapters are in
-components.reward.adapters.
+The public scorer, for RL, evaluation, data validation and the verl and TRL adapters
+(components.reward.adapters): `compute_score` in verl's convention, `score_items` for a batch. Both
+bound every item by `reward.timeout_s`: items whose cost is bounded by construction
+(`cost_is_bounded`) are scored inline, every other item (math, sympy-based reasoning-gym tasks) in
+a worker process of a module-level ScoringPool (components.reward.pool), started on first need with
+params.yaml's `reward` settings and killed past the timeout. verl and TRL call these in-process,
+from any thread, so the bound has to live here: math-verify's signal-based timeouts work on the
+main thread only, bound its parse and compare calls separately rather than the item, and cannot
+stop a C-level big-integer operation. The routing itself (math-verify, reasoning-gym, registered
+scorers) is components.reward.verify, which the pool's workers run, so nothing recurses.
 
-Model output is only ever parsed, never evaluated as Python: math answers go through math-verify's
-LaTeX parser only, and a reasoning-gym task is scored only if it is on one of the two lists in
-`components.reward.gym_tasks` (scorers that compare strings or Decimals, or scorers reached only after the
-answer passed a whitelist parser); any other task scores 0.0 without running its scorer.
-
-`compute_score` itself has no deadline (sympy cannot be interrupted in-process; math-verify's
-signal-based timeouts only work on the main thread). The pipeline scores through
-`components.reward.pool.ScoringPool`, which runs inline only the sources whose cost is bounded by
-construction (`cost_is_bounded`) and sends every other item to a worker process that is killed
-past `reward.timeout_s`. The pre-filter still keeps known sympy hangs from costing a worker its timeout.
+The optional format term (`format_score`, `shaped_reward`) lives here too.
 """
 
 from __future__ import annotations
 
-import logging
 import re
+import threading
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable
+from typing import Any, Sequence
 
-from components.reward.extract import BOX_COMMANDS, as_text, extract_boxed, last_box_span, reference_answers
-from components.reward.gym import RG_PREFIX, rg_equal
-from components.reward.gym_tasks import ACCEPTED_TASKS, PARSED_TASKS
-from components.reward.math_equal import math_equal
+from components.reward.extract import BOX_COMMANDS, as_text, last_box_span, reference_answers
+from components.reward.gym import RG_PREFIX
+from components.reward.gym_tasks import ACCEPTED_TASKS, NUMERIC_TASKS
+from components.reward.math_equal import reference_refusal
+from components.reward.pool import ScoringPool, batch_items
+from components.reward.verify import (  # noqa: F401  (re-exported: the public names of the scorer)
+    Scorer,
+    cost_is_bounded,
+    extra_scorer,
+    register_scorer,
+    score_and_error,
+)
 
-log = logging.getLogger(__name__)
-
-Scorer = Callable[[str, str, Any, "dict | None"], float]
-_EXTRA_SCORERS: dict[str, Scorer] = {}
+_pool: ScoringPool | None = None
+_pool_lock = threading.Lock()
 
 
-def register_scorer(prefix: str, scorer: Scorer) -> None:
-    """Route every data_source starting with `prefix` to `scorer(data_source, text, truth, extra_info)`.
+def scoring_pool() -> ScoringPool:
+    """The pool behind compute_score and the adapters, made on first need from params.yaml's `reward`
+    (its timeout_s; at least one worker, since callers score item by item). Workers start lazily and
+    stop at exit; a forked child starts its own (ScoringPool handles the fork)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            from components.config import load_config
 
-    For custom verifiers (and the scoring pool's tests). Registered scorers are consulted before
-    the built-in verifiers; prefixes under reasoning_gym/ are refused so those stay unambiguous.
+            reward = load_config().reward
+            _pool = ScoringPool(max(reward.workers, 1), reward.timeout_s)
+        return _pool
+
+
+def score_items(
+    sources: Sequence[str], completions: Sequence[Any], ground_truths: Sequence[Any],
+    extra_infos: Sequence[dict | None] | None = None,
+) -> list[float]:
+    """One reward per completion, each bounded by reward.timeout_s (see the module docstring).
+
+    Registered scorers (`register_scorer`) run inline: their cost is their author's, and a worker
+    would not know them. Their exceptions propagate; a built-in verifier's error scores 0.0.
     """
-    if prefix.startswith(RG_PREFIX) or not prefix:
-        raise ValueError(f"scorer prefix {prefix!r} is empty or shadows a built-in source")
-    _EXTRA_SCORERS[prefix] = scorer
-
-
-def _extra_scorer(data_source: str) -> Scorer | None:
-    for prefix, scorer in _EXTRA_SCORERS.items():
-        if data_source.startswith(prefix):
-            return scorer
-    return None
-
-
-# --- correctness --------------------------------------------------------------------------------
-
-
-def score_and_error(
-    data_source: str, solution_str: Any, ground_truth: Any, extra_info: dict | None = None
-) -> tuple[float, str | None]:
-    """(reward, None), or (0.0, what was raised) when a built-in verifier raised.
-
-    The scoring pool counts such items as errors (reward/scoring_errors); compute_score logs them.
-    A registered scorer's exception propagates (the pool counts it too).
-    """
-    data_source = str(data_source)
-    custom = _extra_scorer(data_source)
-    if custom is not None:
-        return float(custom(data_source, as_text(solution_str), ground_truth, extra_info)), None
-    pred = extract_boxed(as_text(solution_str))
-    if pred is None or not pred.strip():
-        return 0.0, None
-    try:
-        golds = reference_answers(ground_truth)
-        if data_source.startswith(RG_PREFIX):
-            task = data_source[len(RG_PREFIX) :]
-            return float(any(rg_equal(task, gold, pred, extra_info) for gold in golds)), None
-        return float(any(math_equal(gold, pred) for gold in golds)), None
-    except Exception as exc:  # a verifier bug must not take down a training run
-        return 0.0, f"{type(exc).__name__}: {exc}"
+    items = batch_items(sources, completions, ground_truths, extra_infos)
+    results = [0.0] * len(items)
+    pooled = []
+    for i, item in enumerate(items):
+        if extra_scorer(str(item[0])) is None:
+            pooled.append(i)
+        else:
+            results[i] = score_and_error(*item)[0]
+    if pooled:
+        scores = scoring_pool().score(*(list(column) for column in zip(*(items[i] for i in pooled))))
+        for i, value in zip(pooled, scores):
+            results[i] = value
+    return results
 
 
 def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None = None) -> float:
     """verl-style reward: 1.0 if the last boxed answer in `solution_str` matches `ground_truth`.
 
-    `ground_truth` may be a string, a worked solution, or a list of acceptable answers. Never
-    raises for built-in sources: a verifier error scores 0.0 and is logged. No deadline: score
-    untrusted completions through components.reward.pool.ScoringPool, which adds reward.timeout_s.
+    `ground_truth` may be a string, a worked solution, or a list of acceptable answers. At most
+    reward.timeout_s per call once the worker is up (a slower item scores 0.0 and is logged); never
+    raises for built-in sources: a verifier error scores 0.0 and is logged.
     """
-    value, error = score_and_error(data_source, solution_str, ground_truth, extra_info)
-    if error is not None:
-        log.warning("verifier error on %s: %s", data_source, error)
-    return value
+    return score_items([data_source], [solution_str], [ground_truth], [extra_info])[0]
 
 
 def is_verifiable(data_source: str, ground_truth: str | None) -> bool:
-    """Whether the verifier can use this reference answer: it must parse and match itself."""
+    """Whether the verifier can use this reference answer: it must parse and match itself, and a
+    numeric reasoning-gym task's answer must be a finite number ("NaN" and "Infinity" are not)."""
     answers = reference_answers(ground_truth)
     if not answers:
         return False
     if data_source.startswith(RG_PREFIX):
-        if data_source[len(RG_PREFIX) :] not in ACCEPTED_TASKS:
+        task = data_source[len(RG_PREFIX) :]
+        if task not in ACCEPTED_TASKS:
             return False
-        if data_source == RG_PREFIX + "chain_sum":
+        if task in NUMERIC_TASKS:
             try:
-                Decimal(answers[0].replace(",", ""))
+                return all(Decimal(a.replace(",", "")).is_finite() for a in answers)
             except InvalidOperation:
                 return False
         return True
     return compute_score(data_source, "\\boxed{" + answers[0] + "}", answers[0]) == 1.0
 
 
-def cost_is_bounded(data_source: str, solution_str: Any) -> bool:
-    """Whether compute_score on this item is cheap by construction, so it may run without a deadline.
-
-    True for reasoning-gym tasks other than PARSED_TASKS (a string or Decimal comparison, linear in
-    the answer's length, or 0.0 for a task that is not accepted) and for any built-in source when
-    the completion has no non-empty box (0.0 after one linear scan). Math answers, PARSED_TASKS
-    (sympy) and registered scorers (unknown cost) need a deadline.
-    """
-    data_source = str(data_source)
-    if _extra_scorer(data_source) is not None:
-        return False
-    if data_source.startswith(RG_PREFIX) and data_source[len(RG_PREFIX) :] not in PARSED_TASKS:
-        return True
-    pred = extract_boxed(as_text(solution_str))
-    return pred is None or not pred.strip()
+def reference_cost_refusal(data_source: str, ground_truth: Any) -> str | None:
+    """Why the math verifier refuses a reference answer before comparing anything (juxtaposed
+    numbers, a number too large to compute: see components.reward.guards), or None. Such a
+    reference would score every completion 0.0, after costing each one the timeout."""
+    if str(data_source).startswith(RG_PREFIX) or extra_scorer(str(data_source)) is not None:
+        return None
+    return next(filter(None, (reference_refusal(a) for a in reference_answers(ground_truth))), None)
 
 
 # --- format and shaping -------------------------------------------------------------------------

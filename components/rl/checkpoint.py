@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from components.infra.faults import maybe_fault
-from components.infra.atomic_io import atomic_dir, atomic_write_text
+from components.infra.atomic_io import atomic_dir, atomic_write_text, claim_dir
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,7 @@ def rank_state_name(rank: int) -> str:
 
 def stage_rank_state(root: Path, rank: int, state: dict) -> Path:
     """Every rank writes its own trainer state next to the checkpoints before rank 0 publishes."""
+    claim_dir(root)  # outside the repository, `latest` is rewritten only in a folder the pipeline owns
     staging = Path(root) / ".staging"
     staging.mkdir(parents=True, exist_ok=True)
     final = staging / rank_state_name(rank)
@@ -116,6 +117,7 @@ def save_checkpoint(root: Path, iteration: int, model, tokenizer, trainer_state:
     module is sharded (FSDP / ZeRO-3 gather them first).
     """
     root = Path(root)
+    claim_dir(root)  # outside the repository, `latest` is rewritten only in a folder the pipeline owns
     target = root / checkpoint_name(iteration)
     with atomic_dir(target) as tmp:
         model.save_pretrained(tmp / "model", safe_serialization=True, state_dict=state_dict)

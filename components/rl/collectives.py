@@ -23,6 +23,8 @@ def rank_mean(accelerator, value: float) -> float:
 
 
 def global_max(accelerator, value: int) -> int:
+    """The largest of a per-process integer (a micro-batch count, a 0/1 non-finite-loss flag), the same
+    on every process: what all must agree on before a collective that only some would otherwise join."""
     if accelerator.num_processes == 1:
         return value
     import torch.distributed as dist

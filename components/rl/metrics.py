@@ -96,3 +96,30 @@ def _skipped(acc, rows: int, rows_run: int) -> float:
     """Share of row-steps whose forward/backward was skipped (zero gradient), over every process."""
     total, run = global_sums(acc, [float(rows), float(rows_run)])
     return 1.0 - run / total if total else 0.0
+
+
+def run_summary(cfg, start: int) -> str:
+    """The line RL starts with: algorithm, iterations, batch, and every PIPO setting that shapes the run."""
+    p = cfg.pipo
+    pipo = (f"PIPO on (window {p.window}, neg_scale {p.neg_scale}, min_history {p.history_needed}, signal {p.signal}, "
+            f"pi_steps {p.pi_steps}, pi_clip_mode {p.pi_clip_mode}, pi_lr_scale {p.pi_lr_scale})"
+            if p.enabled else "PIPO off")
+    resumed = f", resuming at {start}" if start else ""
+    return (f"rl: {cfg.algorithm}, {cfg.iterations} iterations{resumed}, {cfg.prompts_per_iteration} prompts x "
+            f"{cfg.num_generations} samples; {pipo}")
+
+
+def progress_fields(metrics: dict[str, float]) -> dict[str, float | str]:
+    """The numbers an RL progress line shows (components/infra/progress.py), from an iteration's metrics.
+    actor/entropy exists only when the update ran a row: with every advantage 0 (an untrained policy that
+    scores 0 everywhere) nothing runs, and the line shows the sampler's estimate, marked, instead of a nan."""
+    fields: dict[str, float | str] = {"reward": f"{metrics['reward/mean']:.3f}"}
+    if "pipo/probe_accuracy" in metrics:
+        fields["probe_acc"] = f"{metrics['pipo/probe_accuracy']:.3f}"
+    fields["len"] = f"{metrics['completions/mean_length']:.1f}"
+    fields["entropy"] = (f"{metrics['actor/entropy']:.3f}" if "actor/entropy" in metrics
+                         else f"{metrics['rollout/entropy_estimate']:.3f} (sampled; no update row ran)")
+    if "pipo/active" in metrics:
+        fields["pipo"] = (f"active xi {metrics['pipo/xi']:+.3f}" if metrics["pipo/active"]
+                          else "inactive (window filling)")
+    return fields

@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 
 from components.config import ModelConfig, RewardConfig, RLConfig, RolloutConfig
 from components.infra.faults import maybe_fault
+from components.infra.progress import ProgressReporter
 from components.reward.pool import pool_for
 from components.rl import checkpoint as ckpt
 from components.rl.advantages import ADVANTAGES
@@ -41,7 +41,7 @@ from components.rl.batch import MicroBatches, TrainingBatch
 from components.rl.collectives import global_max, global_mean, global_sums, sharded
 from components.rl.importance import truncated_is_weights
 from components.rl.logprobs import rollout_logprobs
-from components.rl.metrics import IterationTimes, iteration_metrics
+from components.rl.metrics import IterationTimes, iteration_metrics, progress_fields, run_summary
 from components.rl.pipo import PIPOState
 from components.rl.pipo_steps import PIPOSteps, PIStep
 from components.rl.probe import ProbeSet, ProbeTracker, score_probe, split_probe
@@ -137,7 +137,8 @@ class RLTrainer(PIPOSteps):
         self.micro = MicroBatches(max(1, cfg.mini_batch_size // self.world), cfg.max_tokens_per_micro_batch,
                                   cfg.micro_batch_size, lambda n: global_max(accelerator, n))
         self.engine = make_engine(rollout, accelerator.unwrap_model(self.model), tokenizer, model_path, None,
-                                  seed * 1_000_003 + self.rank, self.world)
+                                  seed * 1_000_003 + self.rank, self.world,
+                                  trust_remote_code=model_cfg.trust_remote_code)
         # The engine's weights are brought up to date before a rollout whenever an optimizer step
         # changed them (a resumed checkpoint counts); the hf engine shares the module, a no-op.
         self.weights_dirty = True
@@ -286,16 +287,16 @@ class RLTrainer(PIPOSteps):
         cfg = self.cfg
         result = RLResult(iterations=0, seconds=0.0)
         start = time.time()
+        main = self.acc.is_main_process
+        if main:
+            log.info("%s", run_summary(cfg, self.start_iteration))
+        progress = ProgressReporter("rl iter", cfg.iterations, start=self.start_iteration, every=cfg.log_every,
+                                    logger=log, enabled=main)
         for it in range(self.start_iteration, cfg.iterations):
             metrics = self.iteration(it)
             self.log_metrics(metrics, it)
             result.history.append(metrics)
-            if self.acc.is_main_process and (it % cfg.log_every == 0 or it == cfg.iterations - 1):
-                log.info("rl iter %d/%d  reward %.3f  len %.1f  entropy %.3f%s  %.2fs/it", it + 1, cfg.iterations,
-                         metrics["reward/mean"], metrics["completions/mean_length"],
-                         metrics.get("actor/entropy", math.nan),
-                         f"  xi {metrics['pipo/xi']:+.2f}" if "pipo/xi" in metrics else "",
-                         metrics["perf/iter_seconds"])
+            progress.update(it + 1, progress_fields(metrics))
             if self.checkpoint_dir is not None and ((it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations):
                 self.save(it + 1)
         result.iterations = cfg.iterations

@@ -24,7 +24,7 @@ import torch
 from components.config import RLConfig
 from components.rl.batch import Step, TrainingBatch
 from components.infra.threads import ThreadChooser, torch_threads
-from components.rl.collectives import global_sums
+from components.rl.collectives import global_max, global_sums
 from components.rl.logprobs import completion_logprobs, lm_head_of
 from components.rl.losses import LOSS_NORMALISERS, POLICY_LOSSES, kl_k3, sequences
 
@@ -78,7 +78,8 @@ class LossSpec:
 
 class PolicyUpdate:
     """Optimizer steps on `model` (as accelerate prepared it). Counts non-finite losses: a step with
-    one is skipped; MAX_CONSECUTIVE_SKIPS in a row stop training (NonFiniteLossError)."""
+    one (on any process) is skipped by every process; MAX_CONSECUTIVE_SKIPS in a row stop training
+    (NonFiniteLossError, raised on every process alike)."""
 
     def __init__(self, model, optimizer, accelerator, cfg: RLConfig, *, chunk_tokens: int, sharded: bool):
         """chunk_tokens: model.lm_head_chunk_tokens. sharded: FSDP/DeepSpeed, where the LM head is only
@@ -147,7 +148,7 @@ class PolicyUpdate:
         """One optimizer step accumulated over rows.micro_batches (row indices of `batch`), each loss
         over the denominators of all of rows.rows; only the last backward syncs gradients (DDP).
 
-        Returns None when a loss is not finite: the step is skipped and counted."""
+        Returns None when a loss is not finite on any process: every process skips the step and counts it."""
         if self.threads is None:
             with torch_threads(self.fixed_threads) if self.fixed_threads else contextlib.nullcontext():
                 return self._step(batch, rows, lr, spec)
@@ -179,9 +180,9 @@ class PolicyUpdate:
                     st = {}
                 else:
                     loss, st = self.loss(batch.micro_batch(idx), spec, normaliser, kl_normaliser)
-                    if not torch.isfinite(loss):
-                        self._skip()
-                        return None
+                if self.any_non_finite(loss):
+                    self._skip()
+                    return None
                 self.acc.backward(loss)
             losses.append(float(loss.detach()))
             stats.append(st)
@@ -189,6 +190,13 @@ class PolicyUpdate:
         self.optimizer.step()
         self.skipped_in_row = 0
         return StepResult(loss=sum(losses), stats=stats, grad_norm=grad_norm)
+
+    def any_non_finite(self, loss: torch.Tensor) -> bool:
+        """Whether this micro-batch's loss is not finite on ANY process (MAX of a 0/1 flag over processes).
+        Every process then skips the step at the same micro-batch, before any backward: one that
+        stopped alone would leave the others waiting in the gradient all-reduce (a hang), or pair
+        that all-reduce with its next collective. One process: no communication."""
+        return bool(global_max(self.acc, int(not torch.isfinite(loss.detach()))))
 
     def _skip(self) -> None:
         self.skipped_total += 1

@@ -25,11 +25,13 @@ class RolloutEngine(Protocol):
 
 
 def make_engine(cfg, model: torch.nn.Module, tokenizer, model_path: str | Path | None, max_model_len: int,
-                seed: int, num_processes: int = 1, stop_ids: list[int] | None = None) -> RolloutEngine:
+                seed: int, num_processes: int = 1, stop_ids: list[int] | None = None,
+                trust_remote_code: bool = False) -> RolloutEngine:
     """The engine named by `rollout.engine` (cfg: RolloutConfig). `model` is the live policy
     (hf samples with it directly); vllm is built from `model_path` and synced from `model`.
     Prompts are rendered text (components.model.chat). A completion ends at any of `stop_ids`
-    (default: the policy's end-of-turn ids and the tokenizer's EOS; [] never stops early)."""
+    (default: the policy's end-of-turn ids and the tokenizer's EOS; [] never stops early).
+    trust_remote_code (model.trust_remote_code): whether vLLM may run the folder's own Python."""
     if stop_ids is None:
         stop_ids = stop_token_ids(model, tokenizer)
     if cfg.engine == "hf":
@@ -39,7 +41,8 @@ def make_engine(cfg, model: torch.nn.Module, tokenizer, model_path: str | Path |
     from components.rollout.vllm_engine import VLLMRolloutEngine
 
     return VLLMRolloutEngine(model_path, tokenizer, cfg.vllm, max_model_len, seed, num_processes,
-                             device=next(model.parameters()).device, stop_ids=stop_ids)
+                             device=next(model.parameters()).device, stop_ids=stop_ids,
+                             trust_remote_code=trust_remote_code)
 
 
 __all__ = ["RolloutBatch", "RolloutEngine", "HFRolloutEngine", "make_engine"]

@@ -23,7 +23,7 @@ from typing import Iterator
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from components.config import VLLMConfig
+from components.config import ConfigError, VLLMConfig
 from components.rollout.types import RolloutBatch
 
 log = logging.getLogger(__name__)
@@ -89,18 +89,19 @@ class VLLMRolloutEngine:
 
     def __init__(self, model_path: str | Path, tokenizer: PreTrainedTokenizerBase, cfg: VLLMConfig,
                  max_model_len: int, seed: int, num_processes: int = 1, device: torch.device | str = "cpu", *,
-                 stop_ids: list[int]):
+                 stop_ids: list[int], trust_remote_code: bool = False):
         """stop_ids: the ids that end a completion (components.model.chat.stop_token_ids of the policy);
-        [] samples to max_new_tokens."""
+        [] samples to max_new_tokens. trust_remote_code: model.trust_remote_code, passed to vLLM explicitly."""
         # Both must be set before vLLM is imported: in-process engine core, and a CPU KV cache
         # sized for the model (the CPU backend otherwise reserves 4 GiB).
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.cpu_kvcache_space_gib))
         try:
             from vllm import LLM
-        except ImportError as exc:
-            raise ImportError("rollout.engine is 'vllm' but vLLM is not installed: on GPU `pip install -e .[vllm]`; "
-                              "on CPU use the environment from `make vllm-env`") from exc
+        except ImportError as exc:  # a ConfigError: the CLI prints it as one line, exit 2
+            raise ConfigError(f"rollout.engine is 'vllm' but vLLM cannot be imported ({exc}): on GPU "
+                              "`pip install vllm` (or `pip install -e .[vllm]`), on CPU use the environment from "
+                              "`make vllm-env`; or set rollout.engine=hf") from exc
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         self.stop_ids = list(stop_ids)
@@ -111,7 +112,8 @@ class VLLMRolloutEngine:
         self.llm = LLM(model=str(model_path), tokenizer=str(model_path), dtype=cfg.dtype, seed=seed,
                        max_model_len=max_model_len, gpu_memory_utilization=cfg.gpu_memory_utilization,
                        max_num_seqs=cfg.max_num_seqs, enforce_eager=cfg.enforce_eager,
-                       logprobs_mode="processed_logprobs", tensor_parallel_size=1, **kwargs)
+                       logprobs_mode="processed_logprobs", tensor_parallel_size=1,
+                       trust_remote_code=trust_remote_code, **kwargs)
         self.syncs = 0
 
     @torch.no_grad()

@@ -1,0 +1,1 @@
+"""SFT warm start: the training loop, its token-budget step, and the continued-SFT control."""

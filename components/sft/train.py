@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from components.config import SFTConfig
 from components.data import messages_column
+from components.infra.progress import ProgressReporter
 from components.model import chat
 from components.model.lora import maybe_wrap_lora
 from components.sft.step import Example, SFTStep
@@ -89,6 +90,11 @@ def train_sft(
                        max_tokens=cfg.max_tokens_per_micro_batch, max_grad_norm=cfg.max_grad_norm, chunk_tokens=chunk_tokens)
 
     model.train()
+    main = accelerator.is_main_process
+    if main:
+        log.info("sft: %d epochs x %d steps = %d steps (batch %d, peak lr %.2e)", cfg.epochs, len(loader), total,
+                 cfg.batch_size, cfg.lr)
+    progress = ProgressReporter("sft step", total, logger=log, enabled=main)
     step, start, loss_value = 0, time.time(), float("nan")
     for epoch in range(cfg.epochs):
         losses = []
@@ -96,10 +102,12 @@ def train_sft(
             losses.append(sft_step(batch))
             scheduler.step()
             step += 1
+            progress.update(step, {"epoch": f"{epoch + 1}/{cfg.epochs}", "loss": f"{sum(losses) / len(losses):.4f}",
+                                   "lr": f"{scheduler.get_last_lr()[0]:.2e}"})
         loss_value = sum(losses) / len(losses)
         lr = scheduler.get_last_lr()[0]
         log_metrics({"sft/loss": loss_value, "sft/lr": lr}, epoch)
-        if accelerator.is_main_process:
+        if main:
             log.info("sft epoch %d/%d  loss %.4f  lr %.2e  %.0fs", epoch + 1, cfg.epochs, loss_value, lr,
                      time.time() - start)
     model = accelerator.unwrap_model(model)

@@ -9,9 +9,11 @@ import pandas as pd
 
 from components.config import Config
 from components.infra.atomic_io import atomic_dir, atomic_write_json
+from components.infra.locks import locked_stage
 from components.stages.common import MODEL_LABELS, model_dir, model_folder
 
 
+@locked_stage("evaluate", lambda cfg: [cfg.eval.out_dir, cfg.eval.metrics_file])
 def run(cfg: Config) -> dict:
     """Per-problem tables, a summary table, MLflow + DVC metrics."""
     import mlflow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from components.config import Config
+from components.infra.locks import locked_stage
 from components.stages.common import VALIDATION_DIR
 
 
@@ -10,17 +11,15 @@ def prompt_budget(cfg: Config):
     """(count_tokens, max_prompt_tokens) for the configured model's tokenizer and context.
     count_tokens(prompt, messages=None) counts the prompt as the model reads it (data.chat_template)."""
     from components.model.chat import load_messages, render_prompt
-    from components.model.factory import TINY, load_tokenizer
+    from components.model.factory import TINY, load_tokenizer, model_max_length
     from components.model.tokenizer import build_char_tokenizer
 
     completion = max(cfg.rl.max_completion_length, cfg.eval.max_completion_length)
     if cfg.model.name_or_path == TINY:
         tok, context = build_char_tokenizer(), cfg.model.tiny.max_position_embeddings
     else:
-        from transformers import AutoConfig
-
-        tok = load_tokenizer(cfg.model.name_or_path)
-        context = int(getattr(AutoConfig.from_pretrained(cfg.model.name_or_path), "max_position_embeddings", 4096))
+        tok = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
+        context = model_max_length(cfg.model.name_or_path, cfg.model.trust_remote_code)
 
     def count_tokens(prompt: str, messages: str | None = None) -> int:
         text = render_prompt(tok, prompt, load_messages(messages), cfg.data.chat_template)
@@ -29,6 +28,7 @@ def prompt_budget(cfg: Config):
     return count_tokens, context - completion
 
 
+@locked_stage("prepare", lambda cfg: [cfg.data.out_dir, VALIDATION_DIR])
 def run(cfg: Config) -> dict:
     import mlflow
 

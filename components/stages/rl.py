@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
 
 from components.config import Config, ConfigError
 from components.infra.atomic_io import atomic_dir
+from components.infra.locks import locked_stage, output_locks
 from components.stages.common import accelerator, read_split
 
 log = logging.getLogger(__name__)
 
 
+@locked_stage("rl", lambda cfg: [cfg.rl.out_dir])
 def run(cfg: Config) -> dict:
     import mlflow
     from accelerate.utils import set_seed
@@ -28,7 +31,7 @@ def run(cfg: Config) -> dict:
     prompts = read_split(cfg, "rl")
     set_seed(cfg.seed)
     acc = accelerator(cfg)
-    model, tokenizer = load_policy(cfg.sft.out_dir, cfg.model.dtype)
+    model, tokenizer = load_policy(cfg.sft.out_dir, cfg.model.dtype, cfg.model.trust_remote_code)
     # An HF model's context is only known now (config load checks the tiny model's).
     context = context_length(model)
     if cfg.rl.max_completion_length >= context:
@@ -47,7 +50,9 @@ def run(cfg: Config) -> dict:
     identity = folder_identity(Path(cfg.sft.out_dir)) + json.dumps(shaping, sort_keys=True)
     fingerprint = run_fingerprint(cfg.rl, cfg.seed, len(prompts), acc.num_processes, identity)
     checkpoint_dir = Path(cfg.rl.checkpoint_dir) / fingerprint
-    with stage_run(cfg, "rl"):
+    # The fingerprint leaves out rl.out_dir, so two runs differing only there would share checkpoints.
+    ckpt_lock = output_locks("rl", [checkpoint_dir]) if acc.is_main_process else contextlib.nullcontext()
+    with ckpt_lock, stage_run(cfg, "rl"):
         set_tags({"rl.checkpoint_dir": str(checkpoint_dir)})
         model, result = train_rl(model, tokenizer, prompts, cfg.rl, cfg.seed, acc, rollout=cfg.rollout,
                                  reward=cfg.reward, model_cfg=cfg.model, log_metrics=log_metrics,

@@ -7,11 +7,13 @@ import logging
 
 from components.config import Config
 from components.infra.atomic_io import atomic_dir
+from components.infra.locks import locked_stage
 from components.stages.common import INIT_DIR, POINTER_FILE, accelerator, read_split
 
 log = logging.getLogger(__name__)
 
 
+@locked_stage("sft", lambda cfg: [INIT_DIR, cfg.sft.out_dir])
 def run(cfg: Config) -> dict:
     import mlflow
     from accelerate.utils import set_seed

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from components.config import Config
+from components.infra.locks import locked_stage
 
 
+@locked_stage("verify", lambda cfg: [cfg.verify.out_dir, cfg.verify.metrics_file])
 def run(cfg: Config) -> dict:
     from components.gate.promotion import verify_and_promote
 

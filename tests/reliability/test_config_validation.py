@@ -36,6 +36,10 @@ def _refused(overrides: list[str], key: str) -> str:
     ("rl.lr=true", "rl.lr"),
     ("compare.seeds=[0, true]", "compare.seeds"),
     ("compare.seeds=[0, -1]", "compare.seeds"),
+    ("registry.model_name=\"pipo' OR name != 'x\"", "registry.model_name"),  # a quote reached MLflow's filter string
+    ("registry.model_name=a/b", "registry.model_name"),
+    (f"registry.model_name={'m' * 129}", "registry.model_name"),
+    ("reward.workers=65", "reward.workers"),  # each is a standing process
 ])
 def test_bad_value_is_a_config_error_naming_the_key(override, key):
     _refused([override], key)
@@ -80,15 +84,18 @@ def test_completion_longer_than_an_hf_models_context_is_refused_at_the_rl_stage(
     """For an HF model the context is only known once loaded: run_rl checks it before any training."""
     from components.stages import rl as rl_stage
     from components.model.factory import initial_policy
+    from components.infra.atomic_io import atomic_dir
     from components.model.io import save_policy
 
     tiny = load_config(overrides=["model.tiny.hidden_size=32", "model.tiny.num_hidden_layers=1",
                                   "model.tiny.intermediate_size=64"])
     model, tok = initial_policy(tiny.model, seed=0)
-    save_policy(model, tok, tmp_path / "sft")  # a plain HF folder with max_position_embeddings = 64
-    (tmp_path / "data").mkdir()
-    pd.DataFrame({"id": ["a"], "source": ["x"], "prompt": ["1+1="], "answer": ["2"]}).to_parquet(
-        tmp_path / "data" / "rl.parquet")
+    # written as the stages write them, so they are the pipeline's own outputs outside the repository
+    with atomic_dir(tmp_path / "sft") as sft:
+        save_policy(model, tok, sft)  # a plain HF folder with max_position_embeddings = 64
+    with atomic_dir(tmp_path / "data") as data:
+        pd.DataFrame({"id": ["a"], "source": ["x"], "prompt": ["1+1="], "answer": ["2"]}).to_parquet(
+            data / "rl.parquet")
     context = model.config.max_position_embeddings
     cfg = load_config(overrides=[f"model.name_or_path={tmp_path / 'sft'}", f"sft.out_dir={tmp_path / 'sft'}",
                                  f"data.out_dir={tmp_path / 'data'}", f"rl.out_dir={tmp_path / 'rl'}",

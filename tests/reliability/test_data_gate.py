@@ -130,8 +130,8 @@ def test_ten_megabyte_prompt_rejected_by_bytes_before_tokenizing(tmp_path):
     prompt is refused by the byte bound, and the process never grows past 1.5 GB (it peaked at
     4.7 GB in the tokenizer before the bound existed)."""
     path = tmp_path / "big.jsonl"
-    rows = [{"question": f"{i}+{i + 1}=", "answer": str(2 * i + 1)} for i in range(20)]
-    rows[9]["question"] = "1+" * (5 * 1024 * 1024) + "1="  # 10 MB
+    rows = [{"question": f"{i}+{i + 1}=", "answer": f"#### {2 * i + 1}"} for i in range(20)]  # worked: SFT rows
+    rows[9] = {"question": "1+" * (5 * 1024 * 1024) + "1=", "answer": "19"}  # 10 MB, in rl only
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     script = textwrap.dedent(f"""
         import json, resource
@@ -253,7 +253,7 @@ def test_gpu_preset_with_disjoint_training_data_passes_the_benchmark_checks(tmp_
     assert [b.name for b in cfg.eval.benchmarks] == ["math500", "aime25", "amc23"]
     summary = prepare(cfg, chars, 4096, reports)
     assert summary["rl"]["rows"] == 16 and sorted(p.name for p in out.iterdir()) == [
-        "eval.parquet", "rl.parquet", "sft.parquet"]
+        ".pipo-output", "eval.parquet", "rl.parquet", "sft.parquet"]  # marked: the pipeline's, outside the repository
     checks = _benchmark_checks(reports)
     assert len(checks) == 6 and all(c["success"] for c in checks.values())
 

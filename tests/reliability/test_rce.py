@@ -20,6 +20,7 @@ from components.reward.gym_tasks import ACCEPTED_TASKS, PARSED_TASKS, is_plain_a
 from components.reward.gym import RG_PREFIX
 from components.reward.score import compute_score
 from components.reward.pool import ScoringPool
+from components.reward.verify import score_and_error
 
 MATH_SOURCES = ["lighteval/MATH", "HuggingFaceH4/MATH-500", "math_dapo"]
 TASKS = sorted(ACCEPTED_TASKS)
@@ -66,7 +67,8 @@ def _hostile_batch(items: dict[str, dict]) -> list[tuple]:
 def test_every_payload_scores_zero_inline_and_leaves_no_file(items, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     batch = _hostile_batch(items)
-    scores = {(s, c): compute_score(s, c, t, e) for s, c, t, e in batch}
+    # In this process, in tmp_path: compute_score would hand the items to workers started elsewhere.
+    scores = {(s, c): score_and_error(s, c, t, e)[0] for s, c, t, e in batch}
     assert [k for k, v in scores.items() if v != 0.0] == []
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 

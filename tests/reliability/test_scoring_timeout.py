@@ -1,7 +1,8 @@
 """One completion cannot hang RL: every scoring path has reward.timeout_s.
 
 RL batches (256 completions) used to be scored inline, where no deadline applies; these answers
-pass the pre-filters and kept sympy busy for 5 s to well over 95 s. Through the trainer's own
+pass the pre-filters and keep sympy busy for 6 s to well over 30 s (the first ones found, 9^{99}! and
+(999*999)!, are now refused by the pre-filter's cost estimate). Through the trainer's own
 scoring function and a pool built from params by `pool_for`, as every stage builds it, each now scores 0.0
 within timeout_s plus a small constant and is counted as a timeout, while the rest of the batch is
 scored as before.
@@ -19,11 +20,15 @@ from components.config import load_config
 from components.eval.run import _score as eval_score
 from components.eval.run import evaluate_policy
 from components.rl.trainer import score_batch
+from components.reward.extract import extract_boxed
+from components.reward.guards import unsafe_reason
 from components.reward.pool import ScoringPool, pool_for
 
 MATH = "lighteval/MATH"
 CHAIN_SUM = "reasoning_gym/chain_sum"
-HOSTILE = [r"\boxed{9^{99}!}", r"\boxed{(999*999*999)!}", r"\boxed{(999*999)!}"]
+# Powers of sums of roots: sympy expands them term by term (31 s for the first against \sqrt{2}).
+HOSTILE = [r"\boxed{(\sqrt{2}+\sqrt{3}+\sqrt{5}+\sqrt{7})^{99}}", r"\boxed{(1+\sqrt{2}+\sqrt{3}+\sqrt{5})^{80}}",
+           r"\boxed{(\sqrt{2}+\sqrt{3}+\sqrt{5}+\sqrt{6}+\sqrt{7})^{40}}"]
 TIMEOUT_S = 1.0
 SLACK_S = 2.0  # killing the worker, and scoring the other 255 items (chain_sum, inline)
 BATCH = 256
@@ -69,12 +74,17 @@ def _timed_score_batch(pool, reward, sources, texts, answers):
     return rewards.tolist(), time.monotonic() - start
 
 
+def test_the_hostile_answers_pass_the_pre_filter():
+    # Otherwise they would test the pre-filter, not the timeout: pick slower answers it lets through.
+    assert [unsafe_reason(extract_boxed(c)) for c in HOSTILE] == [None] * len(HOSTILE)
+
+
 def test_the_limit_is_a_param():
     assert load_config().reward.timeout_s > 0  # reward.timeout_s in params.yaml
     assert _reward().timeout_s == TIMEOUT_S
 
 
-@pytest.mark.parametrize("completion", HOSTILE, ids=["power-factorial", "cube-factorial", "square-factorial"])
+@pytest.mark.parametrize("completion", HOSTILE, ids=["four-roots", "three-roots-plus-one", "five-roots"])
 def test_a_hanging_completion_in_an_rl_batch_scores_zero_within_the_timeout(completion, pool, reward):
     sources, texts, answers, expected = _hostile_batch(completion)
     before = pool.timeouts
@@ -87,8 +97,10 @@ def test_a_hanging_completion_in_an_rl_batch_scores_zero_within_the_timeout(comp
 def test_a_normal_batch_still_scores_right(pool, reward):
     sources, texts, answers, expected = _chain_sum_batch(BATCH)
     for i in range(0, BATCH, 5):  # every fifth item is a math answer, right or wrong
-        sources[i], texts[i], answers[i] = MATH, f"so \\boxed{{\\frac{{{i}}}{{2}}}}", str(i / 2 if i % 2 == 0 else i)
+        sources[i], texts[i], answers[i] = (MATH, f"so \\boxed{{\\frac{{{2 * i + 1}}}{{2}}}}",  # lowest terms
+                                             str((2 * i + 1) / 2 if i % 2 == 0 else i))
         expected[i] = float(i % 2 == 0)
+    pool.score([MATH] * 4, [r"\boxed{5}"] * 4, ["5"] * 4)  # workers killed by earlier tests replaced
     before = (pool.timeouts, pool.crashes, pool.errors)
     scores, elapsed = _timed_score_batch(pool, reward, sources, texts, answers)
     assert scores == expected
