@@ -111,3 +111,14 @@ def registered_versions(repo: Path, name: str = "pipo-policy") -> list:
 
     client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
     return sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+
+
+def assert_all_exited(family: list, what: str = "one SIGTERM") -> None:
+    """Wait for a process family (psutil processes) to exit; kill and name whatever is left, so a failing
+    test never leaves servers behind."""
+    import psutil
+
+    _, left = psutil.wait_procs(family, timeout=15)
+    for p in left:
+        p.kill()
+    assert left == [], f"left running after {what}: {[(p.pid, p.cmdline()) for p in left]}"

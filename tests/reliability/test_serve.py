@@ -17,7 +17,7 @@ import time
 import psutil
 
 from components.config import REPO_ROOT
-from tests.e2e_support import env_for, free_port
+from tests.e2e_support import assert_all_exited, env_for, free_port
 
 
 class Stranger(http.server.BaseHTTPRequestHandler):
@@ -78,7 +78,4 @@ def test_one_sigterm_stops_the_server_the_deployment_and_itself(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    _, alive = psutil.wait_procs(family, timeout=15)
-    for p in alive:
-        p.kill()  # so a failure does not leave servers behind
-    assert alive == [], f"left running after one SIGTERM: {[(p.pid, p.cmdline()) for p in alive]}"
+    assert_all_exited(family)

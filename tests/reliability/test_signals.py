@@ -21,7 +21,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.e2e_support import BIN, env_for, make_repo, run
+from tests.e2e_support import BIN, assert_all_exited, env_for, make_repo, run
 
 # A stand-in for the evaluate stage with the same outputs: it publishes reports/eval atomically,
 # and while its temporary folder exists it says so (file `started`, its pid) and waits for `go`.
@@ -94,10 +94,7 @@ def test_one_sigterm_stops_the_flow_its_stage_and_server_and_restores_outputs(to
     finally:
         if flow.poll() is None:
             flow.kill()
-    _, left = psutil.wait_procs(family, timeout=15)
-    for p in left:
-        p.kill()  # so a failure does not leave servers behind
-    assert left == [], f"left running after one SIGTERM: {[(p.pid, p.cmdline()) for p in left]}"
+    assert_all_exited(family)
     assert code == 128 + signal.SIGTERM, output[-3000:]
     assert not alive(stage_pid)
     assert (repo / "reports" / "eval" / "result.txt").read_text() == "1"
