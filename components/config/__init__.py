@@ -62,7 +62,7 @@ __all__ = [
     "ALGORITHMS", "DEFAULT_PARAMS", "FIXED_OUTPUTS", "OUTPUT_KEYS", "PRESET_ENV", "PROJECT_DIRS", "REPO_ROOT",
     "BenchmarkConfig", "CompareConfig", "Config", "ConfigError", "DAPOConfig", "DataConfig",
     "DuplicateKeyError", "EvalConfig", "ImportanceSamplingConfig", "LoraConfig", "ModelConfig", "PIPOConfig",
-    "RegistryConfig", "RewardConfig", "RewardFunctionConfig", "RLConfig", "RolloutConfig", "SFTConfig", "Seed", "TaskConfig",
-    "TinyModelConfig", "TrackingConfig", "VerifyConfig", "VLLMConfig",
+    "RegistryConfig", "RewardConfig", "RewardFunctionConfig", "RLConfig", "RolloutConfig", "SFTConfig", "Seed",
+    "TaskConfig", "TinyModelConfig", "TrackingConfig", "VerifyConfig", "VLLMConfig",
     "apply_overrides", "check_output_paths", "load_config", "merge_preset",
 ]

@@ -82,8 +82,9 @@ class ScoringPool:
 
     Counters: `timeouts` (killed for running past timeout_s), `crashes` (died while scoring),
     `errors` (a verifier raised: compute_score's swallowed errors and registered scorers' exceptions
-    alike, the item scoring 0.0; or a user function raised or gave no finite number, its term 0.0). Thread-safe; close() (or the context manager) stops the workers,
-    and they are also stopped when the pool is garbage-collected or the interpreter exits.
+    alike, the item scoring 0.0; or a user function raised or gave no finite number, its term 0.0).
+    Thread-safe; close() (or the context manager) stops the workers, and they are also stopped when
+    the pool is garbage-collected or the interpreter exits.
     """
 
     def __init__(
