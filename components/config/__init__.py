@@ -8,6 +8,7 @@ naming the dotted key.
     paths.py    REPO_ROOT, DEFAULT_PARAMS and the output-path checks run at load (overlap, ownership)
     ownership.py which paths outside the project the pipeline may replace (its own, marked ones)
     loading.py  YAML reading, presets, `--set` overrides, load_config and its error messages
+    reward_functions.py  reward.functions: the user's reward files checked, imported and made absolute
 
 Callers import from here (`from components.config import Config, load_config`).
 """
@@ -45,6 +46,7 @@ from components.config.schema import (
     PIPOConfig,
     RegistryConfig,
     RewardConfig,
+    RewardFunctionConfig,
     RLConfig,
     RolloutConfig,
     Seed,
@@ -60,7 +62,7 @@ __all__ = [
     "ALGORITHMS", "DEFAULT_PARAMS", "FIXED_OUTPUTS", "OUTPUT_KEYS", "PRESET_ENV", "PROJECT_DIRS", "REPO_ROOT",
     "BenchmarkConfig", "CompareConfig", "Config", "ConfigError", "DAPOConfig", "DataConfig",
     "DuplicateKeyError", "EvalConfig", "ImportanceSamplingConfig", "LoraConfig", "ModelConfig", "PIPOConfig",
-    "RegistryConfig", "RewardConfig", "RLConfig", "RolloutConfig", "SFTConfig", "Seed", "TaskConfig",
-    "TinyModelConfig", "TrackingConfig", "VerifyConfig", "VLLMConfig",
+    "RegistryConfig", "RewardConfig", "RewardFunctionConfig", "RLConfig", "RolloutConfig", "SFTConfig", "Seed",
+    "TaskConfig", "TinyModelConfig", "TrackingConfig", "VerifyConfig", "VLLMConfig",
     "apply_overrides", "check_output_paths", "load_config", "merge_preset",
 ]

@@ -1,7 +1,7 @@
 """Loading params.yaml into a Config: YAML reading (a key given twice is an error naming it and its
 line; regular files of at most MAX_BYTES; at most MAX_NODES nodes with aliases expanded), presets
 merged in, `--set` overrides applied, validation errors formatted to name each key, then the
-output-path checks.
+output-path checks and the user's reward functions (reward_functions.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from components.config.paths import DEFAULT_PARAMS, check_output_paths
+from components.config.reward_functions import resolve_reward_functions
 from components.config.schema import Config, ConfigError
 
 
@@ -223,4 +224,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, str(path))) from None
     check_output_paths(cfg, path, preset_paths)
-    return cfg
+    return resolve_reward_functions(cfg, path)

@@ -35,7 +35,7 @@ FIXED_OUTPUTS = {"models/init (the sft stage's fixed output)": "models/init",
 # Folders of the project (code, tracked data, the MLflow store, git and DVC metadata) that no
 # output may equal or contain.
 PROJECT_DIRS = (".git", ".dvc", "components", "flows", "tests", "configs", "presets", "docs", "scripts",
-                "benchmarks", "data/benchmarks", "mlflow")
+                "benchmarks", "data/benchmarks", "mlflow", "rewards")
 
 
 def _resolve(path: str | Path, base: Path) -> Path:

@@ -148,12 +148,38 @@ class RolloutConfig(_Strict):
         return self.engine != "hf" or self.recompute_logprobs or self.importance_sampling.enabled
 
 
+class RewardFunctionConfig(_Strict):
+    """One of the user's reward functions (docs/verifiers.md, "Your own reward"). The file or module is
+    checked and imported at load (components/config/reward_functions.py)."""
+
+    # "file.py:name" (relative to the params file's folder, or absolute) or "package.module:name"
+    path: str
+    weight: float  # the item's reward is the weighted sum over reward.functions (TRL's reward_weights)
+
+    @field_validator("path")
+    @classmethod
+    def _names_a_function(cls, value: str) -> str:
+        target, _, name = value.rpartition(":")
+        if not target.strip() or not name.isidentifier():
+            raise ValueError("must look like 'file.py:function' or 'package.module:function'")
+        return value
+
+
 class RewardConfig(_Strict):
     correct_weight: float
     format_weight: float
     # a bound, not a tuning: each worker is a standing process, and 64 is past any gain on one host
     workers: int = Field(ge=0, le=64)
     timeout_s: float = Field(gt=0)
+    # the user's reward functions; empty: the built-in verifiers. A plain string is {path: it, weight: 1.0}.
+    functions: list[RewardFunctionConfig]
+
+    @field_validator("functions", mode="before")
+    @classmethod
+    def _plain_strings(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"path": item, "weight": 1.0} if isinstance(item, str) else item for item in value]
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -12,18 +12,22 @@ are scored inline, so the default chain_sum RL batch never waits on a process.
 
 The pipeline scores through `pool_for(cfg.reward)` (RL, evaluation, the champion re-evaluation,
 compare); compute_score and the verl/TRL adapters through one module-level pool
-(components.reward.score). Workers run components.reward.verify, never compute_score: no recursion.
-Workers are plain `python -c` subprocesses, not multiprocessing children: nothing is forked from a
-parent that may hold torch threads, and the parent's __main__ is not re-imported.
+(components.reward.score). Workers run components.reward.worker (the verifiers of
+components.reward.verify, never compute_score: no recursion). Workers are plain `python -c`
+subprocesses, not multiprocessing children: nothing is forked from a parent that may hold torch
+threads, and the parent's __main__ is not re-imported.
+
+With the user's reward functions (`reward.functions`, components.reward.user) every item goes to a
+worker, which imports those functions itself: their cost is unknown, so each item gets the deadline.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import math
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -39,12 +43,13 @@ from components.config import RewardConfig
 
 from components.reward.gym import RG_PREFIX
 from components.reward.gym_tasks import PARSED_TASKS
-from components.reward.verify import cost_is_bounded, score_and_error, warm_up
+from components.reward.verify import cost_is_bounded
+from components.reward.worker import score_item
 
 log = logging.getLogger(__name__)
 
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
-_WORKER_BOOT = "from components.reward.pool import _worker_main; _worker_main()"
+_WORKER_BOOT = "from components.reward.worker import main; main()"
 _STOP_GRACE_S = 1.0  # how long a worker asked to stop may take before it is killed
 STARTUP_TIMEOUT_S = 60.0  # a worker imports math-verify, sympy (and maybe reasoning_gym) before its first item
 
@@ -71,12 +76,15 @@ class ScoringPool:
         (`components.reward.verify.register_scorer`), e.g. "tests.scoring_hooks".
     preload: modules each worker imports before it reports ready, so that their import time is not
         the first item's (e.g. "reasoning_gym" for tasks other than chain_sum); math-verify always is.
+    reward_functions: the user's (spec, weight) pairs as the config resolved reward.functions; when
+        given, their weighted sum replaces the built-in verifiers and every item goes to a worker.
     startup_timeout_s: how long a worker may take to start before the pool gives up with an error.
 
     Counters: `timeouts` (killed for running past timeout_s), `crashes` (died while scoring),
     `errors` (a verifier raised: compute_score's swallowed errors and registered scorers' exceptions
-    alike; the item scores 0.0). Thread-safe; close() (or the context manager) stops the workers,
-    and they are also stopped when the pool is garbage-collected or the interpreter exits.
+    alike, the item scoring 0.0; or a user function raised or gave no finite number, its term 0.0).
+    Thread-safe; close() (or the context manager) stops the workers, and they are also stopped when
+    the pool is garbage-collected or the interpreter exits.
     """
 
     def __init__(
@@ -87,6 +95,7 @@ class ScoringPool:
         extra_scorers_module: str | None = None,
         preload: Sequence[str] = (),
         startup_timeout_s: float = STARTUP_TIMEOUT_S,
+        reward_functions: Sequence[tuple[str, float]] = (),
     ) -> None:
         if workers < 0 or timeout_s <= 0 or startup_timeout_s <= 0:
             raise ValueError("workers must be >= 0 and the timeouts > 0")
@@ -94,6 +103,7 @@ class ScoringPool:
         self.timeout_s = float(timeout_s)
         self.extra_scorers_module = extra_scorers_module
         self.preload = tuple(preload)
+        self.reward_functions = [(str(spec), float(weight)) for spec, weight in reward_functions]
         self.startup_timeout_s = float(startup_timeout_s)
         self.timeouts = self.crashes = self.errors = 0
         self._workers: list[_Worker] = []
@@ -113,13 +123,14 @@ class ScoringPool:
         ground_truths: Sequence[Any],
         extra_infos: Sequence[dict | None] | None = None,
     ) -> list[float]:
-        """One reward per completion, in order: bounded items inline, every other item in a worker."""
+        """One reward per completion, in order: bounded items inline, every other item (all of them
+        with reward functions) in a worker."""
         items = batch_items(sources, completions, ground_truths, extra_infos)
         self._check_open()
         results = [0.0] * len(items)
         pooled = []
         for index, item in enumerate(items):
-            if cost_is_bounded(item[0], item[1]):
+            if not self.reward_functions and cost_is_bounded(item[0], item[1]):
                 results[index] = self._score_inline(*item)
             else:
                 pooled.append(index)
@@ -160,7 +171,7 @@ class ScoringPool:
             raise RuntimeError("the scoring pool is closed")
 
     def _score_inline(self, source: str, completion: Any, truth: Any, extra: dict | None) -> float:
-        value, error = _score_item(source, completion, truth, extra)
+        value, error = score_item(source, completion, truth, extra)
         if error is not None:
             self.errors += 1
             log.warning("scorer for %s raised %s", source, error)
@@ -224,7 +235,7 @@ class ScoringPool:
         task_r, task_w = os.pipe()
         result_r, result_w = os.pipe()
         argv = [sys.executable, "-c", _WORKER_BOOT, str(task_r), str(result_w), str(os.getpid()),
-                self.extra_scorers_module or "", *self.preload]
+                self.extra_scorers_module or "", json.dumps(self.reward_functions), *self.preload]
         try:
             proc = subprocess.Popen(argv, pass_fds=(task_r, result_w), env=_worker_env(), stdin=subprocess.DEVNULL)
         except BaseException:
@@ -266,11 +277,10 @@ class ScoringPool:
         if kind == "ready":
             worker.ready, worker.deadline = True, math.inf
             return 0
-        _, index, value = message
-        if kind == "error":
+        _, index, value, error = message
+        if error is not None:
             self.errors += 1
-            log.warning("scorer raised on item %d: %s", index, value)
-            value = 0.0
+            log.warning("scoring item %d: %s", index, error)
         results[index] = float(value)
         worker.item, worker.deadline = None, math.inf
         return 1
@@ -305,14 +315,6 @@ class ScoringPool:
         results[index] = 0.0
         self._replace(worker)
         return 1
-
-
-def _score_item(source: str, completion: Any, truth: Any, extra: dict | None) -> tuple[float, str | None]:
-    """(reward, None), or (0.0, what was raised) when a verifier or a registered scorer raised."""
-    try:
-        return score_and_error(source, completion, truth, extra)
-    except Exception as exc:  # a registered scorer: compute_score lets its exceptions through
-        return 0.0, f"{type(exc).__name__}: {exc}"
 
 
 def _needs_reasoning_gym(source: Any) -> bool:
@@ -358,43 +360,7 @@ def _stop_all(workers: list[_Worker]) -> None:
         _stop(workers.pop(), graceful=True)
 
 
-# --- worker side ------------------------------------------------------------------------------------
-
-
-def _exit_with_parent(parent_pid: int) -> None:
-    # Closing the task pipe ends an idle worker; this also ends one stuck in sympy when the
-    # parent dies without killing it (polled, since the GIL may be held for a while).
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-
-def _worker_main() -> None:
-    """Entry point of a worker process: argv is task fd, result fd, parent pid, extra module, preloads."""
-    task_fd, result_fd, parent_pid, extra_module, *preload = sys.argv[1:]
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    threading.Thread(target=_exit_with_parent, args=(int(parent_pid),), daemon=True).start()
-    tasks = Connection(int(task_fd), writable=False)
-    results = Connection(int(result_fd), readable=False)
-    for module in preload:
-        importlib.import_module(module)
-    if extra_module:
-        importlib.import_module(extra_module)
-    warm_up()  # imports sympy, the LaTeX grammar and the trigonometric simplifier now
-    results.send(("ready", os.getpid()))
-    while True:
-        try:
-            message = tasks.recv()
-        except EOFError:
-            return
-        if message is None:
-            return
-        index, source, completion, truth, extra = message
-        value, error = _score_item(source, completion, truth, extra)
-        results.send(("ok", index, value) if error is None else ("error", index, error))
-
-
 def pool_for(reward: RewardConfig) -> ScoringPool:
     """The scoring pool as params.yaml's `reward` section configures it: how every stage builds one."""
-    return ScoringPool(reward.workers, reward.timeout_s)
+    return ScoringPool(reward.workers, reward.timeout_s,
+                       reward_functions=[(f.path, f.weight) for f in reward.functions])

@@ -41,7 +41,8 @@ _pool_lock = threading.Lock()
 def scoring_pool() -> ScoringPool:
     """The pool behind compute_score and the adapters, made on first need from params.yaml's `reward`
     (its timeout_s; at least one worker, since callers score item by item). Workers start lazily and
-    stop at exit; a forked child starts its own (ScoringPool handles the fork)."""
+    stop at exit; a forked child starts its own (ScoringPool handles the fork). It scores with the
+    built-in verifiers only: reward.functions apply to the stages' pools (`pool_for`)."""
     global _pool
     with _pool_lock:
         if _pool is None:

@@ -10,7 +10,7 @@ LaTeX parser only, and a reasoning-gym task is scored only if it is on one of th
 the answer passed a whitelist parser); any other task scores 0.0 without running its scorer.
 
 Nothing here has a deadline (sympy cannot be interrupted in-process). This is what a scoring worker
-runs (components.reward.pool); callers use components.reward.score.compute_score or a ScoringPool,
+runs (components.reward.worker); callers use components.reward.score.compute_score or a ScoringPool,
 which run inline only the items whose cost is bounded by construction (`cost_is_bounded`).
 """
 
