@@ -105,6 +105,7 @@ class ModelConfig(_Strict):
 
 
 class SFTConfig(_Strict):
+    enabled: bool  # false: no warm start; models/sft is the base model itself and RL starts from it
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     lr: float = Field(gt=0)

@@ -260,11 +260,8 @@ def split_rows(
             log.warning("dropped %d training rows whose prompt is in the eval files", int(leaked.sum()))
             rows = rows[~leaked]
     rl = rows.iloc[: data.num_rl]
+    # Empty for answer-only data: components.data.prepare.sft_rows refuses that unless sft.enabled is false.
     sft = rows[rows["solution"].notna()].iloc[: data.num_sft].copy()
-    if sft.empty:  # the SFT stage always runs (data.num_sft >= 1): it would train on nothing
-        raise IngestError(f"no rows with a worked solution; data.num_sft={data.num_sft} asked for them. SFT "
-                          "needs a solution column, or a ground truth with '#### answer' or \\boxed{}; "
-                          "answer-only data cannot be used yet, as SFT cannot be turned off")
     # SFT may warm-start on problems RL also sees (a small file could not fill both otherwise);
     # the suffix keeps ids unique across splits while naming the source row.
     sft["id"] = sft["id"] + "-sft"

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from components.config import Config
 from components.data import COLUMNS, SPLITS
-from components.data.ingest import load_source
+from components.data.ingest import IngestError, load_source
 from components.infra.atomic_io import atomic_dir, atomic_write_text
 from components.data.validate import ValidationReport, summarize_failures, validate_splits
 
@@ -82,6 +82,19 @@ def file_benchmarks(cfg: Config) -> dict[str, pd.DataFrame]:
     return {b.name: load_benchmark(b, cfg.data.out_dir) for b in cfg.eval.benchmarks if b.file is not None}
 
 
+def sft_rows(splits: dict[str, pd.DataFrame], cfg: Config) -> dict[str, pd.DataFrame]:
+    """The splits with the SFT split as the sft stage needs it: worked solutions when SFT trains (an
+    IngestError naming the fix when there are none), nothing when it does not (sft.enabled=false), so
+    answer-only data passes and unused rows are neither validated nor written."""
+    if not cfg.sft.enabled:
+        return {**splits, "sft": splits["sft"].iloc[:0]}
+    if splits["sft"].empty:
+        raise IngestError(f"no rows with a worked solution; data.num_sft={cfg.data.num_sft} asked for them. SFT "
+                          "needs a solution column, or a ground truth with '#### answer' or \\boxed{}; for "
+                          "answer-only data set sft.enabled: false (RL then starts from model.name_or_path)")
+    return splits
+
+
 def prepare(
     cfg: Config, count_tokens: Callable[[str], int], max_prompt_tokens: int, report_dir: Path
 ) -> dict[str, Any]:
@@ -94,7 +107,7 @@ def prepare(
     reset_report(Path(report_dir))
     try:
         benchmarks = file_benchmarks(cfg)  # first: a bad benchmark file fails before any data download
-        splits = load_source(cfg.data, cfg.seed)
+        splits = sft_rows(load_source(cfg.data, cfg.seed), cfg)
         report = validate_splits(splits, count_tokens, max_prompt_tokens, benchmarks)
     except Exception as exc:
         _report_early_failure(Path(report_dir), exc)

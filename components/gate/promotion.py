@@ -1,9 +1,10 @@
 """The verification gate at the pipeline's level: the RL model is promoted only when a paired
-test on per-problem results says it beats the SFT model it started from and, when there is one,
-the registry's current champion (re-evaluated on the same problems and seed).
+test on per-problem results says it beats the model it started from (the SFT model, or with
+sft.enabled=false the base model, "start model" in the report and tags) and, when there is one, the
+registry's current champion (re-evaluated on the same problems and seed).
 
 Before anything is compared, the evaluation results must belong to the current models: the content
-hashes `evaluate` recorded in reports/eval/provenance.json (SFT and RL model folders, each benchmark's
+hashes `evaluate` recorded in reports/eval/provenance.json (start, SFT and RL model folders, each benchmark's
 data) are recomputed, and a mismatch stops the stage (ProvenanceError) before the registry is touched.
 
 Every distinct RL model (by the sha256 of its folder, tag `model_hash`) is registered once with its
@@ -73,6 +74,13 @@ def _slug(name: str) -> str:
 PENDING = "pending"
 
 
+def _start_tags(model_hashes: dict[str, str]) -> dict[str, str]:
+    """Which model RL started from and its hash: the SFT model, or the base model itself."""
+    if "untrained" in model_hashes:
+        return {"start_model": "base model (sft.enabled=false)", "start_model_hash": model_hashes["untrained"]}
+    return {"start_model": "sft", "sft_model_hash": model_hashes["sft"]}
+
+
 def provenance_tags(cfg: Config, verdict: str, reason: str, model_hashes: dict[str, str] | None = None
                     ) -> dict[str, str]:
     from components.registry.versions import MODEL_HASH_TAG, data_version, git_commit
@@ -91,7 +99,7 @@ def provenance_tags(cfg: Config, verdict: str, reason: str, model_hashes: dict[s
         "parent_run_id": os.environ.get(PARENT_ENV, "none"),
         "verdict": verdict,
         "verdict_reason": reason,
-        **({MODEL_HASH_TAG: model_hashes["rl"], "sft_model_hash": model_hashes["sft"]} if model_hashes else {}),
+        **({MODEL_HASH_TAG: model_hashes["rl"], **_start_tags(model_hashes)} if model_hashes else {}),
     }
 
 
@@ -101,23 +109,27 @@ def verify_and_promote(cfg: Config) -> dict:
     from components.infra.provenance import check_eval_provenance
     from components.registry.versions import (current_champion, find_version, log_policy, register,
                                               registration_lock, set_alias, tag_version)
+    from components.stages.common import model_dir, start_label
 
     v, reg = cfg.verify, cfg.registry
     names = [b.name for b in cfg.eval.benchmarks]
     eval_dir = Path(cfg.eval.out_dir)
     # Scores of other weights (or other data) must never decide about these weights.
-    hashes = check_eval_provenance(eval_dir, {"sft": cfg.sft.out_dir, "rl": cfg.rl.out_dir}, cfg.eval.benchmarks,
-                                   cfg.data.out_dir)
-    sft_keys, sft = pooled_scores(read_eval_tables(eval_dir, "sft", names), v.score)
+    # RL is compared with the model it started from: "sft", or "untrained" when SFT was skipped.
+    start = start_label(cfg)
+    against = "rl vs sft" if start == "sft" else "rl vs start model"
+    hashes = check_eval_provenance(eval_dir, {m: model_dir(m, cfg) for m in dict.fromkeys((start, "sft", "rl"))},
+                                   cfg.eval.benchmarks, cfg.data.out_dir)
+    start_keys, baseline = pooled_scores(read_eval_tables(eval_dir, start, names), v.score)
     rl_keys, rl = pooled_scores(read_eval_tables(eval_dir, "rl", names), v.score)
-    _aligned("rl vs sft", sft_keys, rl_keys)
+    _aligned(against, start_keys, rl_keys)
 
     def gate(name: str, baseline: np.ndarray) -> Comparison:
         return compare(name, baseline, rl, min_gain=v.min_gain, confidence=v.confidence,
                        num_resamples=v.num_resamples, seed=cfg.seed)
 
     with stage_run(cfg, "verify") as run:
-        comparisons = [gate("rl vs sft", sft)]
+        comparisons = [gate(against, baseline)]
         existing = find_version(reg.model_name, hashes["rl"], reg.alias)
         holder = current_champion(reg.model_name, reg.alias)
         champion = holder if v.against_champion else None

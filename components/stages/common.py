@@ -36,6 +36,19 @@ def model_dir(label: str, cfg: Config) -> Path:
     return {"untrained": INIT_DIR, "sft": Path(cfg.sft.out_dir), "rl": Path(cfg.rl.out_dir)}[label]
 
 
+def start_label(cfg: Config) -> str:
+    """The model RL started from, as evaluate labels it: "sft", or "untrained" when the sft stage did not
+    train (sft.enabled=false: models/sft is then the base model itself, recorded in its lineage)."""
+    from components.model.lineage import sft_skipped
+
+    return "untrained" if sft_skipped(cfg.sft.out_dir) else "sft"
+
+
+def evaluated_labels(cfg: Config) -> tuple[str, ...]:
+    """The models evaluate scores: all three, or without "sft" when it is the untrained model again."""
+    return MODEL_LABELS if start_label(cfg) == "sft" else tuple(m for m in MODEL_LABELS if m != "sft")
+
+
 def model_folder(label: str, cfg: Config) -> str:
     """The folder (or hub name, for an un-fine-tuned HF model) holding a pipeline model."""
     path = model_dir(label, cfg)

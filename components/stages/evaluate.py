@@ -1,4 +1,6 @@
-"""Stage `evaluate`: every model (untrained, SFT, RL) on every benchmark, with the provenance verify checks."""
+"""Stage `evaluate`: every model (untrained, SFT, RL) on every benchmark, with the provenance verify checks.
+
+With sft.enabled=false models/sft is the untrained model again: it is scored once, as "untrained"."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pandas as pd
 from components.config import Config
 from components.infra.atomic_io import atomic_dir, atomic_write_json
 from components.infra.locks import locked_stage
-from components.stages.common import MODEL_LABELS, model_dir, model_folder
+from components.stages.common import MODEL_LABELS, evaluated_labels, model_dir, model_folder
 
 
 @locked_stage("evaluate", lambda cfg: [cfg.eval.out_dir, cfg.eval.metrics_file])
@@ -27,13 +29,14 @@ def run(cfg: Config) -> dict:
     results: dict[str, dict] = {}
     rows = []
     # The content hashes of every model folder and benchmark file scored, written with the tables
-    # in the same atomic folder: verify refuses results that do not match the current models.
+    # in the same atomic folder: verify refuses results that do not match the current models
+    # (models/sft's too when it is not scored: its lineage decided which models were).
     manifest = eval_manifest({label: model_dir(label, cfg) for label in MODEL_LABELS}, cfg.eval.benchmarks,
                              cfg.data.out_dir)
     with stage_run(cfg, "evaluate"), atomic_dir(Path(cfg.eval.out_dir)) as tmp, pool_for(cfg.reward) as scorer:
         start = time.time()
         write_eval_manifest(tmp, manifest)
-        for label in MODEL_LABELS:
+        for label in evaluated_labels(cfg):
             results[label] = {}
             for bench, (summary, table) in evaluate_folder(model_folder(label, cfg), cfg, benchmarks, label,
                                                            scorer).items():

@@ -1,4 +1,8 @@
-"""Stage `rl`: the base algorithm (+ PIPO) from the SFT policy, with exact resume from checkpoints."""
+"""Stage `rl`: the base algorithm (+ PIPO) from the SFT policy, with exact resume from checkpoints.
+
+It starts from models/sft: the SFT policy, or with sft.enabled=false the base model itself (the sft stage
+writes it there); a models/sft built from another base than model.name_or_path is refused, naming both.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pathlib import Path
 from components.config import Config, ConfigError
 from components.infra.atomic_io import atomic_dir
 from components.infra.locks import locked_stage, output_locks
-from components.stages.common import accelerator, read_split
+from components.stages.common import accelerator, model_folder, read_split
 
 log = logging.getLogger(__name__)
 
@@ -24,19 +28,23 @@ def run(cfg: Config) -> dict:
     from components.model.chat import rendered_frame
     from components.model.factory import context_length, load_policy, training_memory
     from components.model.io import save_policy
+    from components.model.lineage import check_built_from, copy_lineage
     from components.model.lora import maybe_wrap_lora
     from components.rl.checkpoint import folder_identity, run_fingerprint
     from components.rl.trainer import train_rl
 
+    lineage = check_built_from(cfg.sft.out_dir, cfg.model)  # before anything is loaded or written
+    start = "sft" if lineage["sft_trained"] else "base model (sft.enabled=false)"
+    start_folder = model_folder("sft", cfg)  # an HF base model's models/sft is a pointer to it
     prompts = read_split(cfg, "rl")
     set_seed(cfg.seed)
     acc = accelerator(cfg)
-    model, tokenizer = load_policy(cfg.sft.out_dir, cfg.model.dtype, cfg.model.trust_remote_code)
+    model, tokenizer = load_policy(start_folder, cfg.model.dtype, cfg.model.trust_remote_code)
     # An HF model's context is only known now (config load checks the tiny model's).
     context = context_length(model)
     if cfg.rl.max_completion_length >= context:
         raise ConfigError(f"rl.max_completion_length ({cfg.rl.max_completion_length}) leaves no room for a prompt "
-                          f"in the context of the model in {cfg.sft.out_dir} (max_position_embeddings = {context}); "
+                          f"in the context of the model in {start_folder} (max_position_embeddings = {context}); "
                           "it must be below that")
     # The trainer samples from `prompt`: the text as the model reads it (chat template or plain).
     prompts = rendered_frame(tokenizer, prompts, cfg.data.chat_template)
@@ -53,14 +61,16 @@ def run(cfg: Config) -> dict:
     # The fingerprint leaves out rl.out_dir, so two runs differing only there would share checkpoints.
     ckpt_lock = output_locks("rl", [checkpoint_dir]) if acc.is_main_process else contextlib.nullcontext()
     with ckpt_lock, stage_run(cfg, "rl"):
-        set_tags({"rl.checkpoint_dir": str(checkpoint_dir)})
+        set_tags({"rl.checkpoint_dir": str(checkpoint_dir), "rl.start_model": start,
+                  "rl.base_model": str(lineage["base"]["name_or_path"])})
         model, result = train_rl(model, tokenizer, prompts, cfg.rl, cfg.seed, acc, rollout=cfg.rollout,
                                  reward=cfg.reward, model_cfg=cfg.model, log_metrics=log_metrics,
-                                 checkpoint_dir=checkpoint_dir, resume=True, identity=identity, model_path=cfg.sft.out_dir,
+                                 checkpoint_dir=checkpoint_dir, resume=True, identity=identity, model_path=start_folder,
                                  on_resume=_tag_resume)
         if acc.is_main_process:
             with atomic_dir(cfg.rl.out_dir) as tmp:
                 save_policy(model, tokenizer, tmp)
+                copy_lineage(lineage, tmp, cfg.sft.out_dir)
             mlflow.log_metric("rl/seconds", result.seconds)
             mlflow.log_artifacts(cfg.rl.out_dir, "model")
     return {"seconds": result.seconds, "iterations": result.iterations}

@@ -86,6 +86,7 @@ def test_completion_longer_than_an_hf_models_context_is_refused_at_the_rl_stage(
     from components.model.factory import initial_policy
     from components.infra.atomic_io import atomic_dir
     from components.model.io import save_policy
+    from components.model.lineage import write_lineage
 
     tiny = load_config(overrides=["model.tiny.hidden_size=32", "model.tiny.num_hidden_layers=1",
                                   "model.tiny.intermediate_size=64"])
@@ -100,6 +101,7 @@ def test_completion_longer_than_an_hf_models_context_is_refused_at_the_rl_stage(
     cfg = load_config(overrides=[f"model.name_or_path={tmp_path / 'sft'}", f"sft.out_dir={tmp_path / 'sft'}",
                                  f"data.out_dir={tmp_path / 'data'}", f"rl.out_dir={tmp_path / 'rl'}",
                                  f"rl.checkpoint_dir={tmp_path / 'ckpt'}", f"rl.max_completion_length={context}"])
+    write_lineage(tmp_path / "sft", cfg.model, sft_trained=False)  # the base model itself, as sft.enabled=false writes it
 
     def no_training(*args, **kwargs):
         raise AssertionError("training started")
