@@ -243,6 +243,15 @@ def test_workers_start_as_items_need_them():
         assert lazy.score(["math"] * 5, [r"\boxed{5}"] * 5, ["5"] * 5) == [1.0] * 5 and len(lazy.pids) == 3
 
 
+def test_start_brings_every_worker_up_and_ready_before_a_batch():
+    with ScoringPool(workers=2, timeout_s=10.0) as pool:
+        pool.start()
+        assert len(pool.pids) == 2 and all(w.ready for w in pool._workers)
+        pids = set(pool.pids)
+        assert pool.score(["math"] * 2, [r"\boxed{5}"] * 2, ["5"] * 2) == [1.0] * 2
+        assert set(pool.pids) == pids  # the batch used them: none started, none replaced
+
+
 def test_a_forked_child_starts_its_own_workers():
     # verl forks reward processes: a child must not talk to its parent's workers through inherited pipes.
     with ScoringPool(workers=1, timeout_s=10.0) as forked:

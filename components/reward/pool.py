@@ -139,6 +139,22 @@ class ScoringPool:
                 results[index] = value
         return results
 
+    def start(self) -> None:
+        """Start the standing workers now and wait until each is ready, so that no batch waits for their
+        start-up (after a timeout the killed worker's replacement starts in the background of the next call)."""
+        with self._lock:
+            self._check_open()
+            while len(self._workers) < self.num_workers:
+                self._workers.append(self._spawn())
+            while starting := [w for w in self._workers if not w.ready]:
+                timeout = max(0.0, min(w.deadline for w in starting) - time.monotonic())
+                readable = set(wait([w.results for w in starting], timeout))
+                for worker in starting:
+                    if worker.results in readable:
+                        self._receive(worker, [])
+                    elif time.monotonic() >= worker.deadline:
+                        self._expire(worker, [])  # raises: a worker that cannot start is an error
+
     def score_one(self, source: str, completion: Any, ground_truth: Any, extra_info: dict | None = None) -> float:
         """One item, like score(): inline if its cost is bounded, else in a worker under timeout_s."""
         return self.score([source], [completion], [ground_truth], [extra_info])[0]

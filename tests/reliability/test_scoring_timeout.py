@@ -87,6 +87,7 @@ def test_the_limit_is_a_param():
 @pytest.mark.parametrize("completion", HOSTILE, ids=["four-roots", "three-roots-plus-one", "five-roots"])
 def test_a_hanging_completion_in_an_rl_batch_scores_zero_within_the_timeout(completion, pool, reward):
     sources, texts, answers, expected = _hostile_batch(completion)
+    pool.start()  # an earlier case's killed worker is replaced: its start-up is not this item's timeout
     before = pool.timeouts
     scores, elapsed = _timed_score_batch(pool, reward, sources, texts, answers)
     assert scores == expected
@@ -100,7 +101,7 @@ def test_a_normal_batch_still_scores_right(pool, reward):
         sources[i], texts[i], answers[i] = (MATH, f"so \\boxed{{\\frac{{{2 * i + 1}}}{{2}}}}",  # lowest terms
                                              str((2 * i + 1) / 2 if i % 2 == 0 else i))
         expected[i] = float(i % 2 == 0)
-    pool.score([MATH] * 4, [r"\boxed{5}"] * 4, ["5"] * 4)  # workers killed by earlier tests replaced
+    pool.start()  # workers killed by earlier tests replaced and ready
     before = (pool.timeouts, pool.crashes, pool.errors)
     scores, elapsed = _timed_score_batch(pool, reward, sources, texts, answers)
     assert scores == expected
