@@ -24,6 +24,6 @@ def test_gpu_preset_is_valid_and_points_at_real_files():
     for b in cfg.eval.benchmarks:
         assert load_benchmark(b, "unused").shape[0] > 0
     with pytest.raises(ConfigError, match="rl.no_such_key: unknown key"):
-        from components.config import DEFAULT_PARAMS, _read_yaml, merge_preset
+        from components.config import DEFAULT_PARAMS, read_yaml, merge_preset
 
-        merge_preset(_read_yaml(DEFAULT_PARAMS, "params"), {"rl": {"no_such_key": 1}}, "test")
+        merge_preset(read_yaml(DEFAULT_PARAMS, "params"), {"rl": {"no_such_key": 1}}, "test")

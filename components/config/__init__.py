@@ -18,10 +18,11 @@ from __future__ import annotations
 from components.config.loading import (
     PRESET_ENV,
     DuplicateKeyError,
-    _read_yaml,  # not public, but a test reads a params file through it (tests/test_eval_config.py)
     apply_overrides,
     load_config,
+    load_yaml_text,
     merge_preset,
+    read_yaml,
 )
 from components.config.paths import (
     DEFAULT_PARAMS,
@@ -64,5 +65,5 @@ __all__ = [
     "DuplicateKeyError", "EvalConfig", "ImportanceSamplingConfig", "LoraConfig", "ModelConfig", "PIPOConfig",
     "RegistryConfig", "RewardConfig", "RewardFunctionConfig", "RLConfig", "RolloutConfig", "SFTConfig", "Seed",
     "TaskConfig", "TinyModelConfig", "TrackingConfig", "VerifyConfig", "VLLMConfig",
-    "apply_overrides", "check_output_paths", "load_config", "merge_preset",
+    "apply_overrides", "check_output_paths", "load_config", "load_yaml_text", "merge_preset", "read_yaml",
 ]

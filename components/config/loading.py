@@ -51,7 +51,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         if keys[-1] not in node:
             raise ConfigError(f"override {dotted!r}: unknown key")
         try:
-            node[keys[-1]] = _load_yaml_text(value)
+            node[keys[-1]] = load_yaml_text(value)
         except TooLargeError as exc:
             raise ConfigError(f"override {dotted!r}: the value is refused: {exc}") from None
         except yaml.YAMLError as exc:
@@ -126,7 +126,7 @@ def _check_duplicate_keys(node: yaml.Node | None, prefix: str = "", seen_nodes: 
             _check_duplicate_keys(item, f"{prefix.rstrip('.')}[{i}].", seen_nodes)
 
 
-def _load_yaml_text(text: str) -> Any:
+def load_yaml_text(text: str) -> Any:
     """yaml.safe_load that refuses a key given twice in one mapping (naming it and its line) and a
     document past MAX_NODES with its aliases expanded, before anything walks the expanded tree."""
     loader = yaml.SafeLoader(text)
@@ -179,10 +179,10 @@ def _read_text(path: Path, what: str) -> str:
         raise ConfigError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
 
 
-def _read_yaml(path: Path, what: str) -> dict[str, Any]:
+def read_yaml(path: Path, what: str) -> dict[str, Any]:
     text = _read_text(path, what)
     try:
-        raw = _load_yaml_text(text)
+        raw = load_yaml_text(text)
     except (DuplicateKeyError, TooLargeError) as exc:
         raise ConfigError(f"{what} {path}: {exc}") from None
     except yaml.YAMLError as exc:
@@ -210,13 +210,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Load and validate params.yaml (or `path`), then presets (partial params files, e.g.
     presets/gpu.yaml; also from $PIPO_PRESET, comma-separated), then dotted overrides."""
     path = Path(path) if path else DEFAULT_PARAMS
-    raw = _read_yaml(path, "params file")
+    raw = read_yaml(path, "params file")
     if presets is None:
         presets = [p for p in os.environ.get(PRESET_ENV, "").split(",") if p.strip()]
     preset_paths = []
     for preset in presets:
         preset_path = Path(preset) if Path(preset).is_absolute() else path.parent / preset
-        merge_preset(raw, _read_yaml(preset_path, "preset"), str(preset_path))
+        merge_preset(raw, read_yaml(preset_path, "preset"), str(preset_path))
         preset_paths.append(preset_path)
     apply_overrides(raw, overrides or [])
     try:

@@ -28,7 +28,22 @@ from components.config import REPO_ROOT, Config
 log = logging.getLogger(__name__)
 
 PARENT_ENV = "PIPO_PARENT_RUN_ID"
-MLFLOW_DIR = REPO_ROOT / "mlflow"
+EXPERIMENT_TAG = "dvc.experiment"  # the DVC experiment a run belongs to (DVC_EXP_NAME, set by `dvc exp run`)
+OVERRIDES_TAG = "pipo.overrides"  # the settings it changed (`-S` of a deployment run, flows/experiment.py)
+OVERRIDES_ENV = "PIPO_OVERRIDES"
+
+
+def store_root() -> Path:
+    """The working tree whose mlflow/ folder holds the embedded store. `dvc exp run --temp` (and queued
+    experiments) run the stages in a copy under .dvc/tmp/exps that is deleted afterwards: their runs go
+    to the store of the working tree the copy was made from (DVC_ROOT), not into the copy."""
+    dvc_root = os.environ.get("DVC_ROOT")
+    if dvc_root and REPO_ROOT.is_relative_to(Path(dvc_root) / ".dvc" / "tmp" / "exps"):
+        return Path(dvc_root)
+    return REPO_ROOT
+
+
+MLFLOW_DIR = store_root() / "mlflow"
 PID_TAG, HOST_TAG, PROCESS_START_TAG = "pipo.pid", "pipo.host", "pipo.process_start"
 END_REASON_TAG = "pipo.end_reason"
 SOURCE_TAG = "mlflow.source.name"  # the UI's "Source" column
@@ -176,6 +191,16 @@ def process_tags() -> dict[str, str]:
             SOURCE_TAG: entry_point()}
 
 
+def experiment_tags() -> dict[str, str]:
+    """The DVC experiment this process runs in, and the settings its deployment run changed."""
+    tags = {}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags[EXPERIMENT_TAG] = os.environ["DVC_EXP_NAME"]
+    if os.environ.get(OVERRIDES_ENV):
+        tags[OVERRIDES_TAG] = os.environ[OVERRIDES_ENV][:5000]
+    return tags
+
+
 def _process_gone(tags: dict[str, str]) -> bool:
     """Whether the process that opened a run is certainly dead: it ran on this host and its pid is
     gone, a zombie, or now another process (a different start time). Runs from other hosts, or
@@ -274,7 +299,7 @@ def stage_run(cfg: Config, stage: str) -> Iterator[object]:
         return
     experiment_id = ensure_experiment(cfg)
     close_stale_runs(experiment_id, stage)
-    tags = {"pipo.stage": stage, **process_tags()}
+    tags = {"pipo.stage": stage, **process_tags(), **experiment_tags()}
     parent = os.environ.get(PARENT_ENV)
     if parent:
         tags["mlflow.parentRunId"] = parent
