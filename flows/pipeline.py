@@ -31,6 +31,7 @@ from components.infra.tracking import (EXPERIMENT_TAG, OVERRIDES_ENV, OVERRIDES_
                                        close_stale_runs, ensure_experiment, metric_key,
                                        process_tags, sigterm_raises)
 from flows import experiment as dvc_experiment  # noqa: E402
+from flows import report  # noqa: E402
 from flows.processes import start, stop_tree  # noqa: E402
 from flows.stage_outputs import kept_outputs  # noqa: E402
 
@@ -114,8 +115,9 @@ def parent_run(cfg, tags: dict[str, str] | None = None) -> Iterator[object]:
         yield run
 
 
-def _record(results: dict, verdict: dict | None, files: list[Path]) -> dict:
-    """Log the eval metrics and result files on the parent run; print the table; the flow's result."""
+def _record(cfg, run, results: dict, verdict: dict | None, files: list[Path], title: str) -> dict:
+    """Log the eval metrics and result files on the parent run, print the table, publish the Prefect report
+    (flows/report.py); the flow's result."""
     import mlflow
 
     mlflow.log_metrics({metric_key(f"eval/{m}/{b}/{k}"): float(v) for m, benches in results.items()
@@ -128,8 +130,19 @@ def _record(results: dict, verdict: dict | None, files: list[Path]) -> dict:
                                                          if k != "num_problems"))
     if verdict is not None:
         print(f"   verify: promoted={verdict['promoted']}  registered v{verdict.get('registered_version')}")
-        results = {**results, "verify": verdict}
-    return results
+    report.publish(results, verdict, run.info.run_id, run.info.experiment_id, mlflow.get_tracking_uri(),
+                   cfg.registry.model_name, title)
+    return {**results, "verify": verdict} if verdict is not None else results
+
+
+def _up_to_date(stages: list[str]) -> bool:
+    """Whether DVC finds every stage (and what it depends on) up to date; False when it cannot tell."""
+    proc = subprocess.run([_dvc(), "status", "--json", *stages], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env=_stage_env(""))
+    try:
+        return proc.returncode == 0 and json.loads(proc.stdout or "null") == {}
+    except json.JSONDecodeError:
+        return False
 
 
 def _read_json(path: Path) -> dict | None:
@@ -158,15 +171,18 @@ def pipo_pipeline(stages: list[str] = list(STAGES), force: bool = False, overrid
     if overrides or preset or experiment:
         return _experiment_run(stages, force, list(overrides or []), preset, experiment)
     cfg = load_config(REPO_ROOT / "params.yaml")  # a bad params file fails here, before any stage
+    metrics, verdict = REPO_ROOT / cfg.eval.metrics_file, REPO_ROOT / cfg.verify.metrics_file
+    if not force and _up_to_date(stages):  # no MLflow run for a run that runs nothing
+        print("Data and pipelines are up to date: no stage ran (force=true reruns them)")
+        return {**(_read_json(metrics) or {}), **({"verify": _read_json(verdict)} if verdict.exists() else {})}
     with parent_run(cfg) as run:
         import mlflow
 
         mlflow.log_params(cfg.flat())
         for stage in stages:
-            run_stage(stage, run.info.run_id, force)
-        metrics, verdict = REPO_ROOT / cfg.eval.metrics_file, REPO_ROOT / cfg.verify.metrics_file
-        return _record(_read_json(metrics) or {}, _read_json(verdict),
-                       [p for p in (metrics, verdict) if p.exists()])
+            run_stage.with_options(name=stage)(stage, run.info.run_id, force)
+        return _record(cfg, run, _read_json(metrics) or {}, _read_json(verdict),
+                       [p for p in (metrics, verdict) if p.exists()], "Pipeline run (working tree)")
 
 
 def _experiment_run(stages: list[str], force: bool, overrides: list[str], preset: str | None,
@@ -195,7 +211,7 @@ def _experiment_run(stages: list[str], force: bool, overrides: list[str], preset
                 if content is not None:
                     files.append(Path(tmp) / Path(rel).name)
                     files[-1].write_text(json.dumps(content, indent=2))
-            recorded = _record(results, verdict, files)
+            recorded = _record(cfg, run, results, verdict, files, f"DVC experiment {name}")
     print(f"`dvc exp show` lists {name}; `dvc exp apply {name}` brings its params and outputs here")
     return recorded
 
