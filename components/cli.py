@@ -1,6 +1,7 @@
 """Command line for the stages: `python -m components.cli STAGE [--params FILE] [--set key=value ...]`.
 
-This is what dvc.yaml runs; configuration errors are reported before any stage work starts.
+This is what dvc.yaml runs; configuration errors are reported before any stage work starts. Besides
+the stages it runs the COMMANDS dvc.yaml needs (`fingerprint FILE OUT`: its input stages).
 Expected failures (a bad setting or input, a missing file, a full disk) print one line (a failed
 data validation: its summary) and exit 2 (fix a setting or an input) or 1 (the run failed); anything
 else is a bug and keeps its traceback.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import logging
 import sys
 
@@ -33,6 +35,9 @@ EXPECTED = (
     ("components.rl.update", "NonFiniteLossError", 1),
     ("builtins", "FileNotFoundError", 2),  # a missing input (an earlier stage not run)
 )
+# Commands besides the stages: name -> (module whose run(cfg, *paths) does it, the paths it takes).
+# Imported only when run, like the stages, so a DVC stage depends only on the code it runs.
+COMMANDS = {"fingerprint": ("components.data.fingerprint", ("FILE", "OUT"))}
 DISK_FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
 
 
@@ -57,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     from components.stages import STAGE_NAMES, stage_function
 
     parser = argparse.ArgumentParser(prog="python -m components.cli", description=__doc__)
-    parser.add_argument("stage", choices=STAGE_NAMES)
+    parser.add_argument("stage", choices=STAGE_NAMES + tuple(COMMANDS))
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help="fingerprint: the data file and the JSON to write (dvc.yaml's input stages run it)")
     parser.add_argument("--params", default=None, help="params file (default: params.yaml)")
     parser.add_argument("--preset", action="append", default=None, metavar="FILE",
                         help="partial params file layered over params.yaml, e.g. presets/gpu.yaml (repeatable; "
@@ -65,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a param, e.g. --set rl.lr=5e-5 (repeatable)")
     args = parser.parse_args(argv)
+    wanted = COMMANDS[args.stage][1] if args.stage in COMMANDS else ()
+    if len(args.paths) != len(wanted):
+        parser.error(f"{args.stage} takes {' '.join(wanted) or 'no paths'}, got {args.paths or 'none'}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stdout)
     try:
@@ -73,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        stage_function(args.stage)(cfg)
+        if args.stage in COMMANDS:
+            importlib.import_module(COMMANDS[args.stage][0]).run(cfg, *args.paths)
+        else:
+            stage_function(args.stage)(cfg)
     except Exception as exc:
         failure = expected_failure(exc)
         if failure is None:

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from components.config.paths import DEFAULT_PARAMS, check_output_paths
+from components.config.paths import DEFAULT_PARAMS, check_benchmark_files, check_output_paths
 from components.config.reward_functions import resolve_reward_functions
 from components.config.schema import Config, ConfigError
 
@@ -224,4 +224,5 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, str(path))) from None
     check_output_paths(cfg, path, preset_paths)
+    check_benchmark_files(cfg, path)
     return resolve_reward_functions(cfg, path)

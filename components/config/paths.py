@@ -9,6 +9,7 @@ output outside the project over anything the pipeline did not create (ownership.
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,11 @@ FIXED_OUTPUTS = {"models/init (the sft stage's fixed output)": "models/init",
 # Folders of the project (code, tracked data, the MLflow store, git and DVC metadata) that no
 # output may equal or contain.
 PROJECT_DIRS = (".git", ".dvc", "components", "flows", "tests", "configs", "presets", "docs", "scripts",
-                "benchmarks", "data/benchmarks", "mlflow", "rewards")
+                "benchmarks", "data/benchmarks", "data/inputs", "mlflow", "rewards")
+# Benchmark files must lie here: this folder is a dvc.yaml dep of prepare, evaluate and verify, so an
+# edit to a benchmark reruns them (a file elsewhere DVC would not see: eval.benchmarks is a list of
+# entries with a file or a split, which dvc.yaml cannot template into deps).
+BENCHMARK_DIR = "data/benchmarks"
 
 
 def _resolve(path: str | Path, base: Path) -> Path:
@@ -144,6 +149,23 @@ def check_output_paths(cfg: Config, params_path: str | Path, presets: list[Path]
         raise ConfigError("output paths overlap: " + "; ".join(problems)
                           + " (a stage replaces its outputs whole, so each must hold nothing else)")
     check_ownership(cfg, project, cwd)
+
+
+def check_benchmark_files(cfg: Config, params_path: str | Path, cwd: Path | None = None) -> None:
+    """Refuse a benchmark file outside data/benchmarks/ (of the project, or of cwd, where relative
+    paths are taken from), naming the entry, on one line. Symlinks are not followed: a link placed
+    in data/benchmarks/ to a file elsewhere is accepted (DVC hashes what it points to)."""
+    cwd = Path(os.path.abspath(Path.cwd() if cwd is None else cwd))
+    project = Path(os.path.abspath(cwd / params_path)).parent
+    folders = {Path(os.path.abspath(root / BENCHMARK_DIR)) for root in (project, cwd)}
+    for i, bench in enumerate(cfg.eval.benchmarks):
+        if bench.file is None:
+            continue
+        path = Path(os.path.abspath(cwd / bench.file))
+        if not any(folder in path.parents for folder in folders):
+            raise ConfigError(f"eval.benchmarks[{i}].file ({bench.file!r}) is outside {BENCHMARK_DIR}/, the folder "
+                              f"DVC tracks for prepare, evaluate and verify: copy or link the file into "
+                              f"{BENCHMARK_DIR}/ and set the path there")
 
 
 def check_ownership(cfg: Config, project: Path, cwd: Path) -> None:

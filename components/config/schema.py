@@ -7,6 +7,7 @@ strict base model (its errors name the dotted key once loading.py formats them).
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -54,6 +55,13 @@ class DataConfig(_Strict):
             raise ValueError(f"data.files must list at least one file when data.source is {self.source!r}")
         if self.source == "hf_hub" and not self.hub_dataset:
             raise ValueError("data.hub_dataset must name a dataset when data.source is 'hf_hub'")
+        # dvc.yaml's input stages write FILE's fingerprint to data/inputs/<list>/FILE.json: a `..`
+        # would put it outside data/inputs (where prepare no longer sees it, or over other files).
+        for key in ("files", "eval_files"):
+            for i, path in enumerate(getattr(self, key)):
+                if ".." in PurePath(path).parts:
+                    raise ValueError(f"data.{key}[{i}] ({path!r}) has a '..' segment, which dvc.yaml's input stage "
+                                     "cannot track: use an absolute path or a path inside the project")
         return self
 
 
