@@ -76,7 +76,9 @@ def run_stage(stage: str, parent_run_id: str, force: bool = False) -> None:
     last lines. A stopped or failed stage's previous outputs, which dvc deleted before running it, are
     put back (flows/stage_outputs.py)."""
     logger = get_run_logger()
-    cmd = [_dvc(), "repro", "--single-item", stage] + (["--force"] if force else [])
+    # prepare's only upstream stages are its input stages (one per data file): they run with it
+    single = [] if stage == "prepare" else ["--single-item"]
+    cmd = [_dvc(), "repro", *single, stage] + (["--force"] if force else [])
     with kept_outputs(stage, _dvc(), logger) as restore:
         try:
             code, tail = _stream(cmd, _stage_env(parent_run_id), stage, logger)
