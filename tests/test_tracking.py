@@ -60,6 +60,8 @@ def test_a_stage_run_is_named_by_stage_algorithm_pipo_and_dvc_experiment(store, 
     cfg, run = _recorded("rl", ["rl.pipo.enabled=false", "rl.algorithm=dapo"])
     assert run.info.run_name == f"rl · dapo · cfg-{config_hash(cfg)}"
     assert run.data.tags[CONFIG_HASH_TAG] == config_hash(cfg)
+    assert run_name(load_config(overrides=["sft.enabled=false"]), "sft", {EXP_ENV: "e"}) == "sft (skipped) · e"
+    assert run_name(cfg, "pipeline", {EXP_ENV: "e"}) == "pipeline · dapo · e"  # the flow's parent run
     # two RL runs that differ in one setting cannot share a name
     assert run_name(cfg, "rl", {}) != run_name(load_config(overrides=["rl.pipo.enabled=false", "rl.algorithm=dapo",
                                                                       "rl.lr=0.5"]), "rl", {})

@@ -31,7 +31,8 @@ EXP_ENV = "DVC_EXP_NAME"  # set by DVC in the stages' environment during `dvc ex
 CONFIG_ARTIFACT = "config.yaml"
 CONFIG_HASH_TAG = "pipo.config_hash"
 SEP = " · "
-RL_SIDE = ("rl", "evaluate", "verify")  # stages whose result is the RL model: their names say which algorithm
+# runs whose result is the RL model (the pipeline's parent run too): their names say which algorithm
+RL_SIDE = ("rl", "evaluate", "verify", "pipeline")
 
 
 def config_hash(cfg: Config) -> str:
