@@ -1,6 +1,6 @@
 """What stage runs record for the MLflow UI besides metrics: the data as dataset inputs (the Dataset column
 and filter), RL curves and eval bars as PNGs, per-problem tables as JSON the UI previews. On a real
-sqlite store in tmp_path."""
+sqlite store in tmp_path (one per module)."""
 
 from __future__ import annotations
 
@@ -172,11 +172,12 @@ def test_every_stage_of_a_pipeline_run_says_what_ran_on_which_data(tmp_path, mon
     md5 = {s: hashlib.md5((repo / "data/prepared" / f"{s}.parquet").read_bytes()).hexdigest()
            for s in ("sft", "rl", "eval")}
     rows = {s: len(pd.read_parquet(repo / "data/prepared" / f"{s}.parquet")) for s in md5}
-    assert inputs(runs["prepare"].info.run_id) == {
-        s: {"digest": md5[s], "source": f"data/prepared/{s}.parquet", "rows": rows[s], "context": "output"} for s in md5}
-    for stage, split in (("sft", "sft"), ("rl", "rl")):
-        assert inputs(runs[stage].info.run_id) == {split: {"digest": md5[split], "source": f"data/prepared/{split}.parquet",
-                                                           "rows": rows[split], "context": "training"}}
+    def split(name: str, context: str) -> dict:
+        return {"digest": md5[name], "source": f"data/prepared/{name}.parquet", "rows": rows[name], "context": context}
+
+    assert inputs(runs["prepare"].info.run_id) == {s: split(s, "output") for s in md5}
+    for stage in ("sft", "rl"):
+        assert inputs(runs[stage].info.run_id) == {stage: split(stage, "training")}
     for stage in ("evaluate", "verify"):  # the benchmark is the prepared eval split: the same digest
         assert inputs(runs[stage].info.run_id) == {"chain_sum": {"digest": md5["eval"], "rows": rows["eval"],
                                                                  "source": "data/prepared/eval.parquet",
