@@ -1,17 +1,21 @@
-"""The verification gate and promotion on a real (temporary) MLflow store: registration tags,
-the alias moving only on a pass, and results of mismatched problem sets refused."""
+"""The verification gate and promotion on a real (temporary) MLflow store: registration tags and
+descriptions (the gate, each version's verdict report), the alias moving only on a pass, and results of
+mismatched problem sets refused."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from components.config import REPO_ROOT, load_config
 from components.model.factory import initial_policy
+from components.gate.descriptions import DESCRIPTION_LIMIT, fit_description
 from components.gate.promotion import pooled_scores, verify_and_promote
 from components.infra.provenance import eval_manifest, hash_path, write_eval_manifest
 
@@ -83,6 +87,57 @@ def test_no_gain_is_registered_but_not_promoted(workspace):
     assert version.tags["verdict"] == "failed" and "not promoted" in version.tags["promotion"]
     assert "min_gain" in version.tags["verdict_reason"]
     assert version.aliases == []
+
+
+def test_the_model_says_how_versions_are_gated_and_each_version_why(workspace):
+    """Descriptions, one click from the model in the UI: the gate (model) and the verdict report (version)."""
+    root, cfg = workspace
+    write_eval(root, "sft", [i % 3 == 0 for i in range(150)])
+    write_eval(root, "rl", [i % 3 == 0 for i in range(150)])
+    verify_and_promote(cfg)
+    client = MlflowClient()
+    model = client.get_registered_model("pipo-policy").description
+    assert "**How they are gated.**" in model and "paired bootstrap" in model and "@champion" in model
+    version = client.get_model_version("pipo-policy", "1")
+    report = version.description
+    assert report.startswith("**pipo-policy v1: not promoted (no @champion set)**")
+    assert "| rl vs sft | 150 | 0.333 | 0.333 | +0.000 | 95% [" in report and "McNemar p" in report
+    assert f"the model RL started from: sft (sha256 `{version.tags['sft_model_hash']}`)" in report
+    assert "**Champion**: none (no `@champion` yet)" in report
+    assert f"`{version.tags['data_version']}`" in report and f"git `{version.tags['git_commit']}`" in report
+    assert f"`data/prepared/eval.parquet` sha256 `{hash_path(root / 'data/prepared/eval.parquet')}`" in report
+    assert (root / "reports" / "verify" / "report.md").read_text() == report
+    # the verify run lists the benchmark it judged on, as the evaluate run does
+    [run] = client.search_runs([client.get_experiment_by_name("pipo").experiment_id])
+    assert run.info.run_name.startswith("verify · grpo+pipo · cfg-")
+    assert [(d.dataset.name, d.dataset.digest) for d in run.inputs.dataset_inputs] == \
+        [("chain_sum", hashlib.md5((root / "data/prepared/eval.parquet").read_bytes()).hexdigest())]
+
+
+@pytest.mark.slow
+def test_a_version_compared_with_the_champion_names_it(workspace, monkeypatch):
+    from components.gate import promotion
+
+    root, cfg = workspace
+    write_eval(root, "sft", [i % 2 == 0 for i in range(200)])
+    write_eval(root, "rl", [i % 5 != 0 for i in range(200)])
+    assert verify_and_promote(cfg)["promoted"]  # v1 holds @champion
+    model, tok = initial_policy(cfg.model, seed=2)  # new RL weights, judged against v1 too
+    model.save_pretrained(root / cfg.rl.out_dir)
+    write_eval(root, "rl", [i % 5 != 0 for i in range(200)])
+    monkeypatch.setattr(promotion, "_champion_scores", lambda cfg, champion, keys: np.array(
+        [float(i % 5 != 0) for i in range(200)]))  # re-evaluated: as good as the candidate
+    assert not verify_and_promote(cfg)["promoted"]
+    report = MlflowClient().get_model_version("pipo-policy", "2").description
+    assert report.startswith("**pipo-policy v2: not promoted (@champion stays on v1)**")
+    assert "**Champion**: v1 (`@champion`, re-evaluated on the same problems and seed)" in report
+    assert "| rl vs champion v1 | 200 | 0.800 | 0.800 | +0.000 |" in report
+
+
+def test_a_description_longer_than_mlflow_keeps_is_cut_saying_where_the_rest_is():
+    cut = fit_description("x" * 6000, "reports/verify/report.md")
+    assert len(cut) == DESCRIPTION_LIMIT and cut.endswith("the full report: reports/verify/report.md)")
+    assert fit_description("short", "anywhere") == "short"
 
 
 def test_mismatched_problem_sets_are_refused(workspace):

@@ -14,6 +14,8 @@ crash between registering and moving the alias leaves a pending version that the
 The look-up, registration and alias move run under the registry lock (registry.versions.registration_lock),
 so two verifies at once register one version; should the champion move meanwhile, a pass is refused.
 Outputs (report, metrics file) are written atomically after the registry calls succeed.
+The registered model's description says what it is and how versions are made and gated; each version's
+description is its verdict report, the same text as reports/verify/report.md (components/gate/descriptions.py).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pandas as pd
 from components.config import Config
 from components.infra.atomic_io import atomic_dir, atomic_write_json
 from components.infra.tracking import PARENT_ENV, metric_key, stage_run
+from components.gate.descriptions import champion_note, fit_description, model_description, version_description
 from components.gate.statistics import Comparison, compare, markdown_report
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,7 @@ def _slug(name: str) -> str:
 
 
 PENDING = "pending"
+PROBLEM_COLUMNS = ("id", "data_source", "prompt", "answer")  # an eval table's copy of the benchmark's rows
 
 
 def _start_tags(model_hashes: dict[str, str]) -> dict[str, str]:
@@ -106,8 +110,9 @@ def provenance_tags(cfg: Config, verdict: str, reason: str, model_hashes: dict[s
 def verify_and_promote(cfg: Config) -> dict:
     import mlflow
 
-    from components.infra.provenance import check_eval_provenance
-    from components.registry.versions import (current_champion, find_version, log_policy, register,
+    from components.infra.provenance import check_eval_provenance, read_eval_manifest
+    from components.infra.run_records import log_benchmark_inputs
+    from components.registry.versions import (current_champion, describe, find_version, log_policy, register,
                                               registration_lock, set_alias, tag_version)
     from components.stages.common import model_dir, start_label
 
@@ -121,7 +126,8 @@ def verify_and_promote(cfg: Config) -> dict:
     hashes = check_eval_provenance(eval_dir, {m: model_dir(m, cfg) for m in dict.fromkeys((start, "sft", "rl"))},
                                    cfg.eval.benchmarks, cfg.data.out_dir)
     start_keys, baseline = pooled_scores(read_eval_tables(eval_dir, start, names), v.score)
-    rl_keys, rl = pooled_scores(read_eval_tables(eval_dir, "rl", names), v.score)
+    rl_tables = read_eval_tables(eval_dir, "rl", names)
+    rl_keys, rl = pooled_scores(rl_tables, v.score)
     _aligned(against, start_keys, rl_keys)
 
     def gate(name: str, baseline: np.ndarray) -> Comparison:
@@ -129,6 +135,8 @@ def verify_and_promote(cfg: Config) -> dict:
                        num_resamples=v.num_resamples, seed=cfg.seed)
 
     with stage_run(cfg, "verify") as run:
+        # The benchmark files (checked above to be those evaluated) with the rows that were scored.
+        log_benchmark_inputs(cfg, {b: t[[c for c in PROBLEM_COLUMNS if c in t]] for b, t in rl_tables.items()})
         comparisons = [gate(against, baseline)]
         existing = find_version(reg.model_name, hashes["rl"], reg.alias)
         holder = current_champion(reg.model_name, reg.alias)
@@ -139,6 +147,7 @@ def verify_and_promote(cfg: Config) -> dict:
             champion = None
         elif champion is not None:
             comparisons.append(gate(f"rl vs champion v{champion.version}", _champion_scores(cfg, champion, rl_keys)))
+        against_champion = champion_note(reg.alias, v.against_champion, holder, champion)
         passed = all(c.verdict.passed for c in comparisons)
         failed = [c for c in comparisons if not c.verdict.passed]
         reason = "; ".join(f"{c.name}: {c.verdict.reason}" for c in (failed or comparisons))
@@ -181,7 +190,7 @@ def verify_and_promote(cfg: Config) -> dict:
                                 {"verdict": verdict, "verdict_reason": reason, "promotion": PENDING})
                 if passed:
                     set_alias(reg.model_name, reg.alias, version.version)
-                    tag_version(reg.model_name, version.version, {"promotion": f"promoted to @{reg.alias}"})
+                    promotion = f"promoted to @{reg.alias}"
                 else:
                     if holder is not None and str(holder.version) == str(version.version):
                         held = f"@{reg.alias} left on this version from an earlier pass"
@@ -189,13 +198,21 @@ def verify_and_promote(cfg: Config) -> dict:
                         held = f"@{reg.alias} stays on v{holder.version}"
                     else:
                         held = f"no @{reg.alias} set"
-                    tag_version(reg.model_name, version.version, {"promotion": f"not promoted ({held})"})
+                    promotion = f"not promoted ({held})"
+                tag_version(reg.model_name, version.version, {"promotion": promotion})
             summary["registered_version"] = int(version.version)
             summary["reused_version"] = existing is not None
             again = " (these weights were registered before: no new version)" if existing is not None else ""
-            (tmp / "report.md").write_text(report + f"\n\nRegistered as {reg.model_name} v{version.version}{again}; "
-                                           + (f"@{reg.alias} moved to it.\n" if passed else "not promoted.\n"))
+            # The version's description is this report, so the UI shows why from the model's page.
+            full = version_description(
+                outcome=f"{reg.model_name} v{version.version}{again}: {promotion}", gate_table=report,
+                tags=provenance_tags(cfg, verdict, reason, hashes), champion=against_champion,
+                benchmarks=read_eval_manifest(eval_dir)["benchmarks"], run_id=run.info.run_id if run else "none")
+            (tmp / "report.md").write_text(full)
             mlflow.log_artifact(str(tmp / "report.md"), "verify")
+            describe(reg.model_name, model_description(cfg))
+            describe(reg.model_name, fit_description(full, f"artifact verify/report.md of run {run.info.run_id}"
+                                                     if run else "reports/verify/report.md"), version.version)
         # Inside the run: a write that fails after the alias moved must end the run FAILED, as the stage does.
         atomic_write_json(v.metrics_file, summary)
         mlflow.set_tags({"verify.verdict": "passed" if passed else "failed",

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 from components.config import REPO_ROOT, Config
+from components.infra.run_records import log_stage_config, run_name
 
 log = logging.getLogger(__name__)
 
@@ -303,11 +304,11 @@ def stage_run(cfg: Config, stage: str) -> Iterator[object]:
     parent = os.environ.get(PARENT_ENV)
     if parent:
         tags["mlflow.parentRunId"] = parent
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name(cfg, stage), tags=tags)
     status, reason = "FAILED", None
     try:
         with sigterm_raises():
-            mlflow.log_params(cfg.flat())
+            log_stage_config(cfg, stage)  # the params the stage reads; the whole config as config.yaml
             yield run
         status = "FINISHED"
     except (KeyboardInterrupt, StageTerminated) as exc:

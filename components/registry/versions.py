@@ -120,6 +120,17 @@ def tag_version(model_name: str, version: str, tags: dict[str, str]) -> None:
         client.set_model_version_tag(model_name, version, key, str(value))
 
 
+def describe(model_name: str, description: str, version: str | None = None) -> None:
+    """Set the description (markdown) of the registered model, or of one of its versions."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    if version is None:
+        client.update_registered_model(model_name, description=description)
+    else:
+        client.update_model_version(model_name, version, description=description)
+
+
 def download_policy(model_name: str, version: str, dst: Path) -> Path:
     """The policy folder inside a registered version (to re-evaluate a champion)."""
     import mlflow

@@ -22,6 +22,8 @@ def run(cfg: Config) -> dict:
 
     from components.eval.run import by_source, evaluate_folder, load_benchmarks
     from components.infra.provenance import eval_manifest, write_eval_manifest
+    from components.infra.run_plots import eval_bars
+    from components.infra.run_records import log_benchmark_inputs, log_figures
     from components.infra.tracking import metric_key, stage_run
     from components.reward.pool import pool_for
 
@@ -36,12 +38,15 @@ def run(cfg: Config) -> dict:
     with stage_run(cfg, "evaluate"), atomic_dir(Path(cfg.eval.out_dir)) as tmp, pool_for(cfg.reward) as scorer:
         start = time.time()
         write_eval_manifest(tmp, manifest)
+        log_benchmark_inputs(cfg, benchmarks)
         for label in evaluated_labels(cfg):
             results[label] = {}
             for bench, (summary, table) in evaluate_folder(model_folder(label, cfg), cfg, benchmarks, label,
                                                            scorer).items():
                 (tmp / label).mkdir(exist_ok=True)
                 table.to_parquet(tmp / label / f"{bench}.parquet", index=False)
+                # beside the parquet (logged with the folder below): a table the MLflow UI previews
+                mlflow.log_table(table, artifact_file=f"eval/{label}/{bench}.json")
                 results[label][bench] = summary
                 rows.append({"model": label, "benchmark": bench, "data_source": "all", **summary})
                 sources = by_source(table, cfg.eval.num_samples)
@@ -52,5 +57,6 @@ def run(cfg: Config) -> dict:
         pd.DataFrame(rows).to_csv(tmp / "summary.csv", index=False)
         mlflow.log_metric("eval/seconds", time.time() - start)
         mlflow.log_artifacts(str(tmp), "eval")
+        log_figures({"plots/eval_accuracy.png": eval_bars(results, ["pass@1", f"mean@{cfg.eval.num_samples}"])})
     atomic_write_json(cfg.eval.metrics_file, results)
     return results

@@ -33,6 +33,7 @@ def run(cfg: Config) -> dict:
     import mlflow
 
     from components.data.prepare import prepare, reset_report
+    from components.infra.run_records import log_split_inputs
     from components.infra.tracking import stage_run
 
     reset_report(VALIDATION_DIR)  # before anything can fail: a failed prepare never shows an old PASSED
@@ -46,4 +47,5 @@ def run(cfg: Config) -> dict:
         splits = {s: i for s, i in summary.items() if isinstance(i, dict)}
         mlflow.log_metrics({f"data/{s}_rows": i["rows"] for s, i in splits.items() if "rows" in i})
         mlflow.set_tags({f"data.{s}.hash": i["hash"] for s, i in splits.items() if "hash" in i})
+        log_split_inputs(cfg, list(splits), context="output")  # what it wrote: the splits the other stages read
     return summary

@@ -24,6 +24,8 @@ def run(cfg: Config) -> dict:
     import mlflow
     from accelerate.utils import set_seed
 
+    from components.infra.run_plots import rl_curves
+    from components.infra.run_records import log_figures, log_split_inputs
     from components.infra.tracking import log_metrics, set_tags, stage_run
     from components.model.chat import rendered_frame
     from components.model.factory import context_length, load_policy, training_memory
@@ -36,7 +38,7 @@ def run(cfg: Config) -> dict:
     lineage = check_built_from(cfg.sft.out_dir, cfg.model)  # before anything is loaded or written
     start = "sft" if lineage["sft_trained"] else "base model (sft.enabled=false)"
     start_folder = model_folder("sft", cfg)  # an HF base model's models/sft is a pointer to it
-    prompts = read_split(cfg, "rl")
+    split = prompts = read_split(cfg, "rl")
     set_seed(cfg.seed)
     acc = accelerator(cfg)
     model, tokenizer = load_policy(start_folder, cfg.model.dtype, cfg.model.trust_remote_code)
@@ -63,6 +65,8 @@ def run(cfg: Config) -> dict:
     with ckpt_lock, stage_run(cfg, "rl"):
         set_tags({"rl.checkpoint_dir": str(checkpoint_dir), "rl.start_model": start,
                   "rl.base_model": str(lineage["base"]["name_or_path"])})
+        if acc.is_main_process:
+            log_split_inputs(cfg, ["rl"], context="training", frames={"rl": split})
         model, result = train_rl(model, tokenizer, prompts, cfg.rl, cfg.seed, acc, rollout=cfg.rollout,
                                  reward=cfg.reward, model_cfg=cfg.model, log_metrics=log_metrics,
                                  checkpoint_dir=checkpoint_dir, resume=True, identity=identity, model_path=start_folder,
@@ -73,6 +77,7 @@ def run(cfg: Config) -> dict:
                 copy_lineage(lineage, tmp, cfg.sft.out_dir)
             mlflow.log_metric("rl/seconds", result.seconds)
             mlflow.log_artifacts(cfg.rl.out_dir, "model")
+            log_figures(rl_curves(result.history, cfg.rl.iterations - len(result.history)))
     return {"seconds": result.seconds, "iterations": result.iterations}
 
 

@@ -27,6 +27,7 @@ def run(cfg: Config) -> dict:
     import mlflow
     from accelerate.utils import set_seed
 
+    from components.infra.run_records import log_split_inputs
     from components.infra.tracking import log_metrics, set_tags, stage_run
     from components.model.factory import count_parameters, training_memory
     from components.model.io import save_policy
@@ -42,6 +43,7 @@ def run(cfg: Config) -> dict:
     with stage_run(cfg, "sft"):
         set_tags({"sft.status": "trained"})
         if acc.is_main_process:
+            log_split_inputs(cfg, ["sft"], context="training", frames={"sft": data})
             with atomic_dir(INIT_DIR) as tmp:
                 _save_untrained(cfg, model, tokenizer, tmp)
         log_metrics({"model/parameters": count_parameters(model)})
