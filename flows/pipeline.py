@@ -30,6 +30,8 @@ from components.config import PRESET_ENV, REPO_ROOT, load_config  # noqa: E402
 from components.infra.tracking import (EXPERIMENT_TAG, OVERRIDES_ENV, OVERRIDES_TAG, PARENT_ENV,  # noqa: E402
                                        close_stale_runs, ensure_experiment, metric_key,
                                        process_tags, sigterm_raises)
+from components.infra.run_records import (CONFIG_ARTIFACT, CONFIG_HASH_TAG, config_hash, run_name,  # noqa: E402
+                                          stage_params)
 from flows import experiment as dvc_experiment  # noqa: E402
 from flows import report  # noqa: E402
 from flows.processes import start, stop_tree  # noqa: E402
@@ -112,8 +114,13 @@ def parent_run(cfg, tags: dict[str, str] | None = None) -> Iterator[object]:
 
     experiment_id = ensure_experiment(cfg)  # an unreachable MLflow store fails here, before any stage
     close_stale_runs(experiment_id, "pipeline")
-    with mlflow.start_run(experiment_id=experiment_id, run_name="pipeline",
+    env = {"DVC_EXP_NAME": tags[EXPERIMENT_TAG]} if tags and EXPERIMENT_TAG in tags else {}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name(cfg, "pipeline", env),
                           tags={"pipo.stage": "pipeline", **process_tags(), **(tags or {})}) as run:
+        # the params of the stages (not compare.* or tracking.*), and the whole config as config.yaml
+        mlflow.log_params({k: v for stage in STAGES for k, v in stage_params(cfg, stage).items()})
+        mlflow.set_tag(CONFIG_HASH_TAG, config_hash(cfg))
+        mlflow.log_dict(cfg.model_dump(mode="json"), CONFIG_ARTIFACT)
         yield run
 
 
@@ -178,9 +185,6 @@ def pipo_pipeline(stages: list[str] = list(STAGES), force: bool = False, overrid
         print("Data and pipelines are up to date: no stage ran (force=true reruns them)")
         return {**(_read_json(metrics) or {}), **({"verify": _read_json(verdict)} if verdict.exists() else {})}
     with parent_run(cfg) as run:
-        import mlflow
-
-        mlflow.log_params(cfg.flat())
         for stage in stages:
             run_stage.with_options(name=stage)(stage, run.info.run_id, force)
         return _record(cfg, run, _read_json(metrics) or {}, _read_json(verdict),
