@@ -27,10 +27,11 @@ OUTPUT_KEYS = ("data.out_dir", "sft.out_dir", "rl.out_dir", "rl.checkpoint_dir",
 # Outputs written as files: outside the project their folder must be one the pipeline may claim
 # (compare.report is not an OUTPUT_KEY: it is a tracked file in docs/, which the overlap check refuses).
 FILE_OUTPUTS = ("eval.metrics_file", "verify.metrics_file", "compare.report")
-# Outputs at fixed paths: INIT_DIR and VALIDATION_DIR in components/stages/common.py (a test keeps
+# Outputs at fixed paths: INIT_DIR, VALIDATION_DIR and RL_PLOTS_DIR in components/stages/common.py (a test keeps
 # them in step).
 FIXED_OUTPUTS = {"models/init (the sft stage's fixed output)": "models/init",
-                 "reports/validation (the prepare stage's fixed output)": "reports/validation"}
+                 "reports/validation (the prepare stage's fixed output)": "reports/validation",
+                 "reports/rl (the rl stage's fixed output)": "reports/rl"}
 
 
 # Folders of the project (code, tracked data, the MLflow store, git and DVC metadata) that no

@@ -244,11 +244,12 @@ def load_checkpoint(path: Path, model, expected_meta: dict, rank: int = 0) -> di
 # ---- what a resumed run needs to continue exactly ------------------------------------------------
 
 
-def trainer_state(optimizer, sampler, pipo, skipped_total: int, probe=None) -> dict:
+def trainer_state(optimizer, sampler, pipo, skipped_total: int, probe=None, curve: list | None = None) -> dict:
     """This process's trainer state: optimizer, prompt sampler, PIPO window and cached batch, the
-    improvement probe's series, the skipped-update count and the torch, numpy and python RNGs.
-    Tensors and plain values only."""
+    improvement probe's series, the skipped-update count, the curves so far (components/rl/curves.py)
+    and the torch, numpy and python RNGs. Tensors and plain values only."""
     return {
+        "curve": json.dumps(curve or []),
         "optimizer": optimizer.state_dict(),
         "sampler": sampler.state_dict(),
         "pipo": pipo.state_dict() if pipo is not None else {},
@@ -273,6 +274,11 @@ def load_trainer_state(state: dict, optimizer, sampler, pipo, probe=None) -> int
     np.random.set_state(("MT19937", state["rng_numpy"].numpy().astype(np.uint32), int(state["rng_numpy_pos"]), 0, 0.0))
     random.setstate((3, tuple(int(x) for x in state["rng_python"].tolist()), None))
     return int(state["skipped_total"])
+
+
+def saved_curve(state: dict) -> list[dict]:
+    """The curves a checkpoint holds (none in one written before they were kept)."""
+    return json.loads(state.get("curve") or "[]")
 
 
 def resume_point(root: Path, max_iteration: int, load: Callable[[Path], dict]) -> tuple[Path, dict] | None:

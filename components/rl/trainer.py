@@ -39,6 +39,7 @@ from components.rl import checkpoint as ckpt
 from components.rl.advantages import ADVANTAGES
 from components.rl.batch import MicroBatches, TrainingBatch
 from components.rl.collectives import global_max, global_mean, global_sums, sharded
+from components.rl.curves import curve_point
 from components.rl.importance import truncated_is_weights
 from components.rl.logprobs import rollout_logprobs
 from components.rl.metrics import IterationTimes, iteration_metrics, progress_fields, run_summary
@@ -60,6 +61,7 @@ class RLResult:
     iterations: int
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    curve: list[dict[str, float]] = field(default_factory=list)  # every iteration's, resumed ones included
     summary: dict[str, float] = field(default_factory=dict)  # end-of-run metrics (the probe's signal agreement)
     resumed_from: int = 0
     resumed_run_id: str | None = None
@@ -155,6 +157,7 @@ class RLTrainer(PIPOSteps):
         self.pipo = PIPOState(cfg.pipo.window, cfg.pipo.history_needed, cfg.pipo.pi_clip_mode) \
             if cfg.pipo.enabled else None
         self.start_iteration = 0
+        self.curve: list[dict[str, float]] = []
         self.resumed_run_id: str | None = None
         self.meta = {"fingerprint": ckpt.run_fingerprint(cfg, seed, len(prompts), self.world, identity), "seed": seed,
                      "num_prompts": len(prompts), "num_processes": self.world, "algorithm": cfg.algorithm,
@@ -296,10 +299,11 @@ class RLTrainer(PIPOSteps):
             metrics = self.iteration(it)
             self.log_metrics(metrics, it)
             result.history.append(metrics)
+            self.curve.append(curve_point(it, metrics))
             progress.update(it + 1, progress_fields(metrics))
             if self.checkpoint_dir is not None and ((it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations):
                 self.save(it + 1)
-        result.iterations = cfg.iterations
+        result.iterations, result.curve = cfg.iterations, self.curve
         result.seconds = time.time() - start
         if self.probe is not None:  # over every probe interval of the run, resumed ones included
             result.summary = self.probe.agreement()
@@ -332,6 +336,7 @@ class RLTrainer(PIPOSteps):
         path, state = found
         self.update.skipped_total = ckpt.load_trainer_state(state, self.optimizer, self.sampler, self.pipo,
                                                             self.probe)
+        self.curve = ckpt.saved_curve(state)
         meta = json.loads((path / "meta.json").read_text())
         self.start_iteration, self.resumed_run_id = int(meta["iteration"]), meta.get("mlflow_run_id")
         self.weights_dirty = True
@@ -344,7 +349,7 @@ class RLTrainer(PIPOSteps):
         # Sharded modes gather the full weights first: a collective every rank must join.
         full = self.acc.get_state_dict(self.model) if self.sharded else None
         states: dict | list[Path] = ckpt.trainer_state(self.optimizer, self.sampler, self.pipo,
-                                                       self.update.skipped_total, self.probe)
+                                                       self.update.skipped_total, self.probe, self.curve)
         if self.world > 1:  # each rank's own state (its PIPO cache holds its own shard of B_{t-1})
             ckpt.stage_rank_state(self.checkpoint_dir, self.rank, states)
             self.acc.wait_for_everyone()

@@ -11,6 +11,7 @@ from components.config import Config
 
 INIT_DIR = Path("models/init")
 VALIDATION_DIR = Path("reports/validation")
+RL_PLOTS_DIR = Path("reports/rl")  # the rl stage's curves for DVC's plots (dvc.yaml)
 POINTER_FILE = "source.json"  # models/init for a hub/local HF model: a pointer, not a copy
 MODEL_LABELS = ("untrained", "sft", "rl")
 

@@ -14,12 +14,12 @@ from pathlib import Path
 from components.config import Config, ConfigError
 from components.infra.atomic_io import atomic_dir
 from components.infra.locks import locked_stage, output_locks
-from components.stages.common import accelerator, model_folder, read_split
+from components.stages.common import RL_PLOTS_DIR, accelerator, model_folder, read_split
 
 log = logging.getLogger(__name__)
 
 
-@locked_stage("rl", lambda cfg: [cfg.rl.out_dir])
+@locked_stage("rl", lambda cfg: [cfg.rl.out_dir, RL_PLOTS_DIR])
 def run(cfg: Config) -> dict:
     import mlflow
     from accelerate.utils import set_seed
@@ -33,6 +33,7 @@ def run(cfg: Config) -> dict:
     from components.model.lineage import check_built_from, copy_lineage
     from components.model.lora import maybe_wrap_lora
     from components.rl.checkpoint import folder_identity, run_fingerprint
+    from components.rl.curves import write_curves_csv
     from components.rl.trainer import train_rl
 
     lineage = check_built_from(cfg.sft.out_dir, cfg.model)  # before anything is loaded or written
@@ -77,7 +78,10 @@ def run(cfg: Config) -> dict:
                 copy_lineage(lineage, tmp, cfg.sft.out_dir)
             mlflow.log_metric("rl/seconds", result.seconds)
             mlflow.log_artifacts(cfg.rl.out_dir, "model")
-            log_figures(rl_curves(result.history, cfg.rl.iterations - len(result.history)))
+            curve = result.curve or result.history  # a run from a checkpoint without curves: what it ran
+            log_figures(rl_curves(curve, cfg.rl.iterations - len(curve)))
+            with atomic_dir(RL_PLOTS_DIR) as tmp:  # DVC's plots (dvc.yaml `plots:`)
+                write_curves_csv(result.curve, Path(tmp) / "curves.csv")
     return {"seconds": result.seconds, "iterations": result.iterations}
 
 

@@ -72,7 +72,8 @@ def test_separate_outputs_are_accepted(override, tmp_path, monkeypatch):
 def test_the_fixed_outputs_are_those_the_stages_write():
     from components.stages import common as stages
 
-    assert set(FIXED_OUTPUTS.values()) == {stages.INIT_DIR.as_posix(), stages.VALIDATION_DIR.as_posix()}
+    assert set(FIXED_OUTPUTS.values()) == {stages.INIT_DIR.as_posix(), stages.VALIDATION_DIR.as_posix(),
+                                           stages.RL_PLOTS_DIR.as_posix()}
 
 
 def _get(cfg, dotted):
