@@ -178,10 +178,9 @@ def _column(page, header: str, row_id: str | None = None):
 
 
 def _expand(page, parents: list[str]) -> None:
-    """Open the nested stage runs under each pipeline (parent) run."""
+    """Open the nested stage runs under each pipeline (parent) run, by run id: its name's expand button."""
     for parent in parents:
-        cell = page.get_by_role("gridcell").filter(has=page.get_by_text(parent, exact=True))
-        cell.get_by_role("button").click()
+        _column(page, "Run Name", row_id=parent).get_by_role("button").click()
 
 
 def test_a_click_on_the_experiment_opens_its_runs_table(ui_url: str, demo_store: tuple[Path, dict], page,
@@ -209,10 +208,11 @@ def test_a_click_on_the_experiment_opens_its_runs_table(ui_url: str, demo_store:
     # Every run's name is its own (the stage, the algorithm where it matters, the DVC experiment), so
     # the table tells apart two pipeline runs' stages.
     shown = names.all_inner_texts()
-    assert sorted(shown) == sorted(summary["runs"]), shown
+    assert sorted(shown) == sorted(summary["runs"].values()), shown
+    assert len(set(shown)) == len(shown), f"runs of the same name: {shown}"
     # The Dataset cell of each run that trained on a split names that split and its digest.
-    for name, dataset in summary["datasets"].items():
-        expect(_column(page, "Dataset", row_id=summary["runs"][name])).to_contain_text(dataset)
+    for run_id, dataset in summary["datasets"].items():
+        expect(_column(page, "Dataset", row_id=run_id)).to_contain_text(dataset)
     _screenshot(page, "experiment_runs", tmp_path)
 
 
@@ -249,7 +249,7 @@ def test_an_rl_runs_plot_opens_in_the_artifact_viewer(ui_url: str, demo_store: t
     page.get_by_role("link", name="Experiments", exact=True).first.click()
     page.get_by_role("main").get_by_role("link", name=summary["experiment"], exact=True).click()
     _expand(page, summary["parents"])
-    page.get_by_role("link", name=plot["run"], exact=True).click()
+    _column(page, "Run Name", row_id=plot["run_id"]).get_by_role("link").click()
     expect(page).to_have_url(re.compile(rf"/runs/{plot['run_id']}"))
     # The run sits under the experiment's runs, not under GenAI "Evaluations".
     expect(page.locator(".du-bois-light-breadcrumb")).to_contain_text("Runs")

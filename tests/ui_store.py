@@ -116,27 +116,31 @@ def build_demo_store(root: Path) -> dict:
     model.save_pretrained(policy_dir)
     tok.save_pretrained(policy_dir)
 
-    runs: dict[str, str] = {}
-    datasets: dict[str, str] = {}  # run name -> its dataset input, as the Dataset column shows it
+    runs: dict[str, str] = {}  # run id -> run name
+    parents: list[str] = []
+    datasets: dict[str, str] = {}  # run id -> its dataset input, as the Dataset column shows it
+    plot_run = ""
     versions: dict[str, dict] = {}
     for exp, (label, passed) in PIPELINES.items():
         tags = {EXPERIMENT_TAG: exp}
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name("pipeline", label, exp),
                               tags=tags | {"pipo.stage": "pipeline"}) as parent:
-            runs[parent.info.run_name] = parent.info.run_id
+            runs[parent.info.run_id] = parent.info.run_name
+            parents.append(parent.info.run_id)
             for stage in ("sft", "rl", "verify"):
                 name = run_name(stage, label, exp)
                 # experiment_id again: a nested run otherwise lands in the active (Default) experiment.
                 with mlflow.start_run(experiment_id=experiment_id, run_name=name, nested=True,
                                       tags=tags | {"pipo.stage": stage}) as run:
-                    runs[name] = run.info.run_id
+                    runs[run.info.run_id] = name
                     if stage in ("sft", "rl"):
-                        datasets[name] = _log_split(root, stage)
+                        datasets[run.info.run_id] = _log_split(root, stage)
                     if stage == "rl":
                         rewards = [0.2 + (0.08 if passed else 0.03) * step for step in range(8)]
                         for step, reward in enumerate(rewards):
                             mlflow.log_metric("reward/mean", reward, step=step)
                         _log_reward_plot(rewards)
+                        plot_run = run.info.run_id if passed else plot_run
                     if stage == "verify":
                         info = log_policy(policy_dir, max_new_tokens=8)
                         version = str(register(info.model_uri, MODEL_NAME, {"verdict": "passed" if passed else "failed",
@@ -147,11 +151,10 @@ def build_demo_store(root: Path) -> dict:
     champion = next(v for v, info in versions.items() if info["passed"])
     set_alias(MODEL_NAME, ALIAS, champion)
     tag_version(MODEL_NAME, champion, {"promotion": f"promoted to @{ALIAS}"})
-    rl_run = next(run_name("rl", label, exp) for exp, (label, passed) in PIPELINES.items() if passed)
-    return {"experiment": EXPERIMENT, "experiment_id": experiment_id, "runs": runs, "datasets": datasets,
-            "parents": [run_name("pipeline", label, exp) for exp, (label, _) in PIPELINES.items()],
+    return {"experiment": EXPERIMENT, "experiment_id": experiment_id, "runs": runs, "parents": parents,
+            "datasets": datasets,
             "model": MODEL_NAME, "versions": versions, "alias": ALIAS, "champion_version": champion,
-            "plot": {"run": rl_run, "run_id": runs[rl_run], "path": PLOT}}
+            "plot": {"run_id": plot_run, "path": PLOT}}
 
 
 if __name__ == "__main__":
