@@ -4,9 +4,9 @@ MLflow 3.17's UI decides from one browser-wide setting, not from the experiment,
 opens on its runs table or on GenAI traces: the sidebar's "GenAI apps & agents" / "Machine learning"
 switch, kept in the browser's localStorage (key `mlflow.workflowType_v1`, default "genai") and
 overridable per link by `?workflowType=`. The experiment's `mlflow.experimentKind` tag is read only
-when a feature flag is off, and this build hard-codes it on. This pipeline logs training runs and no traces,
-so the page the app serves sets the switch to "Machine learning" for a browser that has not chosen;
-a user who flips it keeps their choice.
+when a feature flag is off, and this build hard-codes it on. This pipeline logs training runs and no
+traces, so the page this app serves sets the switch to "Machine learning" in a browser that has not
+chosen; a user who flips it keeps their choice.
 
 An MLflow server plugin (`mlflow ui --app-name pipo-ui`), shaped like MLflow's own basic-auth app. The
 `mlflow.app` entry point that names it is the dist-info folder beside this file, found because ui.sh
@@ -41,7 +41,8 @@ def index_html(static_folder: str | Path) -> str | None:
 
 
 def create_app(app=None):
-    """MLflow's server app whose landing page (the `serve` view, every UI route) carries SCRIPT."""
+    """MLflow's server app whose landing page (the `serve` view, every UI route) carries SCRIPT. app: the
+    Flask app to extend (MLflow's; a test passes its own)."""
     from flask import make_response, request
 
     from mlflow.environment_variables import _MLFLOW_SGI_NAME
