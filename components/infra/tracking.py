@@ -111,7 +111,9 @@ def _experiment_id(name: str, uri: str) -> str:
     if uri.startswith("sqlite:///"):  # artifacts beside the database, not in ./mlruns of the cwd
         location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
     try:
-        # The UI opens a "custom model development" experiment on its runs (otherwise on GenAI traces).
+        # The experiment's kind, as MLflow's UI would set it. MLflow 3.17's UI does not read it when it picks
+        # the page an experiment opens on: its browser-wide GenAI / Machine learning switch does, which
+        # mlflow/ui.sh sets (mlflow/ui_plugin/pipo_mlflow_ui.py).
         return mlflow.create_experiment(name, artifact_location=location,
                                         tags={"mlflow.experimentKind": "custom_model_development"})
     except Exception:
