@@ -77,13 +77,15 @@ run: install remote
 
 # The whole suite. In the background, one after the other: the vLLM environment is built and its tests
 # run (its install is mostly download and unpacking), then the TRL environment and the TRL comparison's
-# smoke test (tests/bench). Their logs are printed at the end; every part must pass.
+# smoke test (tests/bench). Their logs are printed at the end; every part must pass. The suite itself
+# runs on two workers (pytest-xdist), one file at a time each: much of it waits on servers and
+# subprocesses, not on a core.
 test: install remote browser
 	@echo "in the background: tests/vllm in $(VLLM_VENV) ($(VLLM_LOG)), then tests/bench with $(TRL_VENV) ($(TRL_LOG))"
 	@rm -f $(VLLM_LOG).rc $(TRL_LOG).rc; \
 	( $(MAKE) --no-print-directory test-vllm > $(VLLM_LOG) 2>&1; echo $$? > $(VLLM_LOG).rc; \
 	  $(MAKE) --no-print-directory test-trl > $(TRL_LOG) 2>&1; echo $$? > $(TRL_LOG).rc ) & \
-	rc=0; $(PY) -m pytest || rc=$$?; wait; \
+	rc=0; $(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder || rc=$$?; wait; \
 	echo "--- vLLM engine tests (tail of $(VLLM_LOG))"; tail -n 30 $(VLLM_LOG); \
 	echo "--- TRL comparison smoke test (tail of $(TRL_LOG))"; tail -n 30 $(TRL_LOG); \
 	test $$rc -eq 0 && test "$$(cat $(VLLM_LOG).rc)" = 0 && test "$$(cat $(TRL_LOG).rc)" = 0

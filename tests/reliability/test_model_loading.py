@@ -234,7 +234,7 @@ def test_an_unreachable_hub_fails_in_seconds_with_one_line(tmp_path, hub):
     port, close, _ = _silent_server() if hub == "accepts but never answers" else (_refused_port(), lambda: None, [])
     try:
         # a short etag timeout keeps the test quick; before the fix the 60 s retry timeout applied anyway
-        out = _run_python(HUB_PROBE, tmp_path, env={"HF_HUB_OFFLINE": "0", "HF_HUB_ETAG_TIMEOUT": "3",
+        out = _run_python(HUB_PROBE, tmp_path, env={"HF_HUB_OFFLINE": "0", "HF_HUB_ETAG_TIMEOUT": "1",
                                                     "HF_ENDPOINT": f"http://127.0.0.1:{port}"})
     finally:
         close()
@@ -251,7 +251,7 @@ def test_a_cached_hub_model_loads_from_the_cache_after_one_unanswered_probe(tmp_
     (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
     port, close, connections = _silent_server()
     try:
-        out = _run_python(HUB_PROBE, tmp_path, env={"HF_HUB_OFFLINE": "0", "HF_HUB_ETAG_TIMEOUT": "3",
+        out = _run_python(HUB_PROBE, tmp_path, env={"HF_HUB_OFFLINE": "0", "HF_HUB_ETAG_TIMEOUT": "1",
                                                     "HF_ENDPOINT": f"http://127.0.0.1:{port}"})
     finally:
         close()
