@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import mlflow
@@ -16,28 +15,14 @@ import pytest
 from dvc_data.hashfile.hash import file_md5 as dvc_file_md5
 from mlflow import MlflowClient
 
-from components.config import REPO_ROOT, load_config
+from components.config import load_config
 from components.eval.metrics import summarise
 from components.infra.run_plots import eval_bars, rl_curves
 from components.infra.run_records import EXP_ENV, log_benchmark_inputs, log_figures, log_split_inputs
 from components.infra.tracking import stage_run
+from tests.mlflow_support import database, store  # noqa: F401  (fixtures)
 
 
-@pytest.fixture(scope="module")
-def database(tmp_path_factory) -> str:
-    """One sqlite store for the module (creating one takes seconds); each test reads only its own runs."""
-    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
-
-
-@pytest.fixture()
-def store(tmp_path, monkeypatch, database):
-    """A project folder of its own (params.yaml copied), logging to the module's store."""
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", database)
-    monkeypatch.delenv("PIPO_PARENT_RUN_ID", raising=False)
-    monkeypatch.delenv(EXP_ENV, raising=False)
-    return tmp_path
 
 
 def write_split(cfg, name: str, rows: int) -> Path:

@@ -3,7 +3,6 @@ what a stage run records: a name that says what ran, the params its dvc.yaml sta
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from components.infra.run_records import (CONFIG_ARTIFACT, CONFIG_HASH_TAG, EXP_
                                           stage_params)
 from components.infra.tracking import TrackingUnavailableError, ensure_experiment, stage_run
 from tests.e2e_support import free_port
+from tests.mlflow_support import database, store  # noqa: F401  (fixtures)
 
 
 def test_an_unreachable_tracking_server_fails_fast():
@@ -29,21 +29,6 @@ def test_an_unreachable_tracking_server_fails_fast():
 
 # ---- what a stage run records: its name, its params, the config (components/infra/run_records.py) ----
 
-@pytest.fixture(scope="module")
-def database(tmp_path_factory) -> str:
-    """One sqlite store for the module (creating one takes seconds); each test reads only its own runs."""
-    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
-
-
-@pytest.fixture()
-def store(tmp_path, monkeypatch, database):
-    """A project folder of its own (params.yaml copied), logging to the module's store, outside any DVC experiment."""
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", database)
-    monkeypatch.delenv("PIPO_PARENT_RUN_ID", raising=False)
-    monkeypatch.delenv(EXP_ENV, raising=False)
-    return tmp_path
 
 
 def _recorded(stage: str, overrides=()):
