@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from components.config import REPO_ROOT, apply_overrides
+from tests.mlflow_support import empty_store
 
 BIN = Path(sys.executable).parent
 
@@ -69,8 +70,9 @@ def env_for(repo: Path) -> dict[str, str]:
     return env
 
 
-def make_repo(dest: Path, overrides: list[str] = TINY_OVERRIDES) -> Path:
-    """Copy the repository's files to dest, apply overrides to params.yaml, git commit, set a DVC remote."""
+def make_repo(dest: Path, overrides: list[str] = TINY_OVERRIDES, store: bool = True) -> Path:
+    """Copy the repository's files to dest, apply overrides to params.yaml, git commit, set a DVC remote;
+    with store, an empty MLflow store at mlflow/mlflow.db (tests/mlflow_support.py: empty_store)."""
     for rel in tracked_files():
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -83,6 +85,8 @@ def make_repo(dest: Path, overrides: list[str] = TINY_OVERRIDES) -> Path:
                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
                 [str(BIN / "dvc"), "remote", "add", "--local", "-d", "local", str(dest.parent / "dvc-remote")]):
         subprocess.run(cmd, cwd=dest, env=env, check=True, capture_output=True)
+    if store:
+        empty_store(dest / "mlflow" / "mlflow.db")
     return dest
 
 

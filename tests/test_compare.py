@@ -13,6 +13,7 @@ import pytest
 from components.compare.report import verdict, write_report
 from components.compare.sweep import plan_units, run_sweep
 from components.config import load_config
+from tests.mlflow_support import empty_store
 
 SMALL = ["compare.seeds=[0,1]", "compare.iterations=7", "compare.control_regime=a",
          "compare.regimes={a: {overrides: [rl.lr=1.0e-3], variants: [grpo, pipo]}, b: {overrides: [], variants: [pipo]}}"]
@@ -157,7 +158,7 @@ def test_compare_runs_end_to_end_on_a_tiny_setup(tmp_path, monkeypatch):
     from components.data.prepare import prepare
     from components.model.tokenizer import build_char_tokenizer
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", empty_store(tmp_path / 'mlflow.db'))
     overrides = ["data.num_sft=64", "data.num_rl=200", "data.num_eval=24", f"data.out_dir={tmp_path / 'data'}",
                  "model.tiny.hidden_size=32", "model.tiny.num_hidden_layers=1", "model.tiny.intermediate_size=64",
                  "sft.epochs=1", "rl.prompts_per_iteration=4", "rl.num_generations=4", "rl.pipo.window=2",

@@ -12,6 +12,7 @@ from components.config.ownership import MARKER
 from components.data import COLUMNS
 from components.data.prepare import DataValidationError, prepare
 from components.infra.atomic_io import atomic_dir, atomic_write_text
+from tests.mlflow_support import empty_store
 
 
 def _cfg(out_dir: Path):
@@ -100,7 +101,7 @@ def test_run_prepare_never_logs_or_leaves_a_stale_passed_report(tmp_path, monkey
     for key in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"):
         monkeypatch.delenv(key, raising=False)  # restored after the test: stage_run sets them
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = empty_store(tmp_path / 'mlflow.db')
     cfg = load_config(overrides=["data.num_sft=20", "data.num_rl=50", "data.num_eval=10", f"tracking.tracking_uri={uri}",
                                  "tracking.experiment=stale-report"])
     stale = tmp_path / common.VALIDATION_DIR

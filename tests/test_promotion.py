@@ -18,6 +18,7 @@ from components.model.factory import initial_policy
 from components.gate.descriptions import DESCRIPTION_LIMIT, fit_description
 from components.gate.promotion import pooled_scores, verify_and_promote
 from components.infra.provenance import eval_manifest, hash_path, write_eval_manifest
+from tests.mlflow_support import empty_store
 
 TINY = ["model.tiny.hidden_size=32", "model.tiny.num_hidden_layers=1", "model.tiny.intermediate_size=64"]
 
@@ -34,7 +35,7 @@ def workspace(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     # a params.yaml makes tmp_path a project folder, whose outputs the pipeline may replace
     shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", empty_store(tmp_path / 'mlflow.db'))
     monkeypatch.delenv("PIPO_PARENT_RUN_ID", raising=False)
     cfg = load_config(overrides=TINY + ["verify.num_resamples=2000"])
     for seed, out_dir in ((0, cfg.rl.out_dir), (1, cfg.sft.out_dir)):

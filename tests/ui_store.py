@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+from tests.mlflow_support import empty_store
+
 EXPERIMENT = "pipo"
 MODEL_NAME = "pipo-policy"
 ALIAS = "champion"
@@ -106,7 +108,7 @@ def build_demo_store(root: Path) -> dict:
     from components.registry.versions import log_policy, register, set_alias, tag_version
 
     root.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = empty_store(root / 'mlflow.db')
     cfg = load_config(overrides=[f"tracking.tracking_uri={uri}", "model.tiny.hidden_size=32",
                                  "model.tiny.num_hidden_layers=1", "model.tiny.intermediate_size=64"])
     experiment_id = ensure_experiment(cfg)  # artifacts beside the database, as the pipeline does

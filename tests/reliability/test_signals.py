@@ -22,6 +22,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.e2e_support import BIN, assert_all_exited, env_for, make_repo, run
+from tests.mlflow_support import empty_store
 
 # A stand-in for the evaluate stage with the same outputs: it publishes reports/eval atomically,
 # and while its temporary folder exists it says so (file `started`, its pid) and waits for `go`.
@@ -109,7 +110,7 @@ def test_the_next_flow_marks_a_killed_flows_parent_run_killed(tmp_path, monkeypa
     from components.infra.tracking import PID_TAG, ensure_experiment, process_tags
     from flows.pipeline import parent_run
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", empty_store(tmp_path / "mlflow.db"))
     monkeypatch.delenv("PIPO_PARENT_RUN_ID", raising=False)
     cfg = load_config()
     experiment_id = ensure_experiment(cfg)  # points MLflow at this test's store (an earlier test set another)

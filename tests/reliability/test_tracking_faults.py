@@ -20,6 +20,7 @@ import pytest
 
 from components.config import ConfigError, load_config
 from components.infra.tracking import log_metrics, stage_run
+from tests.mlflow_support import empty_store
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -127,7 +128,7 @@ def test_tracking_bounds_are_validated_params():
 
 
 def _sqlite_cfg(tmp_path: Path):
-    return load_config(overrides=[f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+    return load_config(overrides=[f"tracking.tracking_uri={empty_store(tmp_path / 'mlflow.db')}",
                                   "tracking.experiment=faults"])
 
 

@@ -27,6 +27,7 @@ from components.infra.provenance import EVAL_MANIFEST, ProvenanceError, hash_pat
 from components.model.io import save_policy
 from components.stages.common import INIT_DIR
 from components.stages.evaluate import run as run_evaluate
+from tests.mlflow_support import empty_store
 
 NAME = "pipo-policy"
 OVERRIDES = [
@@ -50,7 +51,7 @@ def evaluated(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluated")
     with pytest.MonkeyPatch.context() as m:
         m.chdir(root)
-        m.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        m.setenv("MLFLOW_TRACKING_URI", empty_store(root / "mlflow.db"))
         m.delenv("PIPO_PARENT_RUN_ID", raising=False)
         cfg = load_config(overrides=OVERRIDES)
         prepared = root / cfg.data.out_dir
@@ -72,7 +73,7 @@ def pipeline(evaluated, tmp_path, monkeypatch):
     for rel in ("data", "models", "reports"):
         shutil.copytree(base / rel, tmp_path / rel)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", empty_store(tmp_path / "mlflow.db"))
     monkeypatch.delenv("PIPO_PARENT_RUN_ID", raising=False)
     return tmp_path, cfg
 
