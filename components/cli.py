@@ -55,28 +55,43 @@ def expected_failure(exc: BaseException) -> tuple[str, int] | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def start_up() -> None:
+    """What every entry point does first: a quiet environment, the thread count, the heap's growth."""
     quiet_environment()
     configure_threads()
     limit_heap_growth()
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """--params, --preset and --set, as load_config(args.params, args.overrides, args.preset) takes them."""
+    parser.add_argument("--params", default=None, help="params file (default: params.yaml; advanced.yaml beside it "
+                                                       "is merged in)")
+    parser.add_argument("--preset", action="append", default=None, metavar="FILE",
+                        help="partial params file layered over params.yaml, e.g. presets/gpu.yaml (repeatable; "
+                             "default: $PIPO_PRESET)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a param, e.g. --set rl.lr=5e-5 (repeatable)")
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    start_up()
     from components.stages import STAGE_NAMES, stage_function
 
     parser = argparse.ArgumentParser(prog="python -m components.cli", description=__doc__)
     parser.add_argument("stage", choices=STAGE_NAMES + tuple(COMMANDS))
     parser.add_argument("paths", nargs="*", metavar="PATH",
                         help="fingerprint: the data file and the JSON to write (dvc.yaml's input stages run it)")
-    parser.add_argument("--params", default=None, help="params file (default: params.yaml)")
-    parser.add_argument("--preset", action="append", default=None, metavar="FILE",
-                        help="partial params file layered over params.yaml, e.g. presets/gpu.yaml (repeatable; "
-                             "default: $PIPO_PRESET)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a param, e.g. --set rl.lr=5e-5 (repeatable)")
+    add_config_arguments(parser)
     args = parser.parse_args(argv)
     wanted = COMMANDS[args.stage][1] if args.stage in COMMANDS else ()
     if len(args.paths) != len(wanted):
         parser.error(f"{args.stage} takes {' '.join(wanted) or 'no paths'}, got {args.paths or 'none'}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stdout)
+    configure_logging()
     try:
         cfg = load_config(args.params, args.overrides, args.preset)
     except ConfigError as exc:

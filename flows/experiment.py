@@ -7,7 +7,9 @@ edits) and DVC's outputs; the user's untracked inputs (a data file, a reward fil
 copied in with `-C`. Its MLflow runs go to the working tree's store (components/infra/tracking.py).
 
 A preset becomes `-S` settings too (its leaves), so DVC records every changed param and reruns exactly
-the stages that read one.
+the stages that read one. A key of advanced.yaml (a tuning knob: speed, memory, logging, paths) is set
+there, `-S advanced.yaml:rl.update_threads=2`: DVC edits that file in the experiment's copy, and since no
+stage lists it, the change reruns nothing and adds no `dvc exp show` column.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterable
 
-from components.config import REPO_ROOT, Config, ConfigError, load_yaml_text, read_yaml
+from components.config import ADVANCED_NAME, REPO_ROOT, Config, ConfigError, load_yaml_text, read_yaml
 from components.config.reward_functions import is_file_target
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # also a valid git ref component
@@ -67,7 +69,8 @@ def set_params(overrides: list[str], presets: list[str], root: Path = REPO_ROOT)
         pairs.append((key.strip(), load_yaml_text(value)))
     last = dict(pairs)  # one -S per key, the last value given (DVC refuses a key set twice)
     keys = list(dict.fromkeys(key for key, _ in pairs))
-    return [f"{key}={override_value(last[key], key)}" for key in keys]
+    advanced = dict(_leaves(read_yaml(root / ADVANCED_NAME, "advanced file")))
+    return [f"{ADVANCED_NAME + ':' if key in advanced else ''}{key}={override_value(last[key], key)}" for key in keys]
 
 
 def check_name(name: str, root: Path = REPO_ROOT) -> str:

@@ -43,9 +43,12 @@ def verdict_lines(verdict: dict | None) -> list[str]:
     """The gate's decision and each paired comparison (gain, its interval, McNemar's p)."""
     if not verdict:
         return ["_No verdict (the verify stage did not run)._"]
+    # metrics/verify.json holds the compared numbers only; the score kind and problem count are in
+    # reports/verify/verdict.json (the whole summary), said here when the verdict given has them
+    scored = (f", score `{verdict['score']}` on {verdict['num_problems']} problems"
+              if "score" in verdict and "num_problems" in verdict else "")
     lines = [f"**{'Promoted' if verdict.get('promoted') else 'Not promoted'}**: registered version "
-             f"{verdict.get('registered_version')}, score `{verdict.get('score')}` on {verdict.get('num_problems')} "
-             "problems.", ""]
+             f"{verdict.get('registered_version')}{scored}.", ""]
     for name, c in verdict.items():
         if isinstance(c, dict) and "diff" in c:
             lines.append(f"- {name.replace('_', ' ')}: gain {c['diff']:+.3f} (interval {c['ci_low']:+.3f} .. "

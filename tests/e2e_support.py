@@ -70,16 +70,27 @@ def env_for(repo: Path) -> dict[str, str]:
     return env
 
 
+def write_overrides(dest: Path, overrides: list[str]) -> None:
+    """Apply overrides to the copy's params.yaml, or to its advanced.yaml for a key that file holds."""
+    files = {name: yaml.safe_load((dest / name).read_text()) for name in ("params.yaml", "advanced.yaml")}
+    for item in overrides:
+        *sections, leaf = item.split("=", 1)[0].strip().split(".")
+        node = files["advanced.yaml"]
+        for part in sections:
+            node = node.get(part) if isinstance(node, dict) else None
+        apply_overrides(files["advanced.yaml" if isinstance(node, dict) and leaf in node else "params.yaml"], [item])
+    for name, raw in files.items():
+        (dest / name).write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
 def make_repo(dest: Path, overrides: list[str] = TINY_OVERRIDES, store: bool = True) -> Path:
-    """Copy the repository's files to dest, apply overrides to params.yaml, git commit, set a DVC remote;
+    """Copy the repository's files to dest, apply overrides (write_overrides), git commit, set a DVC remote;
     with store, an empty MLflow store at mlflow/mlflow.db (tests/mlflow_support.py: empty_store)."""
     for rel in tracked_files():
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / rel, target)
-    params = dest / "params.yaml"
-    raw = apply_overrides(yaml.safe_load(params.read_text()), list(overrides))
-    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    write_overrides(dest, overrides)
     env = env_for(dest)
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],

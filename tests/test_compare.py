@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from components.compare.report import verdict, write_report
+from components.compare.settings import load_compare, split_overrides
 from components.compare.sweep import plan_units, run_sweep
 from components.config import load_config
 from tests.mlflow_support import empty_store
@@ -20,8 +21,7 @@ SMALL = ["compare.seeds=[0,1]", "compare.iterations=7", "compare.control_regime=
 
 
 def test_plan_interleaves_seeds_across_regimes_and_waits_for_each_seeds_sft():
-    cfg = load_config(overrides=SMALL)
-    units = plan_units(cfg, None, [])
+    units = plan_units(load_compare(overrides=SMALL), None, [])
     names = [u.spec.name for u in units]
     assert names == ["sft/s0", "sft/s1", "runs/a/grpo/s0", "runs/a/pipo/s0", "runs/b/pipo/s0", "runs/a/grpo/s1",
                      "runs/a/pipo/s1", "runs/b/pipo/s1", "runs/a/continued_sft/s0", "runs/a/continued_sft/s1"]
@@ -36,17 +36,59 @@ def test_plan_interleaves_seeds_across_regimes_and_waits_for_each_seeds_sft():
 
 
 def test_a_regime_may_not_change_the_shared_sft_start():
-    cfg = load_config(overrides=["compare.regimes={x: {overrides: [sft.lr=1.0], variants: [grpo]}}",
-                                 "compare.control=false"])
+    c = load_compare(overrides=["compare.regimes={x: {overrides: [sft.lr=1.0], variants: [grpo]}}",
+                                "compare.control=false"])
     with pytest.raises(ValueError, match="regimes.x: override 'sft.lr=1.0' must set an rl."):
-        plan_units(cfg, None, [])
+        plan_units(c, None, [])
 
 
-def test_unknown_variant_in_a_regime_is_a_config_error():
+@pytest.mark.parametrize("override, message", [
+    ("compare.regimes={x: {overrides: [], variants: [nope]}}", r"compare.*unknown \['nope'\]"),
+    ("compare.control_regime=nope", r"compare.control_regime 'nope' is not a regime"),
+    ("compare.seeds=[0, -1]", r"compare\.seeds\.1"),
+    ("compare.seeds=[0, true]", r"compare\.seeds: .*not bool"),
+    ("compare.jobs=0", r"compare\.jobs"),
+])
+def test_bad_compare_settings_are_errors_naming_the_key_and_compare_yaml(override, message):
     from components.config import ConfigError
 
-    with pytest.raises(ConfigError, match="unknown \\['nope'\\]"):
-        load_config(overrides=["compare.regimes={x: {overrides: [], variants: [nope]}}", "compare.control=false"])
+    with pytest.raises(ConfigError, match=message) as err:
+        load_compare(overrides=[override, "compare.control=false"] if "control_regime" not in override
+                     else [override])
+    assert "compare.yaml" in str(err.value)
+
+
+def test_compare_settings_live_in_compare_yaml_not_in_the_pipeline_config():
+    from components.config import ConfigError
+
+    assert "compare" not in load_config().model_dump()
+    with pytest.raises(ConfigError, match="compare"):
+        load_config(overrides=["compare.seeds=[0]"])
+    runs, harness = split_overrides(["rl.lr=0.1", "compare.seeds=[0]", "compare_x.y=1"])
+    assert runs == ["rl.lr=0.1", "compare_x.y=1"] and harness == ["compare.seeds=[0]"]
+
+
+def test_the_compare_cli_plans_units_with_presets_and_sets_for_the_runs(tmp_path, capsys):
+    """`make compare`'s start-up without the sweep (--plan): --set goes to compare.yaml or to the runs, a
+    --preset reaches every unit's config."""
+    from components.compare.run import main
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text("rl:\n  update_threads: 1\n")
+    assert main(["--plan", "--preset", str(preset), "--set", "compare.seeds=[3]", "--set", "compare.control=false",
+                 "--set", "rl.lr=0.5"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("sft/s3\tsft\trl.lr=0.5")
+    assert len(lines) == 1 + 13 and all("rl.lr=0.5" in line for line in lines)  # 5 regimes: 4+3+2+2+2 runs
+    assert main(["--plan", "--set", "compare.control_regime=nope"]) == 2
+    assert "compare.control_regime 'nope'" in capsys.readouterr().err
+
+
+def test_units_load_the_sweeps_presets(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("rl:\n  lr: 0.25\n")
+    units = plan_units(load_compare(overrides=SMALL), None, [], [str(preset)])
+    assert {tuple(u.spec.presets) for u in units} == {(str(preset),)}
 
 
 def _fake_unit(python_file: Path, body: str) -> str:
@@ -122,9 +164,8 @@ def _unit(out: Path, name: str, seed: int, correct: np.ndarray, history=None, pa
 def test_report_gives_verdicts_per_regime_and_the_signal_agreement(tmp_path):
     rng = np.random.default_rng(0)
     out = tmp_path / "out"
-    overrides = SMALL + ["compare.control=false", f"compare.report={tmp_path / 'doc' / 'report.md'}",
-                         "verify.num_resamples=1000"]
-    cfg = load_config(overrides=overrides)
+    c = load_compare(overrides=SMALL + ["compare.control=false", f"compare.report={tmp_path / 'doc' / 'report.md'}"])
+    cfg = load_config(overrides=["verify.num_resamples=1000"])
     for seed in (0, 1):
         _unit(out, f"sft/s{seed}", seed, rng.random(300) < 0.5)
         grpo = rng.random(300) < 0.6
@@ -136,7 +177,7 @@ def test_report_gives_verdicts_per_regime_and_the_signal_agreement(tmp_path):
                    {"pipo/probe_signal": -2.0, "pipo/probe_change": -0.05, "pipo/probe_change_se": 0.02},
                    {"pipo/probe_signal": 0.5, "pipo/probe_change": -0.01, "pipo/probe_change_se": 0.02}]
         _unit(out, f"runs/a/pipo/s{seed}", seed, better, history=history, params={"rl.pipo.signal": "window"})
-    report = write_report(cfg, out)
+    report = write_report(cfg, c, out)
     text = report.read_text()
     assert "| a | pipo | 2 |" in text and ("| helps |" in text or "| helps (pooled only" in text)
     assert "| pipo | 0/2 | not run yet |" in text  # regime b has not run: said, not hidden
@@ -167,7 +208,7 @@ def test_compare_runs_end_to_end_on_a_tiny_setup(tmp_path, monkeypatch):
                  "compare.regimes={default: {overrides: [], variants: [grpo, pipo]}, "
                  "noisy: {overrides: [rl.verifier_noise.flip_share=0.1], variants: [pipo]}}",
                  f"compare.out_dir={tmp_path / 'out'}", f"compare.report={tmp_path / 'doc' / 'r.md'}"]
-    cfg = load_config(overrides=overrides)
+    cfg = load_config(overrides=split_overrides(overrides)[0])
     tok = build_char_tokenizer()
     prepare(cfg, lambda text: len(tok(text)["input_ids"]), 30, tmp_path / "validation")
     args = [a for o in overrides for a in ("--set", o)]
@@ -190,3 +231,21 @@ def test_compare_runs_end_to_end_on_a_tiny_setup(tmp_path, monkeypatch):
     runs = mlflow.search_runs(experiment_names=[cfg.tracking.experiment], output_format="list")
     logged = {r.data.tags.get("compare.unit") for r in runs}
     assert set(names) <= logged
+
+
+def test_the_recorded_sweep_command_names_no_folder_of_this_machine(tmp_path, monkeypatch):
+    """The committed report lists the sweep commands (record_invocation): paths in the repository are
+    relative, the temporary and home folders are $TMPDIR and ~, whatever folder the repository is in."""
+    import tempfile
+
+    from components.compare.report import record_invocation
+    from components.config import REPO_ROOT
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    record_invocation(tmp_path / "out", ["python -m components.compare.run", "--params", str(REPO_ROOT / "params.yaml"),
+                                         "--set", f"compare.report={tmp_path / 'tmp' / 'lr' / 'r.md'}",
+                                         "--set", f"data.files=[{REPO_ROOT / 'a.parquet'}, {Path.home() / 'b'}]",
+                                         "--set", "compare.out_dir=/var/tmp/x"])
+    command = json.loads((tmp_path / "out" / "invocations.json").read_text())[0]["command"]
+    assert command == ("'python -m components.compare.run' --params params.yaml --set 'compare.report=$TMPDIR/lr/r.md' "
+                       "--set 'data.files=[a.parquet, ~/b]' --set compare.out_dir=/var/tmp/x")

@@ -109,3 +109,38 @@ def test_the_config_loads_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=DEFAULT_PARAMS.parent)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_advanced_knobs_keep_their_names_under_set_and_presets(tmp_path):
+    """advanced.yaml is merged into the params tree before presets and --set: a knob moved there is still
+    cfg.rl.update_threads, `--set rl.update_threads=2` and a preset's rl.update_threads."""
+    advanced = yaml.safe_load((DEFAULT_PARAMS.parent / "advanced.yaml").read_text())
+    params = yaml.safe_load(DEFAULT_PARAMS.read_text())
+    assert "update_threads" in advanced["rl"] and "update_threads" not in params["rl"]
+    assert load_config().rl.log_every == advanced["rl"]["log_every"]
+    assert load_config(overrides=["rl.update_threads=2"]).rl.update_threads == 2
+    preset = tmp_path / "p.yaml"
+    preset.write_text("rl:\n  update_threads: 3\n  lr: 0.5\nrollout:\n  vllm:\n    max_num_seqs: 7\n")
+    cfg = load_config(presets=[preset], overrides=["rl.lr=0.25"])
+    assert (cfg.rl.update_threads, cfg.rl.lr, cfg.rollout.vllm.max_num_seqs) == (3, 0.25, 7)
+    assert cfg.rollout.vllm.dtype == params["rollout"]["vllm"]["dtype"]  # a section split over both files
+
+
+def test_a_key_in_both_params_and_advanced_is_an_error_naming_it_and_both_files(tmp_path):
+    path = write_params(tmp_path, lambda r: r["rl"].update(log_every=5))
+    (tmp_path / "advanced.yaml").write_text((DEFAULT_PARAMS.parent / "advanced.yaml").read_text())
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "rl.log_every is set in both" in message and str(path) in message
+    assert str(tmp_path / "advanced.yaml") in message and "\n" not in message
+
+
+def test_params_and_advanced_hold_disjoint_keys():
+    def leaves(tree, prefix=""):
+        for k, v in tree.items():
+            yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) and v else [f"{prefix}{k}"]
+
+    params = set(leaves(yaml.safe_load(DEFAULT_PARAMS.read_text())))
+    advanced = set(leaves(yaml.safe_load((DEFAULT_PARAMS.parent / "advanced.yaml").read_text())))
+    assert not params & advanced and len(advanced) >= 25

@@ -132,6 +132,16 @@ def test_summarise_k1_keeps_greedy_pass_at_1():
     assert set(out) == {"pass@1", "mean@1", "maj@1", "mean_length", "num_problems"}
 
 
+def test_the_dvc_metrics_file_keeps_the_accuracy_metrics_only():
+    """metrics/eval.json's leaves are `dvc exp show` columns: lengths and counts stay in reports/eval."""
+    from components.eval.metrics import compared_metrics
+
+    summary = {**summarise(_table(), k=4), "greedy_mean_length": 28.9}
+    kept = compared_metrics({"rl": {"b": summary}, "sft": {"b": summary}})
+    assert set(kept) == {"rl", "sft"} and set(kept["rl"]["b"]) == {"pass@1", "mean@4", "pass@4", "maj@4"}
+    assert kept["rl"]["b"]["mean@4"] == summary["mean@4"]
+
+
 def test_summarise_validation():
     with pytest.raises(ValueError, match="sample_lengths"):
         summarise(_table().drop(columns="sample_lengths"), k=4)

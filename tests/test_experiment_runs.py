@@ -58,6 +58,46 @@ def test_dvc_reads_the_settings_back_as_load_config_does(tmp_path):
     assert applied["rl"]["iterations"] == 7 and applied["rl"]["pipo"]["min_history"] is None
 
 
+def test_a_setting_of_advanced_yaml_goes_there_and_reruns_nothing(tmp_path):
+    """A knob that lives in advanced.yaml (directly or through a preset) becomes `-S advanced.yaml:KEY=V`; a real
+    `dvc exp run` writes it there (params.yaml no longer holds it),
+    the config loads with it, and the stage reading params.yaml is not rerun for it."""
+    import sys
+
+    import yaml
+
+    from components.config import REPO_ROOT
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text("model: {gradient_checkpointing: true, lora: {enabled: true}}\n")
+    settings = experiment.set_params(["rl.update_threads=2"], [str(preset)])
+    assert settings == ["advanced.yaml:model.gradient_checkpointing=true", "model.lora.enabled=true",
+                        "advanced.yaml:rl.update_threads=2"]
+    repo = tmp_path / "r"
+    repo.mkdir()
+    for name in ("params.yaml", "advanced.yaml"):
+        (repo / name).write_text((REPO_ROOT / name).read_text())
+    (repo / "dvc.yaml").write_text("stages:\n  read:\n    cmd: date +%s%N > out.txt\n    params: [model.lora]\n"
+                                   "    outs: [out.txt]\n")
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    for cmd in (["git", "init", "-q"], [dvc, "init", "-q"], [dvc, "repro", "-q"], ["git", "add", "-A"],
+                [*GIT, "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=repo, check=True, capture_output=True)
+    first = (repo / "out.txt").read_text()
+    only_advanced = [s for s in settings if s.startswith("advanced.yaml:")]
+    done = subprocess.run([dvc, "exp", "run", *[a for s in only_advanced for a in ("-S", s)]], cwd=repo,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (repo / "out.txt").read_text() == first  # nothing reran
+    cfg = load_config(repo / "params.yaml")
+    assert cfg.rl.update_threads == 2 and cfg.model.gradient_checkpointing is True and not cfg.model.lora.enabled
+    assert "update_threads" not in yaml.safe_load((repo / "params.yaml").read_text())["rl"]
+    shown = subprocess.run([dvc, "exp", "show", "--csv"], cwd=repo, capture_output=True, text=True, check=True)
+    columns = shown.stdout.splitlines()[0].split(",")
+    assert "model.lora.enabled" in columns and "rl.update_threads" not in columns
+    assert "model.gradient_checkpointing" not in columns
+
+
 def _git_repo(root: Path) -> Path:
     root.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)

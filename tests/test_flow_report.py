@@ -20,6 +20,14 @@ def test_the_report_holds_the_table_the_verdict_and_the_links():
     assert "- [rl run](http://ui/#/experiments/1/runs/abc)" in md
 
 
+def test_the_verdict_as_the_dvc_metrics_file_holds_it_reads_without_gaps():
+    from components.gate.promotion import compared_verdict
+
+    md = report.report_markdown(RESULTS, compared_verdict(VERDICT), {}, "Run z")
+    assert "**Promoted**: registered version 3.\n" in md and "None" not in md
+    assert "- rl vs sft: gain +0.224" in md
+
+
 def test_a_run_without_results_says_so():
     md = report.report_markdown({}, None, {}, "Run y")
     assert "did not run" in md and "No verdict" in md

@@ -74,6 +74,13 @@ def test_a_clear_gain_is_registered_and_promoted(workspace):
     assert version.tags["promotion"] == "promoted to @champion"
     assert json.loads((root / "metrics" / "verify.json").read_text())["registered_version"] == 1
     assert "rl vs sft" in (root / "reports" / "verify" / "report.md").read_text()
+    # the DVC metrics file (a `dvc exp show` column each) holds the numbers compared across runs; the
+    # whole verdict (what was scored, which weights) is in the stage's report folder
+    assert json.loads((root / "metrics" / "verify.json").read_text()) == {
+        "promoted": True, "registered_version": 1,
+        "rl_vs_sft": {k: summary["rl_vs_sft"][k] for k in ("diff", "ci_low", "ci_high", "mcnemar_p", "passed")}}
+    assert json.loads((root / "reports" / "verify" / "verdict.json").read_text()) == summary
+    assert {"model_hash", "score", "num_problems", "reused_version"} <= set(summary)
 
 
 def test_no_gain_is_registered_but_not_promoted(workspace):

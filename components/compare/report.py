@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from components.compare.settings import CompareConfig, portable_command
 from components.compare.sweep import rl_name
 from components.config import Config
 from components.infra.atomic_io import atomic_write_text, claim_dir
@@ -33,14 +34,15 @@ def _mean_std(xs: list[float]) -> str:
 
 
 def record_invocation(out_dir: Path, command: list[str]) -> None:
-    """Append this sweep command (and when it started) to out_dir/invocations.json, for the report."""
+    """Append this sweep command (and when it started) to out_dir/invocations.json, for the report, with
+    the machine's paths made portable (portable_command): the committed report names no one's folders."""
     import shlex
     import time
 
     path = out_dir / "invocations.json"
     claim_dir(out_dir)
     seen = json.loads(path.read_text()) if path.exists() else []
-    seen.append({"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": shlex.join(command)})
+    seen.append({"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": shlex.join(portable_command(command))})
     atomic_write_text(path, json.dumps(seen, indent=1))
 
 
@@ -137,12 +139,12 @@ def _median_metric(units: list[dict], key: str) -> float:
     return statistics.median(values) if values else math.nan
 
 
-def regime_section(cfg: Config, regime: str, units: dict[str, list[dict]], sft: list[dict], bench: str,
-                   figures: list[str]) -> tuple[list[str], list[dict]]:
+def regime_section(cfg: Config, c: CompareConfig, regime: str, units: dict[str, list[dict]], sft: list[dict],
+                   bench: str, figures: list[str]) -> tuple[list[str], list[dict]]:
     """Markdown lines of one regime, and its verdict rows (for the overview)."""
     k = cfg.eval.num_samples
-    expected = len(cfg.compare.seeds)
-    lines = [f"## {regime}", "", f"Overrides: `{' '.join(cfg.compare.regimes[regime].overrides) or '(none)'}`.", "",
+    expected = len(c.seeds)
+    lines = [f"## {regime}", "", f"Overrides: `{' '.join(c.regimes[regime].overrides) or '(none)'}`.", "",
              f"| model | seeds | pass@1 (mean ± std) | per seed | mean@{k} | vs {BASELINE}: diff [95 % CI] | McNemar p "
              "| verdict | s/iter | PI step s | paired re-sample s | probe s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -210,10 +212,9 @@ def agreement_table(cfg: Config, by_regime: dict[str, dict[str, list[dict]]]) ->
     return lines + [""]
 
 
-def write_report(cfg: Config, out_dir: Path) -> Path:
+def write_report(cfg: Config, c: CompareConfig, out_dir: Path) -> Path:
     from components.compare.plots import regime_figures
 
-    c = cfg.compare
     report = Path(c.report)
     fig_dir = report.with_suffix("")
     claim_dir(fig_dir)
@@ -252,7 +253,7 @@ def write_report(cfg: Config, out_dir: Path) -> Path:
     sections, verdicts = [], []
     for regime, units in by_regime.items():
         figs = regime_figures(regime, sft, units, bench, fig_dir)
-        body, v = regime_section(cfg, regime, units, sft, bench, [f"{fig_dir.name}/{p.name}" for p in figs])
+        body, v = regime_section(cfg, c, regime, units, sft, bench, [f"{fig_dir.name}/{p.name}" for p in figs])
         sections += body
         verdicts += v
     lines += ["## Verdicts", "", "| regime | variant | seeds | pass@1 diff vs GRPO, pooled [95 % CI] | per-seed diffs "

@@ -2,6 +2,10 @@
 (default, high lr, small batches, a noisy verifier, a long run) over seeds, against SFT and a matched-time
 continued-SFT control. The sweep (components/compare/sweep.py) runs the units and resumes an interrupted
 sweep; the report (components/compare/report.py) is written to compare.report, every unit to MLflow.
+
+Settings: compare.yaml (the harness: seeds, regimes, variants; components/compare/settings.py) and the
+runs' own params.yaml + advanced.yaml, with the stage CLI's --params, --preset and --set (a --set of a
+compare.* key changes compare.yaml's setting, any other key every run's).
 """
 
 from __future__ import annotations
@@ -12,35 +16,40 @@ import sys
 import time
 from pathlib import Path
 
-
+from components.cli import add_config_arguments, configure_logging, start_up
 from components.compare.report import record_invocation, write_report
+from components.compare.settings import check_compare_paths, load_compare, split_overrides
 from components.compare.sweep import log_unit_to_mlflow, plan_units, run_sweep
-from components.config import ConfigError, load_config
-from components.infra.runtime import configure_threads, limit_heap_growth, quiet_environment
+from components.config import DEFAULT_PARAMS, ConfigError, load_config
 
 log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
     """`make compare`: run (or continue) the sweep, log each finished unit to MLflow, write the report."""
-    quiet_environment()
-    configure_threads()
-    limit_heap_growth()
+    start_up()
     parser = argparse.ArgumentParser(prog="python -m components.compare.run", description=__doc__)
-    parser.add_argument("--params", default=None)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_config_arguments(parser)
+    parser.add_argument("--compare", default=None, metavar="FILE", help="the harness's settings (default: compare.yaml)")
     parser.add_argument("--jobs", type=int, default=None, help="units at once (default compare.jobs)")
     parser.add_argument("--report-only", action="store_true", help="write the report from the finished units")
+    parser.add_argument("--plan", action="store_true", help="print the units the sweep would run, in order, and exit")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stdout)
+    configure_logging()
     try:
-        cfg = load_config(args.params, args.overrides)
-        units = plan_units(cfg, args.params, args.overrides)
+        run_sets, compare_sets = split_overrides(args.overrides)
+        cfg = load_config(args.params, run_sets, args.preset)
+        c = load_compare(args.compare, compare_sets)
+        check_compare_paths(cfg, c, args.params or DEFAULT_PARAMS)
+        units = plan_units(c, args.params, run_sets, args.preset)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out_dir = Path(cfg.compare.out_dir).resolve()
+    if args.plan:
+        for u in units:
+            print(f"{u.spec.name}\t{u.spec.kind}\t{' '.join(u.spec.overrides)}")
+        return 0
+    out_dir = Path(c.out_dir).resolve()
     start = time.time()
     failed: list[str] = []
     if not args.report_only:
@@ -54,15 +63,15 @@ def main(argv: list[str] | None = None) -> int:
         # SIGTERM (a session's end, `kill`) raises, so the sweep stops its units and the run is marked failed
         with sigterm_raises(), mlflow.start_run(experiment_id=experiment_id, run_name="compare",
                                                 tags={"pipo.stage": "compare"}) as parent:
-            mlflow.log_params({"seeds": ",".join(map(str, cfg.compare.seeds)), "regimes": ",".join(cfg.compare.regimes),
-                               "variants": ",".join(cfg.compare.variants), "iterations": cfg.compare.iterations})
-            failed = run_sweep(units, out_dir, args.jobs or cfg.compare.jobs,
+            mlflow.log_params({"seeds": ",".join(map(str, c.seeds)), "regimes": ",".join(c.regimes),
+                               "variants": ",".join(c.variants), "iterations": c.iterations})
+            failed = run_sweep(units, out_dir, args.jobs or c.jobs,
                                on_done=lambda name: log_unit_to_mlflow(out_dir, name, experiment_id,
                                                                         parent.info.run_id))
-            report = write_report(cfg, out_dir)
+            report = write_report(cfg, c, out_dir)
             mlflow.log_artifacts(str(report.parent), "compare")
     else:
-        report = write_report(cfg, out_dir)
+        report = write_report(cfg, c, out_dir)
     log.info("compare: report %s (%.0fs)%s", report, time.time() - start,
              f"; FAILED units: {failed}" if failed else "")
     return 1 if failed else 0

@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from components.compare.settings import CompareConfig
 from components.compare.units import UnitSpec
-from components.config import Config
 from components.infra.atomic_io import claim_dir
 
 log = logging.getLogger(__name__)
@@ -40,29 +40,31 @@ def rl_name(regime: str, variant: str, seed: int) -> str:
     return f"runs/{regime}/{variant}/s{seed}"
 
 
-def plan_units(cfg: Config, params: str | None, cli_overrides: list[str]) -> list[Planned]:
-    """Every unit of the sweep in launch order (SFT, then RL with seeds interleaved, then controls)."""
-    c = cfg.compare
+def plan_units(c: CompareConfig, params: str | None, cli_overrides: list[str],
+               presets: list[str] | None = None) -> list[Planned]:
+    """Every unit of the sweep in launch order (SFT, then RL with seeds interleaved, then controls).
+    params, cli_overrides, presets: how each unit loads its config (the caller has checked they load)."""
     for name, regime in c.regimes.items():
         for key in regime.overrides:
             if not key.startswith(REGIME_SECTIONS):
                 raise ValueError(f"compare.regimes.{name}: override {key!r} must set an rl., rollout. or reward. "
                                  "key (every regime starts from the same SFT model)")
     base = list(cli_overrides) + [f"rl.iterations={c.iterations}"] + list(c.overrides)
-    units = [Planned(UnitSpec("sft", f"sft/s{seed}", seed, list(cli_overrides), params)) for seed in c.seeds]
+    units = [Planned(UnitSpec("sft", f"sft/s{seed}", seed, list(cli_overrides), params, presets=presets))
+             for seed in c.seeds]
     for seed in c.seeds:
         for regime_name, regime in c.regimes.items():
             for variant in regime.variants:
                 overrides = base + list(c.variants[variant]) + list(regime.overrides)
                 units.append(Planned(UnitSpec("rl", rl_name(regime_name, variant, seed), seed, overrides, params,
-                                              sft_dir=f"sft/s{seed}/model"), needs=[f"sft/s{seed}"]))
+                                              sft_dir=f"sft/s{seed}/model", presets=presets), needs=[f"sft/s{seed}"]))
     if c.control:
         regime = c.regimes[c.control_regime]
         for seed in c.seeds:
             runs = [rl_name(c.control_regime, v, seed) for v in regime.variants]
             units.append(Planned(UnitSpec("control", rl_name(c.control_regime, "continued_sft", seed), seed,
                                           base + list(regime.overrides), params, sft_dir=f"sft/s{seed}/model",
-                                          budget_from=runs, control_lr=c.control_lr),
+                                          budget_from=runs, control_lr=c.control_lr, presets=presets),
                                  needs=[f"sft/s{seed}"] + runs))
     return units
 

@@ -29,6 +29,7 @@ class UnitSpec:
     sft_dir: str | None = None  # rl, control: the seed's SFT model
     budget_from: list[str] = field(default_factory=list)  # control: the RL units whose median seconds it gets
     control_lr: float = 0.0
+    presets: list[str] | None = None  # the sweep's --preset files (None: $PIPO_PRESET, as load_config reads it)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -89,7 +90,7 @@ def run_unit(spec: UnitSpec, out_dir: Path) -> Path:
     work = final.with_name(final.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    cfg = load_config(spec.params, spec.overrides)
+    cfg = load_config(spec.params, spec.overrides, spec.presets)
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.model.mixed_precision)
     set_seed(spec.seed)
     result: dict = {"kind": spec.kind, "name": spec.name, "seed": spec.seed, "overrides": spec.overrides,

@@ -1,13 +1,14 @@
-"""Typed, validated configuration loaded from params.yaml (the single source of defaults).
+"""Typed, validated configuration loaded from params.yaml and advanced.yaml (together the single source
+of defaults: the method's settings, which DVC tracks, and the tuning knobs, which it does not).
 
-No default lives here: every field is required, so a value missing from params.yaml is an
+No default lives here: every field is required, so a value missing from both files is an
 error rather than a silent second default. Unknown keys and wrong types raise ConfigError
 naming the dotted key.
 
     schema.py   the pydantic models (Config and its sections) on a strict base model
     paths.py    REPO_ROOT, DEFAULT_PARAMS and the output-path checks run at load (overlap, ownership)
     ownership.py which paths outside the project the pipeline may replace (its own, marked ones)
-    loading.py  YAML reading, presets, `--set` overrides, load_config and its error messages
+    loading.py  YAML reading, advanced.yaml merged in, presets, `--set` overrides, load_config and its errors
     reward_functions.py  reward.functions: the user's reward files checked, imported and made absolute
 
 Callers import from here (`from components.config import Config, load_config`).
@@ -20,11 +21,13 @@ from components.config.loading import (
     DuplicateKeyError,
     apply_overrides,
     load_config,
+    load_params_tree,
     load_yaml_text,
     merge_preset,
     read_yaml,
 )
 from components.config.paths import (
+    ADVANCED_NAME,
     DEFAULT_PARAMS,
     FIXED_OUTPUTS,
     OUTPUT_KEYS,
@@ -35,7 +38,6 @@ from components.config.paths import (
 from components.config.schema import (
     ALGORITHMS,
     BenchmarkConfig,
-    CompareConfig,
     Config,
     ConfigError,
     DAPOConfig,
@@ -60,10 +62,10 @@ from components.config.schema import (
 )
 
 __all__ = [
-    "ALGORITHMS", "DEFAULT_PARAMS", "FIXED_OUTPUTS", "OUTPUT_KEYS", "PRESET_ENV", "PROJECT_DIRS", "REPO_ROOT",
-    "BenchmarkConfig", "CompareConfig", "Config", "ConfigError", "DAPOConfig", "DataConfig",
+    "ADVANCED_NAME", "ALGORITHMS", "DEFAULT_PARAMS", "FIXED_OUTPUTS", "OUTPUT_KEYS", "PRESET_ENV", "PROJECT_DIRS", "REPO_ROOT",
+    "BenchmarkConfig", "Config", "ConfigError", "DAPOConfig", "DataConfig",
     "DuplicateKeyError", "EvalConfig", "ImportanceSamplingConfig", "LoraConfig", "ModelConfig", "PIPOConfig",
     "RegistryConfig", "RewardConfig", "RewardFunctionConfig", "RLConfig", "RolloutConfig", "SFTConfig", "Seed",
     "TaskConfig", "TinyModelConfig", "TrackingConfig", "VerifyConfig", "VLLMConfig",
-    "apply_overrides", "check_output_paths", "load_config", "load_yaml_text", "merge_preset", "read_yaml",
+    "apply_overrides", "check_output_paths", "load_config", "load_params_tree", "load_yaml_text", "merge_preset", "read_yaml",
 ]

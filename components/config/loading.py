@@ -1,5 +1,6 @@
-"""Loading params.yaml into a Config: YAML reading (a key given twice is an error naming it and its
-line; regular files of at most MAX_BYTES; at most MAX_NODES nodes with aliases expanded), presets
+"""Loading params.yaml and advanced.yaml into a Config: YAML reading (a key given twice is an error
+naming it and its line; regular files of at most MAX_BYTES; at most MAX_NODES nodes with aliases
+expanded), advanced.yaml deep-merged into the params tree (a key in both files is an error), presets
 merged in, `--set` overrides applied, validation errors formatted to name each key, then the
 output-path checks and the user's reward functions (reward_functions.py).
 """
@@ -14,12 +15,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from components.config.paths import DEFAULT_PARAMS, check_benchmark_files, check_output_paths
+from components.config.paths import ADVANCED_NAME, DEFAULT_PARAMS, REPO_ROOT, check_benchmark_files, check_output_paths
 from components.config.reward_functions import resolve_reward_functions
 from components.config.schema import Config, ConfigError
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
+def format_errors(err: ValidationError, source: str) -> str:
     lines = [f"invalid configuration in {source}:"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
@@ -193,11 +194,11 @@ def read_yaml(path: Path, what: str) -> dict[str, Any]:
 
 
 def merge_preset(raw: dict[str, Any], preset: dict[str, Any], source: str, prefix: str = "") -> dict[str, Any]:
-    """Deep-merge a preset (a partial params tree) into raw; a key params.yaml lacks is an error."""
+    """Deep-merge a preset (a partial params tree) into raw; a key params.yaml and advanced.yaml lack is an error."""
     for key, value in preset.items():
         dotted = f"{prefix}{key}"
         if key not in raw:
-            raise ConfigError(f"preset {source}: {dotted}: unknown key")
+            raise ConfigError(f"preset {source}: {dotted}: unknown key (not in params.yaml or advanced.yaml)")
         if isinstance(value, dict) and isinstance(raw[key], dict):
             merge_preset(raw[key], value, source, dotted + ".")
         else:
@@ -205,12 +206,43 @@ def merge_preset(raw: dict[str, Any], preset: dict[str, Any], source: str, prefi
     return raw
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                presets: list[str | Path] | None = None) -> Config:
-    """Load and validate params.yaml (or `path`), then presets (partial params files, e.g.
-    presets/gpu.yaml; also from $PIPO_PRESET, comma-separated), then dotted overrides."""
+def merge_advanced(raw: dict[str, Any], advanced: dict[str, Any], params: Path, source: Path,
+                   prefix: str = "") -> dict[str, Any]:
+    """Deep-merge advanced.yaml's tree (the same nesting as params.yaml) into raw; a key set in both
+    files is an error naming it and both files (one value per key: no silent precedence)."""
+    for key, value in advanced.items():
+        dotted = f"{prefix}{key}"
+        if key not in raw:
+            raw[key] = value
+        elif isinstance(value, dict) and isinstance(raw[key], dict):
+            merge_advanced(raw[key], value, params, source, dotted + ".")
+        else:
+            raise ConfigError(f"{dotted} is set in both {params} and {source}: keep it in one of them "
+                              "(method settings in the params file, speed/memory/logging/paths in advanced.yaml)")
+    return raw
+
+
+def advanced_path(params: Path) -> Path:
+    """The advanced file merged into `params`: the one beside it, else the repository's (a params file
+    elsewhere, e.g. a copy in a test's folder, keeps the project's tuning knobs)."""
+    beside = params.parent / ADVANCED_NAME
+    return beside if beside.exists() else REPO_ROOT / ADVANCED_NAME
+
+
+def load_params_tree(path: str | Path | None = None) -> tuple[dict[str, Any], Path, Path]:
+    """(params.yaml with advanced.yaml merged in, the params path, the advanced path): the tree presets
+    and overrides apply to."""
     path = Path(path) if path else DEFAULT_PARAMS
     raw = read_yaml(path, "params file")
+    advanced = advanced_path(path)
+    return merge_advanced(raw, read_yaml(advanced, "advanced file"), path, advanced), path, advanced
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                presets: list[str | Path] | None = None) -> Config:
+    """Load and validate params.yaml (or `path`) with advanced.yaml merged in, then presets (partial
+    params files, e.g. presets/gpu.yaml; also from $PIPO_PRESET, comma-separated), then dotted overrides."""
+    raw, path, advanced = load_params_tree(path)
     if presets is None:
         presets = [p for p in os.environ.get(PRESET_ENV, "").split(",") if p.strip()]
     preset_paths = []
@@ -222,7 +254,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, str(path))) from None
-    check_output_paths(cfg, path, preset_paths)
+        raise ConfigError(format_errors(exc, f"{path} (with {advanced})")) from None
+    check_output_paths(cfg, path, preset_paths, advanced=advanced)
     check_benchmark_files(cfg, path)
     return resolve_reward_functions(cfg, path)

@@ -21,12 +21,14 @@ from components.config.schema import Config, ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # components/config/paths.py -> the repository root
 DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
+ADVANCED_NAME = "advanced.yaml"  # beside the params file (else the repository's): loading.py merges it in
 
 OUTPUT_KEYS = ("data.out_dir", "sft.out_dir", "rl.out_dir", "rl.checkpoint_dir", "eval.out_dir",
-               "eval.metrics_file", "verify.out_dir", "verify.metrics_file", "compare.out_dir")
-# Outputs written as files: outside the project their folder must be one the pipeline may claim
-# (compare.report is not an OUTPUT_KEY: it is a tracked file in docs/, which the overlap check refuses).
-FILE_OUTPUTS = ("eval.metrics_file", "verify.metrics_file", "compare.report")
+               "eval.metrics_file", "verify.out_dir", "verify.metrics_file")
+# Outputs written as files: outside the project their folder must be one the pipeline may claim.
+# (The comparison harness's outputs, compare.out_dir and compare.report, are checked by
+# components/compare/settings.py with check_extra_outputs.)
+FILE_OUTPUTS = ("eval.metrics_file", "verify.metrics_file")
 # Outputs at fixed paths: INIT_DIR, VALIDATION_DIR and RL_PLOTS_DIR in components/stages/common.py (a test keeps
 # them in step).
 FIXED_OUTPUTS = {"models/init (the sft stage's fixed output)": "models/init",
@@ -89,20 +91,26 @@ def _dotted(cfg: Config, dotted: str) -> Any:
     return value
 
 
-def check_output_paths(cfg: Config, params_path: str | Path, presets: list[Path] = (), cwd: Path | None = None) -> None:
+def check_output_paths(cfg: Config, params_path: str | Path, presets: list[Path] = (), cwd: Path | None = None,
+                       extra: dict[str, str] | None = None, advanced: Path | None = None) -> None:
     """Refuse output paths that equal or contain another output, an input, tracked data, or the
     repository (ConfigError naming both keys, on one line), then outputs outside the project over
     what the pipeline did not create (check_ownership). Relative paths are taken from cwd, where
-    the stages run."""
+    the stages run. extra: more outputs (dotted key -> path; the comparison harness's), checked alike;
+    advanced: the advanced file merged in, an input no output may replace."""
     cwd = Path.cwd() if cwd is None else cwd
     cwd = cwd.resolve()
     params_path = _resolve(params_path, cwd)
     project = params_path.parent
-    outputs = {f"{k} ({_dotted(cfg, k)!r})": _resolve(_dotted(cfg, k), cwd) for k in OUTPUT_KEYS}
+    extra = extra or {}
+    values = {**{k: _dotted(cfg, k) for k in OUTPUT_KEYS}, **extra}
+    outputs = {f"{k} ({v!r})": _resolve(v, cwd) for k, v in values.items()}
     outputs.update({label: _resolve(p, cwd) for label, p in FIXED_OUTPUTS.items()})
     roots = {"the working directory": cwd, "the repository root": REPO_ROOT.resolve(),
              "the params file's folder": project}
     inputs = {"the params file": params_path, **{f"preset {p}": _resolve(p, cwd) for p in presets}}
+    if advanced is not None:
+        inputs["the advanced file"] = _resolve(advanced, cwd)
     for name in ("dvc.yaml", "dvc.lock"):
         inputs[f"{project.name}/{name}"] = project / name
     # the project's own folders, protected even where git is absent (a copy without .git)
@@ -149,7 +157,7 @@ def check_output_paths(cfg: Config, params_path: str | Path, presets: list[Path]
     if problems:
         raise ConfigError("output paths overlap: " + "; ".join(problems)
                           + " (a stage replaces its outputs whole, so each must hold nothing else)")
-    check_ownership(cfg, project, cwd)
+    check_ownership(cfg, project, cwd, extra)
 
 
 def check_benchmark_files(cfg: Config, params_path: str | Path, cwd: Path | None = None) -> None:
@@ -169,17 +177,20 @@ def check_benchmark_files(cfg: Config, params_path: str | Path, cwd: Path | None
                               f"{BENCHMARK_DIR}/ and set the path there")
 
 
-def check_ownership(cfg: Config, project: Path, cwd: Path) -> None:
+def check_ownership(cfg: Config, project: Path, cwd: Path, extra: dict[str, str] | None = None,
+                    extra_files: tuple[str, ...] = ()) -> None:
     """Refuse an output outside the project that would replace what the pipeline did not create
     (ownership.py): a folder key must name a new, empty or pipeline-made folder there, a file key
-    a file in such a folder."""
+    a file in such a folder. extra: more folder outputs (dotted key -> path); extra_files: more file
+    outputs, checked only here (a tracked report the overlap check would refuse)."""
     roots = project_roots(REPO_ROOT, cwd, [project])
+    values = {**{k: _dotted(cfg, k) for k in OUTPUT_KEYS + FILE_OUTPUTS}, **(extra or {})}
+    files = FILE_OUTPUTS + tuple(extra_files)
     problems = []
-    for key in dict.fromkeys(OUTPUT_KEYS + FILE_OUTPUTS):
-        value = _dotted(cfg, key)
+    for key, value in values.items():
         path = _resolve(value, cwd)
-        why = refusal(path.parent, roots, folder=True) if key in FILE_OUTPUTS else refusal(path, roots, folder=True)
+        why = refusal(path.parent, roots, folder=True) if key in files else refusal(path, roots, folder=True)
         if why:
-            problems.append(f"{key} ({value!r}): {'its folder ' if key in FILE_OUTPUTS else ''}{why}")
+            problems.append(f"{key} ({value!r}): {'its folder ' if key in files else ''}{why}")
     if problems:
         raise ConfigError("output paths not the pipeline's: " + "; ".join(problems) + f"; {REMEDY}")

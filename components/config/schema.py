@@ -1,7 +1,8 @@
-"""The typed configuration: pydantic models for params.yaml's sections and the Config that holds them.
+"""The typed configuration: pydantic models for the sections of params.yaml (with advanced.yaml merged
+in) and the Config that holds them.
 
-No default lives here: every field is required, so a value missing from params.yaml is an
-error rather than a silent second default. Unknown keys and wrong types are rejected by the
+No default lives here: every field is required, so a value missing from params.yaml and advanced.yaml
+is an error rather than a silent second default. Unknown keys and wrong types are rejected by the
 strict base model (its errors name the dotted key once loading.py formats them).
 """
 
@@ -257,38 +258,6 @@ class TrackingConfig(_Strict):
     backoff_factor: int = Field(ge=0, le=120)  # seconds; waits 0, 2b, 4b, ... between retries
 
 
-
-
-class RegimeConfig(_Strict):
-    overrides: list[str]  # rl. / rollout. / reward. keys on top of the variant's
-    variants: list[str] = Field(min_length=1)  # names from compare.variants
-
-
-class CompareConfig(_Strict):
-    seeds: list[Seed] = Field(min_length=1)
-    iterations: int = Field(ge=1)  # RL iterations per run (a regime may set rl.iterations itself)
-    jobs: int = Field(ge=1)  # units at once, one torch thread each
-    overrides: list[str]  # applied to every RL run
-    variants: dict[str, list[str]] = Field(min_length=1)
-    regimes: dict[str, RegimeConfig] = Field(min_length=1)
-    control: bool
-    control_regime: str
-    control_lr: float = Field(gt=0)
-    out_dir: str
-    report: str  # the committed report (markdown; its figures beside it in a folder of the same stem)
-
-    @model_validator(mode="after")
-    def _names(self) -> "CompareConfig":
-        if self.control and self.control_regime not in self.regimes:
-            raise ValueError(f"compare.control_regime {self.control_regime!r} is not a regime "
-                             f"({', '.join(self.regimes)})")
-        for name, regime in self.regimes.items():
-            unknown = [v for v in regime.variants if v not in self.variants]
-            if unknown:
-                raise ValueError(f"compare.regimes.{name}.variants: unknown {unknown}; defined: {list(self.variants)}")
-        return self
-
-
 class Config(_Strict):
     seed: Seed
     data: DataConfig
@@ -301,7 +270,6 @@ class Config(_Strict):
     verify: VerifyConfig
     registry: RegistryConfig
     tracking: TrackingConfig
-    compare: CompareConfig
 
     @model_validator(mode="after")
     def _completion_fits_context(self) -> "Config":

@@ -13,6 +13,15 @@ import numpy as np
 import pandas as pd
 
 REQUIRED_COLUMNS = ("greedy_correct", "sample_correct", "sample_answers", "sample_lengths")
+# The summary's metrics a user compares across runs: each is a column of `dvc exp show`. The rest of the
+# summary (lengths, num_problems) stays in reports/eval/summary.csv and MLflow.
+COMPARED_PREFIXES = ("pass@", "mean@", "maj@")
+
+
+def compared_metrics(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, dict[str, float]]]:
+    """model -> benchmark -> summary, keeping only pass@1, mean@k, pass@k and maj@k (the DVC metrics file)."""
+    return {model: {bench: {k: v for k, v in summary.items() if k.startswith(COMPARED_PREFIXES)}
+                    for bench, summary in benches.items()} for model, benches in results.items()}
 
 
 def _check_count(name: str, value: int) -> None:

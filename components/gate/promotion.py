@@ -13,13 +13,15 @@ only on a pass, and then the tag becomes `promoted to @alias`, otherwise `not pr
 crash between registering and moving the alias leaves a pending version that the next run completes.
 The look-up, registration and alias move run under the registry lock (registry.versions.registration_lock),
 so two verifies at once register one version; should the champion move meanwhile, a pass is refused.
-Outputs (report, metrics file) are written atomically after the registry calls succeed.
+Outputs (report, the whole verdict in verify.out_dir/verdict.json, the metrics file with the numbers
+compared across runs) are written atomically after the registry calls succeed.
 The registered model's description says what it is and how versions are made and gated; each version's
 description is its verdict report, the same text as reports/verify/report.md (components/gate/descriptions.py).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -75,6 +77,9 @@ def _slug(name: str) -> str:
 
 
 PENDING = "pending"
+VERDICT_FILE = "verdict.json"  # in verify.out_dir: the whole summary the stage returns
+COMPARED_TOP = ("promoted", "registered_version")  # of the summary, what metrics/verify.json keeps
+COMPARED_FIELDS = ("diff", "ci_low", "ci_high", "mcnemar_p", "passed")  # of each comparison
 PROBLEM_COLUMNS = ("id", "data_source", "prompt", "answer")  # an eval table's copy of the benchmark's rows
 
 
@@ -202,6 +207,7 @@ def verify_and_promote(cfg: Config) -> dict:
                 tag_version(reg.model_name, version.version, {"promotion": promotion})
             summary["registered_version"] = int(version.version)
             summary["reused_version"] = existing is not None
+            (tmp / VERDICT_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
             again = " (these weights were registered before: no new version)" if existing is not None else ""
             # The version's description is this report, so the UI shows why from the model's page.
             full = version_description(
@@ -214,11 +220,21 @@ def verify_and_promote(cfg: Config) -> dict:
             describe(reg.model_name, fit_description(full, f"artifact verify/report.md of run {run.info.run_id}"
                                                      if run else "reports/verify/report.md"), version.version)
         # Inside the run: a write that fails after the alias moved must end the run FAILED, as the stage does.
-        atomic_write_json(v.metrics_file, summary)
+        atomic_write_json(v.metrics_file, compared_verdict(summary))
         mlflow.set_tags({"verify.verdict": "passed" if passed else "failed",
                          "verify.registered_version": str(version.version), "verify.model_hash": hashes["rl"]})
     log.info("verify: %s; %s v%s", "PROMOTED" if passed else "not promoted", reg.model_name, version.version)
     return summary
+
+
+def compared_verdict(summary: dict) -> dict:
+    """The verdict's numbers a user compares across runs (the DVC metrics file, each a `dvc exp show`
+    column): promoted, registered_version and each comparison's gain, interval, McNemar p and outcome.
+    The whole summary (score kind, problem count, model hash, bootstrap p) is reports/verify/VERDICT_FILE."""
+    kept = {k: summary[k] for k in COMPARED_TOP if k in summary}
+    kept.update({name: {m: c[m] for m in COMPARED_FIELDS if m in c}
+                 for name, c in summary.items() if isinstance(c, dict) and "diff" in c})
+    return kept
 
 
 def _version(model_version) -> str | None:

@@ -17,9 +17,11 @@ from components.stages.common import MODEL_LABELS, evaluated_labels, model_dir, 
 
 @locked_stage("evaluate", lambda cfg: [cfg.eval.out_dir, cfg.eval.metrics_file])
 def run(cfg: Config) -> dict:
-    """Per-problem tables, a summary table, MLflow + DVC metrics."""
+    """Per-problem tables, a summary table (every summary metric), MLflow metrics, and the DVC metrics file
+    (the accuracy metrics only: compared_metrics). Returns every summary metric."""
     import mlflow
 
+    from components.eval.metrics import compared_metrics
     from components.eval.run import by_source, evaluate_folder, load_benchmarks
     from components.infra.provenance import eval_manifest, write_eval_manifest
     from components.infra.run_plots import eval_bars
@@ -58,5 +60,5 @@ def run(cfg: Config) -> dict:
         mlflow.log_metric("eval/seconds", time.time() - start)
         mlflow.log_artifacts(str(tmp), "eval")
         log_figures({"plots/eval_accuracy.png": eval_bars(results, ["pass@1", f"mean@{cfg.eval.num_samples}"])})
-    atomic_write_json(cfg.eval.metrics_file, results)
+    atomic_write_json(cfg.eval.metrics_file, compared_metrics(results))
     return results

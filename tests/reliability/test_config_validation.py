@@ -34,8 +34,6 @@ def _refused(overrides: list[str], key: str) -> str:
     ("rl.iterations=4.0", "rl.iterations"),
     ("rl.checkpoint_every=false", "rl.checkpoint_every"),
     ("rl.lr=true", "rl.lr"),
-    ("compare.seeds=[0, true]", "compare.seeds"),
-    ("compare.seeds=[0, -1]", "compare.seeds"),
     ("registry.model_name=\"pipo' OR name != 'x\"", "registry.model_name"),  # a quote reached MLflow's filter string
     ("registry.model_name=a/b", "registry.model_name"),
     (f"registry.model_name={'m' * 129}", "registry.model_name"),

@@ -48,13 +48,21 @@ def test_cli_refuses_an_out_dir_beside_the_repository_and_keeps_the_users_file(t
     assert (victim / "thesis.tex").read_text() == "a user's only copy"
 
 
-@pytest.mark.parametrize("key", OUTPUT_KEYS + ("compare.report",))
+def _load_with_compare(overrides: list[str]) -> None:
+    """The pipeline's config and the comparison harness's, checked as `make compare` checks them."""
+    from components.compare.settings import check_compare_paths, load_compare, split_overrides
+
+    runs, harness = split_overrides(overrides)
+    check_compare_paths(load_config(overrides=runs), load_compare(overrides=harness), DEFAULT_PARAMS)
+
+
+@pytest.mark.parametrize("key", OUTPUT_KEYS + ("compare.out_dir", "compare.report"))
 def test_config_refuses_every_output_over_a_users_folder(key, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
     victim = _victim(tmp_path / "victim")
     value = victim / "metrics.json" if key.endswith(("metrics_file", "report")) else victim
     with pytest.raises(ConfigError) as err:
-        load_config(overrides=[f"{key}={value}"])
+        _load_with_compare([f"{key}={value}"])
     message = str(err.value)
     assert "\n" not in message and f"{key} ('{value}')" in message and str(victim) in message, message
 
@@ -64,7 +72,7 @@ def test_config_refuses_system_folders(folder, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
     for key in ("data.out_dir", "rl.checkpoint_dir", "compare.out_dir"):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-            load_config(overrides=[f"{key}={folder}"])
+            _load_with_compare([f"{key}={folder}"])
     with pytest.raises(ConfigError, match=r"eval\.metrics_file"):
         load_config(overrides=[f"eval.metrics_file={Path(folder) / '.bashrc'}"])
 

@@ -37,7 +37,6 @@ from components.infra.atomic_io import UnsafeTargetError, atomic_dir
     ("eval.metrics_file=metrics/verify.json", ["eval.metrics_file", "verify.metrics_file", "same path"]),
     ("eval.metrics_file=reports/eval/m.json", ["eval.out_dir ('reports/eval') contains eval.metrics_file"]),
     ("data.out_dir=data", ["data.out_dir ('data') contains data/benchmarks"]),
-    ("compare.out_dir=..", ["compare.out_dir ('..') is the working directory or a folder above it"]),
     ("rl.out_dir=/", ["rl.out_dir ('/') is the working directory or a folder above it"]),
     (f"rl.out_dir={REPO_ROOT}", ["is the working directory"]),
     (f"rl.out_dir={REPO_ROOT / 'models'}", ["contains sft.out_dir"]),
@@ -55,6 +54,20 @@ def test_an_output_over_other_data_is_refused_naming_both(override, names, monke
     assert "\n" not in message
     for name in names:
         assert name in message, message
+
+
+@pytest.mark.parametrize("override, names", [
+    ("compare.out_dir=..", ["compare.out_dir ('..') is the working directory or a folder above it"]),
+    ("compare.out_dir=reports", ["compare.out_dir ('reports') contains eval.out_dir"]),
+])
+def test_the_compare_harness_output_over_other_data_is_refused(override, names, monkeypatch):
+    from components.compare.settings import check_compare_paths, load_compare
+
+    monkeypatch.chdir(REPO_ROOT)
+    with pytest.raises(ConfigError) as err:
+        check_compare_paths(load_config(), load_compare(overrides=[override]), DEFAULT_PARAMS)
+    for name in names:
+        assert name in str(err.value), str(err.value)
 
 
 @pytest.mark.parametrize("override", [
