@@ -114,7 +114,7 @@ ui: install
 serve: install remote
 	$(PY) -m flows.local_server
 
-# RL variants vs SFT vs matched-time continued SFT over seeds (params.yaml `compare:`).
+# RL variants vs SFT vs matched-time continued SFT over seeds (compare.yaml).
 compare: install remote
 	$(VENV)/bin/dvc repro prepare
 	$(PY) -m components.compare.run

@@ -64,8 +64,8 @@ class StageTerminated(SystemExit):
 
 
 def configure_http(cfg: Config) -> None:
-    """Bound MLflow's HTTP retries by params.yaml (MLflow reads these on every request, so setting
-    them before the first request is enough; params.yaml wins over the environment)."""
+    """Bound MLflow's HTTP retries by advanced.yaml's `tracking` settings (MLflow reads these on every
+    request, so setting them before the first request is enough; the settings win over the environment)."""
     t = cfg.tracking
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(t.request_timeout_s)
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(t.max_retries)
@@ -73,7 +73,7 @@ def configure_http(cfg: Config) -> None:
 
 
 def tracking_uri(cfg: Config) -> str:
-    """params.yaml wins, then MLFLOW_TRACKING_URI, then the embedded sqlite store under mlflow/."""
+    """tracking.tracking_uri (advanced.yaml) wins, then MLFLOW_TRACKING_URI, then the embedded sqlite store under mlflow/."""
     if cfg.tracking.tracking_uri:
         return cfg.tracking.tracking_uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
