@@ -58,8 +58,7 @@ class PIPOSteps:
         base = self.update.base_loss
         if self.cfg.pipo.pi_clip_mode == "standard":
             return base
-        surrogate = "standard" if self.cfg.algorithm == "gspo" else "authors"
-        return LossSpec(surrogate, base.eps_low, base.eps_low, scale=signal.loss_scale)
+        return LossSpec(self.cfg.record.pipo_authors_surrogate, base.eps_low, base.eps_low, scale=signal.loss_scale)
 
     def pi_step(self, batch: TrainingBatch, spec: LossSpec | None = None,
                 generator: torch.Generator | None = None) -> tuple[float, int, int]:

@@ -119,7 +119,7 @@ class RLTrainer(PIPOSteps):
         if cfg.prompts_per_iteration % self.world:
             raise ValueError(f"rl.prompts_per_iteration ({cfg.prompts_per_iteration}) must divide by the "
                              f"number of processes ({self.world})")
-        self.advantage_fn = ADVANTAGES[cfg.algorithm]
+        self.advantage_fn = ADVANTAGES[cfg.record.advantage]
         self.settings = cfg.effective  # the algorithm's published settings, explicit rl.* values in their place
         self.group_filter, self.reward_shaping = shaping_steps(cfg)
         self.tokenizer = tokenizer

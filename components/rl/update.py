@@ -26,7 +26,7 @@ from components.rl.batch import Step, TrainingBatch
 from components.infra.threads import ThreadChooser, torch_threads
 from components.rl.collectives import global_max, global_sums
 from components.rl.logprobs import completion_logprobs, lm_head_of
-from components.rl.losses import LOSS_NORMALISERS, POLICY_LOSSES, kl_k3, sequences
+from components.rl.losses import AGGREGATIONS, algorithm_loss, kl_k3, sequences
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,8 @@ class PolicyUpdate:
         """chunk_tokens: model.lm_head_chunk_tokens. sharded: FSDP/DeepSpeed, where the LM head is only
         whole inside the model's forward (log-probs then come from the model's own logits)."""
         self.model, self.optimizer, self.acc, self.cfg = model, optimizer, accelerator, cfg
-        self.loss_fn = POLICY_LOSSES[cfg.algorithm]
-        self.normaliser = LOSS_NORMALISERS[cfg.algorithm]
+        self.loss_fn = algorithm_loss(cfg.record)  # the algorithm's policy loss, its aggregation bound
+        self.normaliser = AGGREGATIONS[cfg.record.aggregation].normaliser
         self.chunk_tokens = chunk_tokens
         self.lm_head = None if sharded else lm_head_of(accelerator.unwrap_model(model))
         self.skipped_total = 0
