@@ -35,7 +35,7 @@ def iteration_metrics(acc, *, batch: RolloutBatch, all_rewards: torch.Tensor, gr
                       training: TrainingBatch, rows_scored: torch.Tensor | None, update, pi, times: IterationTimes,
                       tokens: int, trainer_logprobs: bool, is_cap: float, skipped_updates: int, scorer) -> dict:
     """batch: the kept groups as sampled; training: them as the update saw them. rows_scored: the rows
-    whose pi_old the trainer recomputed (None: all). update: UpdateStats; pi: the PIStep or None."""
+    whose pi_old the trainer recomputed (None: all). update: UpdateStats; pi: the PIReport or None."""
     avg = partial(rank_mean, acc)  # a per-rank number, averaged over ranks
     metrics: dict[str, float] = {}
     if trainer_logprobs:

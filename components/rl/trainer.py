@@ -5,7 +5,7 @@
      rewards:     the kept groups' rewards, shaped (DAPO's soft overlong penalty)
      advantages:  base advantages A, old and reference log-probs, IS weights: the TrainingBatch of B_t
   2. mu_t = mean reward of everything sampled; PIPO's improvement signal xi_t from the window
-  3. pipo_step:   one PI step on the cached B_{t-1} (if PIPO is enabled and active)
+  3. PI step:     PIPO's update on the cached B_{t-1}, if enabled and active (components/rl/pipo_plugin.py)
   4. base_update: the base algorithm's loss on B_t (ppo_epochs x mini-batches)
   5. cache:       B_t (with its attributions) becomes PIPO's cached batch; mu_t joins the window
   then metrics:   every logged number (components/rl/metrics.py)
@@ -43,10 +43,9 @@ from components.rl.curves import curve_point
 from components.rl.importance import truncated_is_weights
 from components.rl.logprobs import rollout_logprobs
 from components.rl.metrics import IterationTimes, iteration_metrics, progress_fields, run_summary
-from components.rl.pipo import PIPOState
-from components.rl.pipo_steps import PIPOSteps, PIStep
+from components.rl.pipo_plugin import PIPO, PIReport
 from components.rl.probe import ProbeSet, ProbeTracker, score_probe, split_probe
-from components.rl.rewards import VerifierNoise, score_batch, shaping_steps
+from components.rl.rewards import Rollout, VerifierNoise, score_batch, shaping_steps
 from components.rl.sampler import PromptSampler
 from components.rl.update import NonFiniteLossError, PolicyUpdate, UpdateStats
 from components.rollout import RolloutBatch, make_engine
@@ -67,20 +66,7 @@ class RLResult:
     resumed_run_id: str | None = None
 
 
-@dataclass
-class Rollout:
-    """The groups kept for the update, and every reward sampled this iteration (for mu_t)."""
-
-    batch: RolloutBatch
-    rewards: torch.Tensor  # [P_kept, G] verifiable rewards of the kept groups
-    all_rewards: torch.Tensor  # every sampled reward, kept or filtered
-    prompts: torch.Tensor  # [P_kept] the kept groups' prompt indices
-    tokens: int
-    seconds: float
-    sync_seconds: float  # spent bringing the rollout engine's weights up to date first
-
-
-class RLTrainer(PIPOSteps):
+class RLTrainer:
     def iteration(self, it: int) -> dict[str, float]:
         """Iteration t, step by step (module docstring); returns its metrics."""
         t0 = time.time()
@@ -91,11 +77,13 @@ class RLTrainer(PIPOSteps):
         rewards = self.rewards(ro)  # 1. shaped rewards of the kept groups
         batch = self.advantages(ro, rewards)  # 1. A, pi_old, pi_ref, IS weights: B_t as a TrainingBatch
         mu_t = global_mean(self.acc, ro.all_rewards)  # 2. everything sampled, before filter and shaping
-        pi = self.pipo_step(mu_t, it, generator)  # 3. xi_t, and the PI step on B_{t-1}
+        pi = self.pipo.before_update(mu_t, it, generator) if self.pipo else None  # 3. xi_t, PI step on B_{t-1}
+        self.weights_dirty |= bool(pi and pi.optimizer_steps)
         t_update = time.time()
         update = self.base_update(batch, generator)  # 4. base update on B_t
         update_seconds = time.time() - t_update
-        self.cache(mu_t, batch, ro.prompts, ro.rewards.double().mean(dim=1))  # 5. B_t is the next B_{t-1}
+        if self.pipo:  # 5. B_t is the next B_{t-1}
+            self.pipo.after_update(mu_t, batch, ro.prompts, ro.rewards.double().mean(dim=1))
         times = IterationTimes(total=time.time() - t0, rollout=ro.seconds, weight_sync=ro.sync_seconds,
                                update=update_seconds, pi=pi.seconds if pi is not None else 0.0,
                                probe=probe[1] if probe else 0.0)
@@ -154,7 +142,9 @@ class RLTrainer(PIPOSteps):
             prompts = prompts.iloc[train_idx]
         self.sampler = PromptSampler(len(prompts), seed)
         self.texts, self.answers, self.sources = (prompts[c].tolist() for c in ("prompt", "answer", "source"))
-        self.pipo = PIPOState(cfg.pipo.window, cfg.pipo.history_needed, cfg.pipo.pi_clip_mode) \
+        self.pipo = PIPO(cfg.pipo, update=self.update, micro=self.micro, lr=cfg.lr, ppo_epochs=cfg.ppo_epochs,
+                         group_size=cfg.num_generations, authors_surrogate=cfg.record.pipo_authors_surrogate,
+                         total=lambda xs: global_sums(accelerator, xs), resample=self.resample) \
             if cfg.pipo.enabled else None
         self.start_iteration = 0
         self.curve: list[dict[str, float]] = []
@@ -163,7 +153,7 @@ class RLTrainer(PIPOSteps):
                      "num_prompts": len(prompts), "num_processes": self.world, "algorithm": cfg.algorithm,
                      "pipo": cfg.pipo.enabled}
 
-    # ---- the steps of an iteration, in order (PIPO's: components/rl/pipo_steps.py) -----------
+    # ---- the steps of an iteration, in order (PIPO's: components/rl/pipo_plugin.py) ----------
 
     def rollout(self, generator: torch.Generator, it: int) -> Rollout:
         """P/world prompt groups of G samples, scored; groups the filter drops are refilled from new
@@ -207,6 +197,12 @@ class RLTrainer(PIPOSteps):
         rewards = score_batch(batch, [self.sources[i] for i in rep], [self.answers[i] for i in rep], self.scorer,
                               self.reward_cfg, noise).view(-1, G)
         return batch, rewards, seconds
+
+    def resample(self, prompts: torch.Tensor, it: int) -> torch.Tensor:
+        """PIPO's paired signal: [n, G] rewards of these prompts sampled again with the current policy."""
+        self._sync_engine()
+        stream = torch.Generator().manual_seed(self.seed * 1_000_003 + it * self.world + self.rank + 13)
+        return self.sample_groups(prompts, stream, self.verifier_noise(it))[1]
 
     def verifier_noise(self, it: int) -> VerifierNoise | None:
         """rl.verifier_noise: this iteration's flips, from a stream of their own (exact on resume)."""
@@ -275,7 +271,7 @@ class RLTrainer(PIPOSteps):
                 self.weights_dirty = True
         return stats
 
-    def metrics(self, ro: Rollout, batch: TrainingBatch, mu_t: float, pi: PIStep | None, update: UpdateStats,
+    def metrics(self, ro: Rollout, batch: TrainingBatch, mu_t: float, pi: PIReport | None, update: UpdateStats,
                 times: IterationTimes) -> dict[str, float]:
         return iteration_metrics(
             self.acc, batch=ro.batch, all_rewards=ro.all_rewards, group_size=self.cfg.num_generations, mu_t=mu_t,
