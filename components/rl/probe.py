@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 import torch
 
+from components.rl import streams
 from components.rl.collectives import Sums, paired_change
 
 
@@ -44,10 +45,11 @@ def score_probe(engine, scorer, probe: ProbeSet, rl_cfg, generator: torch.Genera
 
 
 def split_probe(num_prompts: int, size: int, seed: int) -> tuple[list[int], list[int]]:
-    """(training indices, probe indices): `size` prompts drawn once with a fixed generator, the rest trained on."""
+    """(training indices, probe indices): `size` prompts drawn once from the seed's probe-split stream
+    (the same on every process and for every variant of a seed), the rest trained on."""
     if size >= num_prompts:
         raise ValueError(f"rl.pipo.probe.size ({size}) must be below the number of RL prompts ({num_prompts})")
-    order = torch.randperm(num_prompts, generator=torch.Generator().manual_seed(seed)).tolist()
+    order = torch.randperm(num_prompts, generator=streams.torch_stream(streams.PROBE_SPLIT, seed)).tolist()
     return sorted(order[size:]), sorted(order[:size])
 
 

@@ -36,6 +36,7 @@ from components.infra.faults import maybe_fault
 from components.infra.progress import ProgressReporter
 from components.reward.pool import pool_for
 from components.rl import checkpoint as ckpt
+from components.rl import streams
 from components.rl.advantages import ADVANTAGES
 from components.rl.batch import MicroBatches, TrainingBatch
 from components.rl.collectives import global_max, global_mean, global_sums, sharded
@@ -70,17 +71,17 @@ class RLTrainer:
     def iteration(self, it: int) -> dict[str, float]:
         """Iteration t, step by step (module docstring); returns its metrics."""
         t0 = time.time()
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + it * self.world + self.rank)
         probe = self.run_probe(it)  # the probe set's scores under pi_theta_t, every rl.pipo.probe.every
-        ro = self.rollout(generator, it)  # 1. B_t ~ pi_theta_t, scored
+        ro = self.rollout(it)  # 1. B_t ~ pi_theta_t, scored
         maybe_fault("rollout", it)  # tests: a crash in the middle of an iteration
         rewards = self.rewards(ro)  # 1. shaped rewards of the kept groups
         batch = self.advantages(ro, rewards)  # 1. A, pi_old, pi_ref, IS weights: B_t as a TrainingBatch
         mu_t = global_mean(self.acc, ro.all_rewards)  # 2. everything sampled, before filter and shaping
-        pi = self.pipo.before_update(mu_t, it, generator) if self.pipo else None  # 3. xi_t, PI step on B_{t-1}
+        pi = self.pipo.before_update(mu_t, it, self.stream(streams.PI_SHUFFLE, it)) \
+            if self.pipo else None  # 3. xi_t, and the PI step on B_{t-1}
         self.weights_dirty |= bool(pi and pi.optimizer_steps)
         t_update = time.time()
-        update = self.base_update(batch, generator)  # 4. base update on B_t
+        update = self.base_update(batch, self.stream(streams.UPDATE_SHUFFLE, it))  # 4. base update on B_t
         update_seconds = time.time() - t_update
         if self.pipo:  # 5. B_t is the next B_{t-1}
             self.pipo.after_update(mu_t, batch, ro.prompts, ro.rewards.double().mean(dim=1))
@@ -127,7 +128,7 @@ class RLTrainer:
         self.micro = MicroBatches(max(1, cfg.mini_batch_size // self.world), cfg.max_tokens_per_micro_batch,
                                   cfg.micro_batch_size, lambda n: global_max(accelerator, n))
         self.engine = make_engine(rollout, accelerator.unwrap_model(self.model), tokenizer, model_path, None,
-                                  seed * 1_000_003 + self.rank, self.world,
+                                  streams.seed_int(streams.ENGINE, seed, 0, self.rank), self.world,
                                   trust_remote_code=model_cfg.trust_remote_code)
         # The engine's weights are brought up to date before a rollout whenever an optimizer step
         # changed them (a resumed checkpoint counts); the hf engine shares the module, a no-op.
@@ -155,13 +156,14 @@ class RLTrainer:
 
     # ---- the steps of an iteration, in order (PIPO's: components/rl/pipo_plugin.py) ----------
 
-    def rollout(self, generator: torch.Generator, it: int) -> Rollout:
+    def rollout(self, it: int) -> Rollout:
         """P/world prompt groups of G samples, scored; groups the filter drops are refilled from new
         prompts for up to group_filter.extra_rounds more rounds."""
         cfg = self.cfg
         want = cfg.prompts_per_iteration // self.world
         sync_seconds = self._sync_engine()
-        noise = self.verifier_noise(it)
+        noise = self.verifier_noise(it, streams.VERIFIER_NOISE)
+        generator = self.stream(streams.ROLLOUT, it)
         kept_parts, kept_rewards, kept_prompts, all_rewards = [], [], [], []
         tokens, seconds, have = 0, 0.0, 0
         for _ in range(1 + self.group_filter.extra_rounds):
@@ -201,16 +203,19 @@ class RLTrainer:
     def resample(self, prompts: torch.Tensor, it: int) -> torch.Tensor:
         """PIPO's paired signal: [n, G] rewards of these prompts sampled again with the current policy."""
         self._sync_engine()
-        stream = torch.Generator().manual_seed(self.seed * 1_000_003 + it * self.world + self.rank + 13)
-        return self.sample_groups(prompts, stream, self.verifier_noise(it))[1]
+        noise = self.verifier_noise(it, streams.PAIRED_NOISE)
+        return self.sample_groups(prompts, self.stream(streams.PAIRED_RESAMPLE, it), noise)[1]
 
-    def verifier_noise(self, it: int) -> VerifierNoise | None:
-        """rl.verifier_noise: this iteration's flips, from a stream of their own (exact on resume)."""
+    def stream(self, purpose: str, it: int) -> torch.Generator:
+        """This process's random stream for `purpose` at iteration `it` (components/rl/streams.py)."""
+        return streams.torch_stream(purpose, self.seed, it, self.rank)
+
+    def verifier_noise(self, it: int, purpose: str) -> VerifierNoise | None:
+        """rl.verifier_noise: this iteration's flips, from a stream of their own and of rl.verifier_noise.seed."""
         noise = self.cfg.verifier_noise
         if noise.flip_share == 0.0:
             return None
-        stream = torch.Generator().manual_seed(noise.seed * 1_000_003 + it * self.world + self.rank)
-        return VerifierNoise(noise.flip_share, stream)
+        return VerifierNoise(noise.flip_share, streams.torch_stream(purpose, noise.seed, it, self.rank))
 
     def run_probe(self, it: int) -> tuple[torch.Tensor, float] | None:
         """The probe set's scores under the current policy and the seconds they took, every
@@ -219,8 +224,7 @@ class RLTrainer:
             return None
         self._sync_engine()
         t0 = time.time()
-        stream = torch.Generator().manual_seed(self.seed * 1_000_003 + it * self.world + self.rank + 7)
-        scores = score_probe(self.engine, self.scorer, self.probe_set, self.cfg, stream)
+        scores = score_probe(self.engine, self.scorer, self.probe_set, self.cfg, self.stream(streams.PROBE, it))
         return scores, time.time() - t0
 
     def rewards(self, ro: Rollout) -> torch.Tensor:
