@@ -248,7 +248,7 @@ def test_pi_steps_match_base_takes_as_many_steps_as_the_base_update(policy, pi_s
                                                              "rl.mini_batch_size=2"])
     steps = []
     real_step = trainer.update.step
-    trainer.update.step = lambda batch, rows, lr, spec: steps.append(len(rows.rows)) or real_step(batch, rows, lr, spec)
+    trainer.update.step = lambda batch, plan, lr, spec: steps.append(len(plan.rows)) or real_step(batch, plan, lr, spec)
     trainer.base_update(cached, torch.Generator().manual_seed(0))
     assert len(steps) == 4
     steps.clear()

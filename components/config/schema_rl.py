@@ -64,7 +64,8 @@ class PIPOConfig(_Strict):
         return self
 
     @property
-    def history_needed(self) -> int:
+    def effective_min_history(self) -> int:
+        """rl.pipo.min_history, its null meaning the window K."""
         return self.window if self.min_history is None else self.min_history
 
 

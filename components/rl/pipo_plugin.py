@@ -55,7 +55,7 @@ class PIPO:
         self.cfg, self.update, self.micro = cfg, update, micro
         self.lr, self.ppo_epochs, self.group_size = lr, ppo_epochs, group_size
         self.authors_surrogate, self.total, self.resample = authors_surrogate, total, resample
-        self.state = PIPOState(cfg.window, cfg.history_needed, cfg.pi_clip_mode)
+        self.state = PIPOState(cfg.window, cfg.effective_min_history, cfg.pi_clip_mode)
 
     # ---- the two calls of an iteration ----------------------------------------------------
 
@@ -106,8 +106,8 @@ class PIPO:
             plan = list(self.micro.for_base_update(batch.prompt_mask, batch.completion_mask, self.ppo_epochs,
                                                    shuffle, runs))
         losses, stepped = [], 0
-        for rows in plan:
-            step = self.update.step(batch, rows, self.lr * self.cfg.pi_lr_scale, spec)
+        for step_plan in plan:
+            step = self.update.step(batch, step_plan, self.lr * self.cfg.pi_lr_scale, spec)
             stepped += step is not None
             losses.append(math.nan if step is None else step.loss)
         return PIReport(signal=None, loss=sum(losses) / len(losses), rows=sum(len(r.rows) for r in plan),

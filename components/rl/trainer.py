@@ -4,7 +4,8 @@
                   (the group filter, DAPO's dynamic sampling, may drop groups and refill them)
      rewards:     the kept groups' rewards, shaped (DAPO's soft overlong penalty)
      advantages:  base advantages A, old and reference log-probs, IS weights: the TrainingBatch of B_t
-  2. mu_t = mean reward of everything sampled; PIPO's improvement signal xi_t from the window
+  2. mu_t = mean reward of everything sampled (the verifiers' reward, with reward.format_weight's term
+                  already in; before the group filter and DAPO's shaping); PIPO's signal xi_t from the window
   3. PI step:     PIPO's update on the cached B_{t-1}, if enabled and active (components/rl/pipo_plugin.py)
   4. base_update: the base algorithm's loss on B_t (ppo_epochs x mini-batches)
   5. cache:       B_t (with its attributions) becomes PIPO's cached batch; mu_t joins the window
@@ -71,12 +72,12 @@ class RLTrainer:
     def iteration(self, it: int) -> dict[str, float]:
         """Iteration t, step by step (module docstring); returns its metrics."""
         t0 = time.time()
-        probe = self.run_probe(it)  # the probe set's scores under pi_theta_t, every rl.pipo.probe.every
+        probed = self.run_probe(it)  # the probe set's scores under pi_theta_t, every rl.pipo.probe.every
         ro = self.rollout(it)  # 1. B_t ~ pi_theta_t, scored
         maybe_fault("rollout", it)  # tests: a crash in the middle of an iteration
         rewards = self.rewards(ro)  # 1. shaped rewards of the kept groups
         batch = self.advantages(ro, rewards)  # 1. A, pi_old, pi_ref, IS weights: B_t as a TrainingBatch
-        mu_t = global_mean(self.acc, ro.all_rewards)  # 2. everything sampled, before filter and shaping
+        mu_t = global_mean(self.acc, ro.all_rewards)  # 2. everything sampled, before the filter and DAPO's shaping
         pi = self.pipo.before_update(mu_t, it, self.stream(streams.PI_SHUFFLE, it)) \
             if self.pipo else None  # 3. xi_t, and the PI step on B_{t-1}
         self.weights_dirty |= bool(pi and pi.optimizer_steps)
@@ -87,13 +88,13 @@ class RLTrainer:
             self.pipo.after_update(mu_t, batch, ro.prompts, ro.rewards.double().mean(dim=1))
         times = IterationTimes(total=time.time() - t0, rollout=ro.seconds, weight_sync=ro.sync_seconds,
                                update=update_seconds, pi=pi.seconds if pi is not None else 0.0,
-                               probe=probe[1] if probe else 0.0)
+                               probe=probed[1] if probed else 0.0)
         metrics = self.metrics(ro, batch, mu_t, pi, update, times)
         if self.probe is not None:
             if pi is not None and pi.signal is not None:
                 self.probe.observe_xi(pi.signal.xi)
-            if probe is not None:
-                metrics.update(self.probe.record(probe[0], lambda xs: global_sums(self.acc, xs)))
+            if probed is not None:
+                metrics.update(self.probe.record(probed[0], lambda xs: global_sums(self.acc, xs)))
         return metrics
 
     def __init__(self, model, tokenizer, prompts: pd.DataFrame, cfg: RLConfig, seed: int, accelerator, *,
@@ -134,6 +135,8 @@ class RLTrainer:
         # changed them (a resumed checkpoint counts); the hf engine shares the module, a no-op.
         self.weights_dirty = True
         self.scorer = pool_for(reward)  # per-item timeouts for every item not bounded by construction
+        # what names this run's checkpoints, from the prompts as given (the stage's folder name is the same)
+        fingerprint = ckpt.run_fingerprint(cfg, seed, len(prompts), self.world, identity)
         self.probe_set, self.probe = None, None
         if cfg.pipo.probe.every > 0:  # held out from training: the same prompts for every variant of a seed
             train_idx, probe_idx = split_probe(len(prompts), cfg.pipo.probe.size, seed)
@@ -150,9 +153,8 @@ class RLTrainer:
         self.start_iteration = 0
         self.curve: list[dict[str, float]] = []
         self.resumed_run_id: str | None = None
-        self.meta = {"fingerprint": ckpt.run_fingerprint(cfg, seed, len(prompts), self.world, identity), "seed": seed,
-                     "num_prompts": len(prompts), "num_processes": self.world, "algorithm": cfg.algorithm,
-                     "pipo": cfg.pipo.enabled}
+        self.meta = {"fingerprint": fingerprint, "seed": seed, "num_prompts": len(prompts), "num_processes": self.world,
+                     "algorithm": cfg.algorithm, "pipo": cfg.pipo.enabled}
 
     # ---- the steps of an iteration, in order (PIPO's: components/rl/pipo_plugin.py) ----------
 
@@ -267,11 +269,11 @@ class RLTrainer:
     def base_update(self, batch: TrainingBatch, generator: torch.Generator) -> UpdateStats:
         """ppo_epochs shuffled passes over B_t, one optimizer step per mini-batch."""
         stats = UpdateStats()
-        for rows in self.micro.for_base_update(batch.prompt_mask, batch.completion_mask, self.cfg.ppo_epochs,
+        for plan in self.micro.for_base_update(batch.prompt_mask, batch.completion_mask, self.cfg.ppo_epochs,
                                                generator, self.update.rows_to_run(batch.advantages)):
-            step = self.update.step(batch, rows, self.cfg.lr, self.update.base_loss)
+            step = self.update.step(batch, plan, self.cfg.lr, self.update.base_loss)
             if step is not None:
-                stats.add(step, rows)
+                stats.add(step, plan)
                 self.weights_dirty = True
         return stats
 
