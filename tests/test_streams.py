@@ -50,6 +50,17 @@ def test_the_old_colliding_pairs_are_independent_now(old_a, old_b, new_a, new_b)
     assert first_draws(streams.torch_stream(*new_a)) != first_draws(streams.torch_stream(*new_b))
 
 
+def test_an_engine_seed_fits_numpys_legacy_seeding():
+    """vLLM seeds numpy's legacy RNG with its seed, which refuses anything from 2**32 on."""
+    import numpy as np
+
+    from components.rl import streams
+
+    seeds = [streams.seed_int(streams.ENGINE, s, 0, r, bits=31) for s in (0, 1, 2**32 - 1) for r in range(8)]
+    assert len(set(seeds)) == len(seeds) and all(0 <= s < 2**31 for s in seeds)
+    np.random.seed(seeds[-1])
+
+
 def test_an_unknown_purpose_is_refused():
     from components.rl import streams
 

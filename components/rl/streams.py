@@ -42,10 +42,11 @@ def seed_sequence(purpose: str, seed: int, iteration: int = 0, rank: int = 0) ->
     return np.random.SeedSequence([key, seed, iteration, rank])
 
 
-def seed_int(purpose: str, seed: int, iteration: int = 0, rank: int = 0) -> int:
-    """A 63-bit seed of the stream (for torch generators, and libraries that take an int seed)."""
+def seed_int(purpose: str, seed: int, iteration: int = 0, rank: int = 0, bits: int = 63) -> int:
+    """A `bits`-bit seed of the stream (63 for torch generators; 31 for libraries that seed numpy's legacy
+    RNG with it, which takes no more than 32 bits: vLLM)."""
     low, high = seed_sequence(purpose, seed, iteration, rank).generate_state(2, np.uint32)
-    return (int(high) << 32 | int(low)) >> 1
+    return (int(high) << 32 | int(low)) >> (64 - bits)
 
 
 def torch_stream(purpose: str, seed: int, iteration: int = 0, rank: int = 0) -> torch.Generator:

@@ -129,7 +129,7 @@ class RLTrainer:
         self.micro = MicroBatches(max(1, cfg.mini_batch_size // self.world), cfg.max_tokens_per_micro_batch,
                                   cfg.micro_batch_size, lambda n: global_max(accelerator, n))
         self.engine = make_engine(rollout, accelerator.unwrap_model(self.model), tokenizer, model_path, None,
-                                  streams.seed_int(streams.ENGINE, seed, 0, self.rank), self.world,
+                                  streams.seed_int(streams.ENGINE, seed, 0, self.rank, bits=31), self.world,
                                   trust_remote_code=model_cfg.trust_remote_code)
         # The engine's weights are brought up to date before a rollout whenever an optimizer step
         # changed them (a resumed checkpoint counts); the hf engine shares the module, a no-op.
