@@ -71,12 +71,12 @@ def main() -> None:
     acc = Accelerator(cpu=not torch.cuda.is_available())
     trainers = {key: RLTrainer(copy.deepcopy(model), tok, prompts, cfg.rl, cfg.seed, acc, rollout=cfg.rollout,
                                reward=cfg.reward, model_cfg=cfg.model) for key, cfg in configs.items()}
-    history_needed = configs[(True, True)].rl.pipo.history_needed
+    min_history = configs[(True, True)].rl.pipo.effective_min_history
     times: dict = {key: {"iter": [], "pi": [], "update": [], "skipped": []} for key in trainers}
     for it in range(args.iterations):
         for key, trainer in trainers.items():
             m = trainer.iteration(it)
-            if it < history_needed:  # PIPO is not active yet: not compared
+            if it < min_history:  # PIPO is not active yet: not compared
                 continue
             times[key]["iter"].append(m["perf/iter_seconds"])
             times[key]["update"].append(m["perf/update_seconds"])

@@ -4,8 +4,9 @@ Sides: `project_grpo` (RLTrainer, rl.pipo.enabled=false), `project_pipo` (GRPO+P
 (TRL 1.16 GRPOTrainer, run with .venv-trl's python). Every run is its own process, one at a time,
 started from the same SFT folder on the same prompts (data/prepared/rl.parquet, rendered as the rl
 stage renders them), with params.yaml's rl settings (plus --set) mapped onto GRPOConfig
-(`trl_settings`): loss_type "grpo" (per-sequence token mean, then mean over sequences, as the
-project's grpo loss), scale_rewards "group", beta, epsilon/epsilon_high, num_generations, a
+(`trl_settings`): the algorithm record's `trl` settings (GRPO's: loss_type "grpo", the per-sequence
+token mean, then mean over sequences, and token-level importance sampling; an algorithm whose record
+names none is refused), scale_rewards "group", beta, epsilon/epsilon_high, num_generations, a
 generation batch of prompts_per_iteration x num_generations = per_device_train_batch_size x
 gradient_accumulation_steps with one optimizer step per generation batch (num_iterations 1), a
 constant lr with no warmup, AdamW with torch's default betas/eps and the project's weight decay,
@@ -102,7 +103,7 @@ def check_comparable(cfg) -> None:
     """Refuse settings that GRPOConfig cannot mirror (the mapping in trl_settings would be wrong)."""
     rl, batch = cfg.rl, cfg.rl.prompts_per_iteration * cfg.rl.num_generations
     problems = [msg for bad, msg in (
-        (rl.algorithm != "grpo", f"rl.algorithm is {rl.algorithm!r}; the comparison is of GRPO"),
+        (rl.record.trl is None, f"rl.algorithm is {rl.algorithm!r}; its record names no TRL equivalent (trl)"),
         (rl.ppo_epochs != 1, "rl.ppo_epochs must be 1 (one pass over each batch)"),
         (rl.mini_batch_size < batch, f"rl.mini_batch_size must be >= {batch}: one optimizer step per iteration"),
         (cfg.rollout.engine != "hf", "rollout.engine must be hf (both sides sample with the policy module)"),
@@ -126,9 +127,9 @@ def trl_settings(cfg, seed: int, micro_batch: int) -> dict[str, Any]:
         # activation_checkpointing: transformers 5.24's name for TRL's gradient_checkpointing (TRL defaults it on)
         seed=seed, use_cpu=True, bf16=False, fp16=False, activation_checkpointing=cfg.model.gradient_checkpointing,
         per_device_train_batch_size=micro_batch, gradient_accumulation_steps=batch // micro_batch,
-        num_generations=rl.num_generations, num_iterations=1, loss_type="grpo",
+        num_generations=rl.num_generations, num_iterations=1, **rl.record.trl,
         scale_rewards="group" if used.scale_rewards else "none", beta=rl.beta, use_bias_correction_kl=False,
-        epsilon=used.epsilon, epsilon_high=used.epsilon_high, importance_sampling_level="token",
+        epsilon=used.epsilon, epsilon_high=used.epsilon_high,
         learning_rate=rl.lr, lr_scheduler_type="constant", warmup_steps=0, optim="adamw_torch",
         adam_beta1=adamw["betas"][0], adam_beta2=adamw["betas"][1], adam_epsilon=adamw["eps"],
         weight_decay=rl.weight_decay, max_grad_norm=rl.max_grad_norm,

@@ -41,7 +41,7 @@ def update_gap(acc, cfg, model, tok, idle_rank: int | None = None) -> dict[str, 
     prompts = [p for p in sums(64, 2)["prompt"].tolist()[:8] for _ in range(G)]
     # identical weights and generator on every rank: every rank builds the same global batch
     full = trainer.engine.generate(prompts, cfg.rl.max_completion_length, generator=torch.Generator().manual_seed(5))
-    adv = ADVANTAGES["grpo"](parity_reward(full, None, None).view(-1, G)).reshape(-1)
+    adv = ADVANTAGES["group_relative"](parity_reward(full, None, None).view(-1, G), scale_rewards=True).reshape(-1)
     groups = torch.arange(len(prompts) // G)[rank::world]  # sharded by prompt group, as the trainer does
     mine = (groups[:, None] * G + torch.arange(G)).reshape(-1)
     if idle_rank is not None:

@@ -5,8 +5,13 @@ import math
 import pytest
 import torch
 
-from components.rl.advantages import ADVANTAGES, grpo_advantages
-from components.rl.losses import POLICY_LOSSES, clipped_surrogate, grpo_loss, seq_mean_token_mean
+from components.config import algorithms
+from components.rl.advantages import ADVANTAGES, group_relative
+from components.rl.losses import POLICY_LOSSES, algorithm_loss, clipped_surrogate, seq_mean_token_mean
+
+# Each algorithm's loss as the update calls it: its record's policy loss with its aggregation.
+grpo_loss, dr_grpo_loss, dapo_loss, gspo_loss = (algorithm_loss(algorithms.get(n))
+                                                 for n in ("grpo", "dr_grpo", "dapo", "gspo"))
 
 # The losses take every setting explicitly (no shadow defaults): the PPO clip of params.yaml.
 PPO = {"eps_low": 0.2, "eps_high": 0.2, "max_len": None, "surrogate": "standard"}
@@ -14,18 +19,18 @@ PPO = {"eps_low": 0.2, "eps_high": 0.2, "max_len": None, "surrogate": "standard"
 
 def test_grpo_advantage_hand_values():
     # group [1, 0, 0, 1]: mean 0.5, sample std (ddof=1) = sqrt(1/3) = 0.57735
-    adv = grpo_advantages(torch.tensor([[1.0, 0.0, 0.0, 1.0]]))
+    adv = group_relative(torch.tensor([[1.0, 0.0, 0.0, 1.0]]), scale_rewards=True)
     expected = 0.5 / (math.sqrt(1 / 3) + 1e-6)
     assert torch.allclose(adv, torch.tensor([[expected, -expected, -expected, expected]]), atol=1e-5)
 
 
 def test_grpo_advantage_equal_group_is_zero():
-    adv = grpo_advantages(torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]))
+    adv = group_relative(torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]), scale_rewards=True)
     assert torch.equal(adv, torch.zeros(2, 3))
 
 
 def test_grpo_advantage_unscaled_is_centered_reward():
-    adv = grpo_advantages(torch.tensor([[1.0, 0.0, 0.0, 0.0]]), scale_rewards=False)
+    adv = group_relative(torch.tensor([[1.0, 0.0, 0.0, 0.0]]), scale_rewards=False)
     assert torch.allclose(adv, torch.tensor([[0.75, -0.25, -0.25, -0.25]]))
 
 
@@ -66,17 +71,32 @@ def test_grpo_loss_gradient_raises_logprob_of_positive_advantage():
     assert torch.allclose(logp.grad, torch.tensor([[-1.0, -1.0]]))
 
 
-def test_registries_hold_grpo():
-    assert ADVANTAGES["grpo"] is grpo_advantages and POLICY_LOSSES["grpo"] is grpo_loss
+def test_every_record_names_registered_blocks_that_fit():
+    """Each algorithm's record names an estimator, a policy loss and an aggregation the registries hold,
+    the loss's level (token or sequence values) matching the aggregation's."""
+    from components.rl.losses import AGGREGATIONS
+
+    assert set(AGGREGATIONS) == set(algorithms.AGGREGATIONS)
+    for name in algorithms.names():
+        record = algorithms.get(name)
+        assert record.advantage in ADVANTAGES and record.policy_loss in POLICY_LOSSES
+        algorithm_loss(record)  # raises on a level mismatch
 
 
-from components.rl.advantages import dr_grpo_advantages  # noqa: E402
-from components.rl.losses import authors_surrogate, dapo_loss, dr_grpo_loss, gspo_loss  # noqa: E402
+def test_a_policy_loss_refuses_an_aggregation_of_the_other_level():
+    record = algorithms.Algorithm(name="mismatch", paper="-", published=algorithms.get("grpo").published,
+                                  aggregation="seq-mean", policy_loss="token_ratio")
+    with pytest.raises(ValueError, match="policy loss 'token_ratio' gives token values"):
+        algorithm_loss(record)
+
+
+from components.rl.losses import authors_surrogate  # noqa: E402
 from components.rl.rewards import overlong_penalty  # noqa: E402
 
 
 def test_dr_grpo_advantage_is_centered_without_std():
-    adv = dr_grpo_advantages(torch.tensor([[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0]]))
+    adv = group_relative(torch.tensor([[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0]]),
+                         scale_rewards=algorithms.get("dr_grpo").published.scale_rewards)
     assert torch.equal(adv, torch.tensor([[0.5, -0.5, -0.5, 0.5], [0.0, 0.0, 0.0, 0.0]]))
 
 
@@ -135,7 +155,8 @@ def test_overlong_penalty_ramps_over_the_buffer():
 
 def test_losses_have_no_default_clip_range():
     # A default here would silently shadow rl.epsilon / rl.epsilon_high if a caller forgot them.
-    for name, loss in POLICY_LOSSES.items():
+    for name in algorithms.names():
+        loss = algorithm_loss(algorithms.get(name))
         with pytest.raises(TypeError, match="eps_low"):
             loss(torch.zeros(1, 1), torch.zeros(1, 1), torch.ones(1), torch.ones(1, 1), eps_high=0.2, max_len=4,
                  surrogate="standard")

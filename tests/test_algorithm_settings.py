@@ -1,4 +1,4 @@
-"""Naming an algorithm gives its published settings (rl.algorithm_defaults); an explicit rl.* value wins;
+"""Naming an algorithm gives its published settings (its record); an explicit rl.* value wins;
 the loss, the advantage and the group filter receive the effective values, and MLflow gets them as params."""
 
 from __future__ import annotations
@@ -79,10 +79,11 @@ def test_explicit_params_override_the_published_settings(policy, algorithm, monk
 def test_dr_grpo_scales_by_the_std_only_when_asked():
     from components.rl.advantages import ADVANTAGES
 
+    dr_grpo = ADVANTAGES[load_config(overrides=["rl.algorithm=dr_grpo"]).rl.record.advantage]
     rewards = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
-    centered = ADVANTAGES["dr_grpo"](rewards, scale_rewards=False)
+    centered = dr_grpo(rewards, scale_rewards=False)
     assert torch.allclose(centered, torch.tensor([[0.75, -0.25, -0.25, -0.25]]))
-    assert torch.allclose(ADVANTAGES["dr_grpo"](rewards, scale_rewards=True), centered / (0.5 + 1e-6))
+    assert torch.allclose(dr_grpo(rewards, scale_rewards=True), centered / (0.5 + 1e-6))
 
 
 def test_effective_settings_are_mlflow_params():
@@ -95,17 +96,29 @@ def test_effective_settings_are_mlflow_params():
     assert dapo["rl.effective.loss_aggregation"] == "token mean over the batch"
 
 
-def test_every_algorithm_needs_its_published_entry():
+def test_published_settings_live_in_the_records_not_in_params():
+    """rl.algorithm_defaults is gone: a params file that still has it is refused, naming the key."""
     from components.config import ConfigError
 
-    with pytest.raises(ConfigError, match="algorithm_defaults must have exactly one entry per algorithm"):
+    with pytest.raises(ConfigError, match="algorithm_defaults"):
         load_config(overrides=["rl.algorithm_defaults={grpo: {epsilon: 0.2, epsilon_high: 0.2, scale_rewards: true}}"])
+
+
+def test_dapo_knobs_left_null_take_the_papers_values():
+    dapo = load_config(overrides=["rl.algorithm=dapo", "rl.dapo.dynamic_sampling=null",
+                                  "rl.dapo.overlong_penalty=null"]).rl.effective
+    assert (dapo.dynamic_sampling, dapo.overlong_penalty) == (True, 1.0)  # Yu et al. 2025
+    grpo = load_config(overrides=["rl.dapo.dynamic_sampling=true"]).rl.effective
+    assert (grpo.dynamic_sampling, grpo.overlong_buffer) == (False, 0)  # GRPO's record takes no DAPO step
 
 
 def test_dapo_aggregates_over_every_token_of_the_batch():
     """DAPO's token mean: a long and a short response with the same advantage weigh by their token counts
     (GRPO's per-sequence mean weighs them equally)."""
-    from components.rl.losses import dapo_loss, grpo_loss
+    from components.config import algorithms
+    from components.rl.losses import algorithm_loss
+
+    dapo_loss, grpo_loss = (algorithm_loss(algorithms.get(n)) for n in ("dapo", "grpo"))
 
     logp = torch.zeros(2, 4, requires_grad=True)
     mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]])

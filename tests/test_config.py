@@ -85,22 +85,21 @@ def test_presets_come_from_the_environment_too(monkeypatch):
     assert load_config().rollout.engine == "vllm"
 
 
-def test_the_algorithm_names_are_the_registries_keys():
-    """rl.algorithm's allowed names (config's ALGORITHMS) must be exactly the loss and advantage
-    registries' keys: a name only one side knows would pass validation and fail at the rl stage,
-    or be a registered algorithm no config can select."""
-    from components.config import ALGORITHMS
+def test_every_algorithm_record_names_registered_blocks():
+    """rl.algorithm's allowed names are the algorithm records' (components/config/algorithms); each
+    record's estimator and loss must be registered, or a name would pass validation and fail at the rl stage."""
+    from components.config import ALGORITHMS, algorithms
     from components.rl.advantages import ADVANTAGES
     from components.rl.losses import POLICY_LOSSES
 
-    assert len(set(ALGORITHMS)) == len(ALGORITHMS)
-    assert set(POLICY_LOSSES) == set(ALGORITHMS)
-    assert set(ADVANTAGES) == set(ALGORITHMS)
+    assert ALGORITHMS == algorithms.names() == ("grpo", "dr_grpo", "dapo", "gspo")
+    assert all(algorithms.get(n).advantage in ADVANTAGES and algorithms.get(n).policy_loss in POLICY_LOSSES
+               for n in ALGORITHMS)
 
 
 def test_the_config_loads_without_torch():
     """Params are checked before any stage imports torch: the config must not import it (nor the
-    torch-backed registries in components.rl), which is why ALGORITHMS lives in the config."""
+    torch-backed registries in components.rl), which is why the algorithm records live in the config."""
     import subprocess
     import sys
 

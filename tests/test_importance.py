@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from components.rl.importance import logprob_mismatch, truncated_is_weights
-from components.rl.losses import POLICY_LOSSES
+from components.config import algorithms
+from components.rl.losses import algorithm_loss
 
 
 def test_mismatch_is_measured_on_completion_tokens_only():
@@ -51,8 +52,9 @@ def test_unit_weights_change_nothing_and_weights_scale_the_loss(name):
     mask = torch.ones(4, 5)
     eps_low, eps_high = {"dapo": (0.2, 0.28), "gspo": (3e-4, 4e-4)}.get(name, (0.2, 0.2))  # each one's usual range
     kw = {"eps_low": eps_low, "eps_high": eps_high, "max_len": 5, "surrogate": "standard"}
-    base, _ = POLICY_LOSSES[name](lp, old, adv, mask, **kw)
-    same, _ = POLICY_LOSSES[name](lp, old, adv, mask, **kw, is_weights=torch.ones(4, 5))
-    halved, _ = POLICY_LOSSES[name](lp, old, adv, mask, **kw, is_weights=torch.full((4, 5), 0.5))
+    loss = algorithm_loss(algorithms.get(name))
+    base, _ = loss(lp, old, adv, mask, **kw)
+    same, _ = loss(lp, old, adv, mask, **kw, is_weights=torch.ones(4, 5))
+    halved, _ = loss(lp, old, adv, mask, **kw, is_weights=torch.full((4, 5), 0.5))
     assert torch.allclose(base, same)
     assert torch.allclose(halved, 0.5 * base)

@@ -84,6 +84,16 @@ def test_state_round_trip_keeps_window_and_cached_batch():
         PIPOState(window=5, min_history=2).load_state_dict(state.state_dict())
 
 
+def test_a_pipo_state_without_the_prompt_cache_is_refused_clearly():
+    """A checkpoint written before the paired signal existed has no prompt cache: refused, naming the fix
+    (it used to load with an empty cache, and a paired signal would then re-sample nothing)."""
+    state = PIPOState(window=3, min_history=2)
+    state.push(0.1, _batch(), group_size=2)
+    old = {k: v for k, v in state.state_dict().items() if k not in ("cached_prompts", "cached_group_rewards")}
+    with pytest.raises(ValueError, match="predates the paired signal.*remove its folder under rl.checkpoint_dir"):
+        PIPOState(window=3, min_history=2).load_state_dict(old)
+
+
 def test_window_below_two_rejected_by_the_config():
     with pytest.raises(ConfigError, match="window must be >= 2"):
         load_config(overrides=["rl.pipo.window=1"])

@@ -130,8 +130,8 @@ def test_paired_signal_resamples_the_previous_prompts_and_uses_their_change(poli
     model, tok = policy
     trainer = RLTrainer(copy.deepcopy(model), tok, sums(40, 0), cfg.rl, 0, Accelerator(cpu=True),
                         rollout=cfg.rollout, reward=cfg.reward, model_cfg=cfg.model)
-    trainer.pipo.cached_prompts = torch.tensor([3, 5, 7, 9])
-    trainer.pipo.cached_group_rewards = torch.tensor([0.0, 0.25, 0.5, 0.5], dtype=torch.float64)
+    trainer.pipo.state.cached_prompts = torch.tensor([3, 5, 7, 9])
+    trainer.pipo.state.cached_group_rewards = torch.tensor([0.0, 0.25, 0.5, 0.5], dtype=torch.float64)
     asked = []
 
     def resample(prompts, generator, noise):  # after the update: group means 0.5 and 1.0 on prompts 3, 5
@@ -139,7 +139,7 @@ def test_paired_signal_resamples_the_previous_prompts_and_uses_their_change(poli
         return None, torch.tensor([[0.5, 0.5, 0.5, 0.5], [1.0, 1.0, 1.0, 1.0]]), 0.0
 
     trainer.sample_groups = resample
-    s = trainer.paired(it=3)
+    s = trainer.pipo.paired(it=3)
     trainer.close()
     assert asked == [[3, 5]]  # half of B_{t-1}'s groups
     # d = [0.5, 0.75]: mean 0.625, sd 0.1768, se 0.125 -> xi 5

@@ -193,7 +193,7 @@ def test_helpful_update_pi_step_reinforces_the_previous_batch(policy):
 
     trainer, cached, seq_logprob = _trainer_with_cached_batch(policy, [])
     before = seq_logprob()
-    trainer.pi_step(cached.with_advantages(pi_coefficients(cached.advantages, phi_value=2.0)))  # xi = 2: it helped
+    trainer.pipo.pi_step(cached.with_advantages(pi_coefficients(cached.advantages, phi_value=2.0)))  # xi = 2: it helped
     delta = seq_logprob() - before
     assert (delta[:2] > 0).all(), delta  # positively attributed responses became more likely
     assert (delta[2:] < 0).all(), delta  # negatively attributed ones less likely
@@ -206,7 +206,7 @@ def test_harmful_update_with_zero_neg_scale_gives_zero_gradient(policy):
     signal = improvement_signal(0.1, [0.3, 0.5], neg_scale=0.0)  # the last update hurt: xi = -3
     assert signal.xi < 0 and signal.phi == 0.0
     before = seq_logprob()
-    trainer.pi_step(cached.with_advantages(pi_coefficients(cached.advantages, signal.phi)))
+    trainer.pipo.pi_step(cached.with_advantages(pi_coefficients(cached.advantages, signal.phi)))
     grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
     assert grads and all(torch.count_nonzero(g) == 0 for g in grads)
     assert torch.equal(seq_logprob(), before)
@@ -222,11 +222,11 @@ def test_zero_neg_scale_after_a_harmful_update_takes_no_step(policy, clip_mode):
 
     trainer, cached, _ = _trainer_with_cached_batch(policy, ["rl.pipo.neg_scale=0.0",
                                                              f"rl.pipo.pi_clip_mode={clip_mode}"])
-    trainer.pi_step(cached.with_advantages(pi_coefficients(cached.advantages, 1.0)))  # momentum to carry
-    trainer.pipo.cached = cached
-    trainer.pipo.history = deque([0.5, 0.7], maxlen=trainer.pipo.window)
+    trainer.pipo.pi_step(cached.with_advantages(pi_coefficients(cached.advantages, 1.0)))  # momentum to carry
+    trainer.pipo.state.cached = cached
+    trainer.pipo.state.history = deque([0.5, 0.7], maxlen=trainer.pipo.state.window)
     before = [p.detach().clone() for p in trainer.model.parameters()]
-    pi = trainer.pipo_step(0.1)  # well below the window: the last update hurt
+    pi = trainer.pipo.before_update(0.1, 0)  # well below the window: the last update hurt
     assert pi.signal is not None and pi.signal.xi < 0 and not pi.signal.takes_step
     assert pi.rows_run == 0 and pi.rows == len(cached)
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
@@ -236,8 +236,8 @@ def test_zero_neg_scale_after_a_harmful_update_takes_no_step(policy, clip_mode):
 def _prime_pipo(trainer, cached):
     from collections import deque
 
-    trainer.pipo.cached = cached.with_advantages(cached.advantages * 0.5)  # attributions
-    trainer.pipo.history = deque([0.5, 0.7], maxlen=trainer.pipo.window)
+    trainer.pipo.state.cached = cached.with_advantages(cached.advantages * 0.5)  # attributions
+    trainer.pipo.state.history = deque([0.5, 0.7], maxlen=trainer.pipo.state.window)
 
 
 @pytest.mark.parametrize("pi_steps,expected", [("one", 1), ("match_base", 4)])
@@ -248,12 +248,12 @@ def test_pi_steps_match_base_takes_as_many_steps_as_the_base_update(policy, pi_s
                                                              "rl.mini_batch_size=2"])
     steps = []
     real_step = trainer.update.step
-    trainer.update.step = lambda batch, rows, lr, spec: steps.append(len(rows.rows)) or real_step(batch, rows, lr, spec)
+    trainer.update.step = lambda batch, plan, lr, spec: steps.append(len(plan.rows)) or real_step(batch, plan, lr, spec)
     trainer.base_update(cached, torch.Generator().manual_seed(0))
     assert len(steps) == 4
     steps.clear()
     _prime_pipo(trainer, cached)
-    pi = trainer.pipo_step(0.9, 5, torch.Generator().manual_seed(0))  # above the window: it helped
+    pi = trainer.pipo.before_update(0.9, 5, torch.Generator().manual_seed(0))  # above the window: it helped
     assert len(steps) == expected and pi.rows == sum(steps) == 4 * (2 if expected > 1 else 1)
     trainer.close()
 
@@ -268,25 +268,25 @@ def test_authors_pi_loss_uses_their_surrogate_the_symmetric_clip_and_lambda_on_t
     real_loss = trainer.update.loss_fn
     trainer.update.loss_fn = lambda *a, **kw: calls.append(kw) or real_loss(*a, **kw)
     _prime_pipo(trainer, cached)
-    pi = trainer.pipo_step(0.1)  # below the window: xi < 0
+    pi = trainer.pipo.before_update(0.1, 0)  # below the window: xi < 0
     assert pi.signal.xi < 0 and pi.signal.phi == pytest.approx(pi.signal.xi)  # the clamp takes xi itself
     assert calls and all((c["surrogate"], c["eps_low"], c["eps_high"]) == (surrogate, eps, eps) for c in calls)
-    spec = trainer.pi_loss(pi.signal)
+    spec = trainer.pipo.pi_loss(pi.signal)
     assert spec.scale == 0.25  # lambda multiplies the loss
     mb = cached.micro_batch(torch.arange(len(cached)))
     full, _ = trainer.update.loss(mb, spec.__class__(spec.surrogate, spec.eps_low, spec.eps_high), 4.0, 4.0)
     scaled, _ = trainer.update.loss(mb, spec, 4.0, 4.0)
     assert float(scaled.detach()) == pytest.approx(0.25 * float(full.detach()))
-    helped = trainer.pipo_step(0.9)
-    assert trainer.pi_loss(helped.signal).scale == 1.0
+    helped = trainer.pipo.before_update(0.9, 0)
+    assert trainer.pipo.pi_loss(helped.signal).scale == 1.0
     trainer.close()
 
 
 def test_standard_pi_loss_is_the_base_loss(policy):
     trainer, cached, _ = _trainer_with_cached_batch(policy, ["rl.algorithm=dapo"])
     _prime_pipo(trainer, cached)
-    signal = trainer.pipo.signal(0.1, 0.1)
-    assert trainer.pi_loss(signal) == trainer.update.base_loss
+    signal = trainer.pipo.state.signal(0.1, 0.1)
+    assert trainer.pipo.pi_loss(signal) == trainer.update.base_loss
     assert (trainer.update.base_loss.eps_low, trainer.update.base_loss.eps_high) == (0.2, 0.28)
     trainer.close()
 

@@ -1,4 +1,5 @@
-"""The `rl:` section: the algorithm and its published settings, PIPO (with its probe), DAPO, verifier noise."""
+"""The `rl:` section: the algorithm (its record: components/config/algorithms), PIPO (with its probe), DAPO's
+knobs, verifier noise."""
 
 from __future__ import annotations
 
@@ -6,26 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+import components.config.algorithms as algorithms
 from components.config.schema_base import Seed, _Strict
 
-# The one list of RL algorithm names. The loss and advantage registries (components/rl/losses.py
-# POLICY_LOSSES, components/rl/advantages.py ADVANTAGES) are keyed by these same names, but they
-# need torch, and the config must load without it (params are checked before any stage imports
-# torch), so the names live here; tests/test_config.py checks both registries' keys equal this.
-ALGORITHMS = ("grpo", "dr_grpo", "dapo", "gspo")
-# How each algorithm's loss aggregates tokens (fixed by its loss function; logged with the effective settings).
-LOSS_AGGREGATION = {"grpo": "token mean per sequence, then sequence mean",
-                    "dr_grpo": "token sum / (sequences x max_completion_length)",
-                    "dapo": "token mean over the batch",
-                    "gspo": "sequence ratio, sequence mean"}
-
-
-class AlgorithmDefaults(_Strict):
-    """An algorithm's published settings: what naming it gives unless rl.* sets the value explicitly."""
-
-    epsilon: float = Field(gt=0)
-    epsilon_high: float = Field(gt=0)
-    scale_rewards: bool
+# The registered algorithm names (each algorithm's record: components/config/algorithms/), built-ins first.
+ALGORITHMS = algorithms.names()
+AlgorithmDefaults = algorithms.Published  # an algorithm's published settings (re-exported by schema.py)
 
 
 class AlgorithmSettings(BaseModel):
@@ -77,20 +64,22 @@ class PIPOConfig(_Strict):
         return self
 
     @property
-    def history_needed(self) -> int:
+    def effective_min_history(self) -> int:
+        """rl.pipo.min_history, its null meaning the window K."""
         return self.window if self.min_history is None else self.min_history
 
 
 class DAPOConfig(_Strict):
-    dynamic_sampling: bool
+    """The knobs of DAPO's steps, used by algorithms whose record takes them (null: the record's published value)."""
+
+    dynamic_sampling: bool | None
     max_resample_rounds: int = Field(ge=0)
     overlong_buffer: int = Field(ge=0)
-    overlong_penalty: float = Field(ge=0)
+    overlong_penalty: float | None = Field(ge=0)
 
 
 class RLConfig(_Strict):
     algorithm: str
-    algorithm_defaults: dict[str, AlgorithmDefaults]
     pipo: PIPOConfig
     dapo: DAPOConfig
     verifier_noise: VerifierNoiseConfig
@@ -98,7 +87,7 @@ class RLConfig(_Strict):
     prompts_per_iteration: int = Field(ge=1)
     num_generations: int
     lr: float = Field(gt=0)
-    epsilon: float | None = Field(gt=0)  # null: algorithm_defaults[algorithm]
+    epsilon: float | None = Field(gt=0)  # null: the algorithm's published value (its record)
     epsilon_high: float | None = Field(gt=0)
     beta: float = Field(ge=0)
     scale_rewards: bool | None
@@ -123,26 +112,33 @@ class RLConfig(_Strict):
 
     @model_validator(mode="after")
     def _known(self) -> "RLConfig":
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"rl.algorithm {self.algorithm!r} is unknown; allowed: {', '.join(ALGORITHMS)}")
+        if self.algorithm not in algorithms.names():
+            raise ValueError(f"rl.algorithm {self.algorithm!r} is unknown; allowed: {', '.join(algorithms.names())}")
         if self.num_generations < 2:
             raise ValueError("rl.num_generations must be >= 2 (group-relative advantages need a group)")
-        if set(self.algorithm_defaults) != set(ALGORITHMS):
-            raise ValueError(f"rl.algorithm_defaults must have exactly one entry per algorithm ({', '.join(ALGORITHMS)}); "
-                             f"got {', '.join(self.algorithm_defaults) or 'none'}")
         return self
+
+    @property
+    def record(self) -> algorithms.Algorithm:
+        """The algorithm's record: its building blocks and published settings."""
+        return algorithms.get(self.algorithm)
 
     @property
     def effective(self) -> AlgorithmSettings:
         """The algorithm's published settings with every explicitly set rl.* value in their place."""
-        published = self.algorithm_defaults[self.algorithm]
-        dapo = self.algorithm == "dapo"
+        record = self.record
+        published, dapo = record.published, self.dapo
+
+        def chosen(value, default):
+            return default if value is None else value
+
         return AlgorithmSettings(
             algorithm=self.algorithm,
-            epsilon=published.epsilon if self.epsilon is None else self.epsilon,
-            epsilon_high=published.epsilon_high if self.epsilon_high is None else self.epsilon_high,
-            scale_rewards=published.scale_rewards if self.scale_rewards is None else self.scale_rewards,
-            loss_aggregation=LOSS_AGGREGATION[self.algorithm],
-            dynamic_sampling=dapo and self.dapo.dynamic_sampling,
-            overlong_buffer=self.dapo.overlong_buffer if dapo else 0,
-            overlong_penalty=self.dapo.overlong_penalty if dapo else 0.0)
+            epsilon=chosen(self.epsilon, published.epsilon),
+            epsilon_high=chosen(self.epsilon_high, published.epsilon_high),
+            scale_rewards=chosen(self.scale_rewards, published.scale_rewards),
+            loss_aggregation=algorithms.AGGREGATIONS[record.aggregation],
+            dynamic_sampling=record.group_filter and chosen(dapo.dynamic_sampling, published.dynamic_sampling),
+            overlong_buffer=dapo.overlong_buffer if record.overlong_shaping else 0,
+            overlong_penalty=chosen(dapo.overlong_penalty, published.overlong_penalty) if record.overlong_shaping
+            else 0.0)

@@ -1,4 +1,5 @@
-"""Advantage estimators, registered by name. Each is a pure function of a reward tensor.
+"""Advantage estimators, registered by name (an algorithm's record names its estimator:
+components/config/algorithms). Each is a pure function of a reward tensor.
 
 rewards: [P, G] (P prompt groups of G responses each) -> advantages [P, G], one per response
 (outcome rewards: every token of a response gets its response's advantage).
@@ -21,13 +22,14 @@ def register_advantage(name: str):
     return deco
 
 
-@register_advantage("grpo")
-def grpo_advantages(rewards: torch.Tensor, scale_rewards: bool = True, eps: float = 1e-6) -> torch.Tensor:
-    """GRPO (Shao et al. 2024, DeepSeekMath): (r - mean_g) / (std_g + eps), std with ddof=1.
+@register_advantage("group_relative")
+def group_relative(rewards: torch.Tensor, scale_rewards: bool, eps: float = 1e-6) -> torch.Tensor:
+    """GRPO's (Shao et al. 2024, DeepSeekMath): (r - mean_g) / (std_g + eps), std with ddof=1.
 
-    A group whose rewards are all equal gets advantage exactly 0 (`centered`), whatever the rounding
-    of its mean: the update then skips those rows as carrying no gradient.
-    scale_rewards=False drops the division (TRL's `scale_rewards`). DAPO and GSPO use this too.
+    scale_rewards=False drops the division (Dr.GRPO's published setting; TRL's `scale_rewards`); every
+    built-in algorithm uses this estimator, with its record's published scale_rewards unless rl.scale_rewards
+    is set. A group whose rewards are all equal gets advantage exactly 0 (`centered`), whatever the
+    rounding of its mean: the update then skips those rows as carrying no gradient.
     """
     if not scale_rewards:
         return centered(rewards)
@@ -39,17 +41,3 @@ def centered(rewards: torch.Tensor) -> torch.Tensor:
     rewards, 0.3 say, can round a few ulps off the value itself)."""
     uniform = (rewards == rewards[:, :1]).all(dim=1, keepdim=True)
     return torch.where(uniform, 0.0, rewards - rewards.mean(dim=1, keepdim=True))
-
-
-@register_advantage("dr_grpo")
-def dr_grpo_advantages(rewards: torch.Tensor, scale_rewards: bool = False, eps: float = 1e-6) -> torch.Tensor:
-    """Dr.GRPO (Liu et al. 2025, "Understanding R1-Zero-like training"): r - mean_g, no std division.
-
-    The std normalisation is what Dr.GRPO removes (it over-weights near-uniform groups): its published
-    setting (rl.algorithm_defaults.dr_grpo.scale_rewards false); an explicit rl.scale_rewards true puts it back.
-    """
-    return grpo_advantages(rewards, scale_rewards=scale_rewards, eps=eps)
-
-
-ADVANTAGES["dapo"] = grpo_advantages
-ADVANTAGES["gspo"] = grpo_advantages

@@ -119,7 +119,7 @@ def pack_by_tokens(rows: torch.Tensor, prompt_lengths: torch.Tensor, completion_
 
 
 @dataclass(frozen=True)
-class Step:
+class StepPlan:
     """One optimizer step: every row it averages over, and the micro-batches that actually run.
 
     rows: every row of the step; the loss's denominators (sequence and token counts, Dr.GRPO's
@@ -162,14 +162,14 @@ class MicroBatches:
         return pack_by_tokens(rows, prompt_mask.sum(-1), completion_mask.sum(-1), self.max_tokens, self.max_rows)
 
     def _step(self, rows: torch.Tensor, prompt_mask: torch.Tensor, completion_mask: torch.Tensor,
-              runs: torch.Tensor | None) -> Step:
+              runs: torch.Tensor | None) -> StepPlan:
         """The step's micro-batches, padded with empty ones to the largest count over processes, and at
         least one: a step whose every row is skipped still runs a backward (of an exact zero) so the
         gradients are zeros, not None, and the optimizer steps as it would have (AdamW's moments
         and weight decay move the weights even with a zero gradient)."""
         micro = self._pack(rows, prompt_mask, completion_mask, runs)
         count = max(1, self.global_max(len(micro)))
-        return Step(rows, micro + [torch.zeros(0, dtype=torch.long)] * (count - len(micro)))
+        return StepPlan(rows, micro + [torch.zeros(0, dtype=torch.long)] * (count - len(micro)))
 
     def for_scoring(self, prompt_mask: torch.Tensor, completion_mask: torch.Tensor,
                     runs: torch.Tensor | None = None) -> list[torch.Tensor]:
@@ -177,7 +177,7 @@ class MicroBatches:
         return self._pack(torch.arange(len(prompt_mask)), prompt_mask, completion_mask, runs)
 
     def for_base_update(self, prompt_mask: torch.Tensor, completion_mask: torch.Tensor, epochs: int,
-                        generator: torch.Generator, runs: torch.Tensor | None = None) -> list[Step]:
+                        generator: torch.Generator, runs: torch.Tensor | None = None) -> list[StepPlan]:
         """`epochs` shuffled passes over the rows; each optimizer step takes the next `rows` of them,
         in token-budget micro-batches. The shuffle does not depend on `runs`: skipping rows leaves
         every step's rows as they were."""
@@ -191,6 +191,6 @@ class MicroBatches:
         return steps
 
     def for_one_step(self, prompt_mask: torch.Tensor, completion_mask: torch.Tensor,
-                     runs: torch.Tensor | None = None) -> Step:
+                     runs: torch.Tensor | None = None) -> StepPlan:
         """PIPO's PI step: one optimizer step accumulated over every row."""
         return self._step(torch.arange(len(prompt_mask)), prompt_mask, completion_mask, runs)

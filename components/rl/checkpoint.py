@@ -32,6 +32,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 
 from components.infra.faults import maybe_fault
 from components.infra.atomic_io import atomic_dir, atomic_write_text, claim_dir
+from components.rl import streams
 
 log = logging.getLogger(__name__)
 
@@ -317,11 +318,12 @@ def run_fingerprint(cfg, seed: int, num_prompts: int, world: int, extra: str = "
     """Identity of a training trajectory (cfg: RLConfig): what must match for a checkpoint to be resumable.
 
     Bookkeeping fields (iteration count, logging, checkpoint cadence, paths) are left out, so a
-    run can be extended or re-logged and still resume.
+    run can be extended or re-logged and still resume. The random streams' derivation is in: a run
+    written with other streams would not continue as it would have.
     """
     trajectory = cfg.model_dump(exclude={"iterations", "log_every", "checkpoint_every", "keep_checkpoints", "out_dir",
                                          "checkpoint_dir"})
-    blob = json.dumps([trajectory, seed, num_prompts, world, extra], sort_keys=True, default=str)
+    blob = json.dumps([trajectory, seed, num_prompts, world, extra, streams.DERIVATION], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -4,8 +4,11 @@ need no communication; these are the few numbers that do (one process: no commun
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
+
+Sums = Callable[[list[float]], list[float]]  # per-process values -> their sums over every process
 
 
 def global_mean(accelerator, values: torch.Tensor) -> float:
@@ -40,6 +43,16 @@ def global_sums(accelerator, values: list[float]) -> list[float]:
         return list(values)
     t = torch.tensor(values, dtype=torch.float64, device=accelerator.device)
     return [float(x) for x in accelerator.reduce(t, reduction="sum").cpu()]
+
+
+def paired_change(before: torch.Tensor, after: torch.Tensor, total: Sums = lambda xs: xs) -> tuple[float, float]:
+    """Mean and standard error of after - before over the same items ([n] each; with `total`, over every
+    process's share): the probe's true change and PIPO's paired signal. SE is nan below two items."""
+    d = (after - before).double()
+    n, s, ss = total([float(d.numel()), float(d.sum()), float((d**2).sum())])
+    mean = s / max(n, 1.0)
+    se = math.sqrt(max(ss - n * mean**2, 0.0) / (n - 1) / n) if n > 1 else math.nan
+    return mean, se
 
 
 def sharded(accelerator) -> bool:

@@ -1,27 +1,33 @@
-"""Policy losses, registered by name. Pure functions of per-token tensors.
+"""Policy losses and their aggregations, registered by name (an algorithm's record names one of each:
+components/config/algorithms). Pure functions of per-token tensors.
 
 Shapes: logprobs, old_logprobs, mask: [B, L] (mask 1 on completion tokens that count);
-advantages: [B] (one per response). Each returns (scalar loss, stats dict of floats).
+advantages: [B] (one per response). A policy loss returns (scalar loss, stats dict of floats).
 Every loss takes the same keyword arguments, all explicit (the values come from the config):
 `eps_low`, `eps_high`: the clip range 1 - eps_low .. 1 + eps_high (rl.epsilon, rl.epsilon_high);
 `max_len`: the configured max completion length (Dr.GRPO's constant normaliser);
 `surrogate`: "standard" (sign-aware PPO clip) or "authors" (PIPO's PI step, rl.pipo.pi_clip_mode);
+`aggregation`: how per-token (or per-sequence) losses become one (`AGGREGATIONS`);
 `is_weights` ([B, L] or None): truncated importance-sampling weights for a sampler/trainer
 mismatch (components/rl/importance.py); they multiply each token's (or sequence's) loss.
 `normaliser` (float or None): the loss's denominator. None: this batch's own (the loss of the batch
-alone). Gradient accumulation passes the whole mini-batch's (over every process), from
-`LOSS_NORMALISERS`, so micro-batch losses sum to exactly the mini-batch loss whatever the split.
+alone). Gradient accumulation passes the whole mini-batch's (over every process), from the
+aggregation's `normaliser`, so micro-batch losses sum to exactly the mini-batch loss whatever the split.
+`algorithm_loss(record)` is an algorithm's loss with its aggregation bound: what the update calls.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import torch
 
+from components.config.algorithms import Algorithm
+
 POLICY_LOSSES: dict[str, Callable[..., tuple[torch.Tensor, dict[str, float]]]] = {}
-# name -> fn(loss_mask [B, L], max_len) -> the loss's denominator over those rows
-LOSS_NORMALISERS: dict[str, Callable[[torch.Tensor, int], float]] = {}
+POLICY_LOSS_LEVEL: dict[str, str] = {}  # name -> "token" or "sequence": what its aggregation receives
 
 
 def sequences(mask: torch.Tensor, max_len: int) -> float:
@@ -36,6 +42,8 @@ def tokens(mask: torch.Tensor, max_len: int) -> float:
 
 def sequences_times_max_len(mask: torch.Tensor, max_len: int) -> float:
     """Dr.GRPO's constant: sequences x the configured max completion length."""
+    if not max_len:
+        raise ValueError("the seq-mean-token-sum-norm aggregation needs max_len (the configured max completion length)")
     return float(mask.shape[0] * max_len)
 
 
@@ -44,13 +52,56 @@ def sequences_with_tokens(mask: torch.Tensor, max_len: int) -> float:
     return float((mask.sum(-1) > 0).sum())
 
 
-def register_policy_loss(name: str, normaliser: Callable[[torch.Tensor, int], float]):
+def _sum_of_token_means(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.to(per_token.dtype)
+    return ((per_token * m).sum(-1) / m.sum(-1).clamp(min=1.0)).sum()
+
+
+def _token_sum(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (per_token * mask.to(per_token.dtype)).sum()
+
+
+def _sequence_sum(per_seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    has_tokens = (mask.to(per_seq.dtype).sum(-1) > 0).to(per_seq.dtype)
+    return (per_seq * has_tokens).sum()
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """How a loss's per-token ([B, L], level "token") or per-sequence ([B], level "sequence") values become
+    one: their `total` over the mask, divided by the `normaliser` (of the loss mask and max_len)."""
+
+    level: str
+    total: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    normaliser: Callable[[torch.Tensor, int], float]
+
+
+# The keys are components/config/algorithms AGGREGATIONS' (verl's loss_agg_mode names), described there.
+AGGREGATIONS = {
+    "seq-mean-token-mean": Aggregation("token", _sum_of_token_means, sequences),  # GRPO
+    "seq-mean-token-sum-norm": Aggregation("token", _token_sum, sequences_times_max_len),  # Dr.GRPO
+    "token-mean": Aggregation("token", _token_sum, tokens),  # DAPO
+    "seq-mean": Aggregation("sequence", _sequence_sum, sequences_with_tokens),  # GSPO
+}
+
+
+def register_policy_loss(name: str, level: str):
     def deco(fn):
         POLICY_LOSSES[name] = fn
-        LOSS_NORMALISERS[name] = normaliser
+        POLICY_LOSS_LEVEL[name] = level
         return fn
 
     return deco
+
+
+def algorithm_loss(record: Algorithm) -> Callable[..., tuple[torch.Tensor, dict[str, float]]]:
+    """The record's policy loss with its aggregation bound (the update calls it with the other keywords)."""
+    aggregation = AGGREGATIONS[record.aggregation]
+    if POLICY_LOSS_LEVEL[record.policy_loss] != aggregation.level:
+        raise ValueError(f"algorithm {record.name!r}: policy loss {record.policy_loss!r} gives "
+                         f"{POLICY_LOSS_LEVEL[record.policy_loss]} values, aggregation {record.aggregation!r} "
+                         f"takes {aggregation.level} values")
+    return partial(POLICY_LOSSES[record.policy_loss], aggregation=aggregation)
 
 
 def _divide(total: torch.Tensor, normaliser: float | None, own: float) -> torch.Tensor:
@@ -88,50 +139,22 @@ def seq_mean_token_mean(per_token: torch.Tensor, mask: torch.Tensor, normaliser:
     return _divide(per_seq.sum(), normaliser, sequences(mask, 0))
 
 
-def _token_ratio_loss(name, logprobs, old_logprobs, advantages, mask, eps_low, eps_high, max_len, surrogate,
-                      is_weights, normaliser):
+@register_policy_loss("token_ratio", level="token")
+def token_ratio_loss(logprobs, old_logprobs, advantages, mask, *, eps_low, eps_high, max_len, surrogate,
+                     aggregation: Aggregation, is_weights=None, normaliser=None):
+    """Token-level ratio pi/pi_old, clipped surrogate per token (GRPO, Dr.GRPO, DAPO: they differ in
+    their aggregation and clip range)."""
     ratio = (logprobs - old_logprobs).exp()
     per_token, was_clipped = SURROGATES[surrogate](ratio, advantages[:, None], eps_low, eps_high)
     if is_weights is not None:
         per_token = per_token * is_weights
-    m = mask.to(per_token.dtype)
-    if name == "grpo":  # each sequence's token mean, summed over sequences
-        total = ((per_token * m).sum(-1) / m.sum(-1).clamp(min=1.0)).sum()
-    else:  # every counted token, summed
-        total = (per_token * m).sum()
-    loss = _divide(total, normaliser, LOSS_NORMALISERS[name](mask, max_len))
+    loss = _divide(aggregation.total(per_token, mask), normaliser, aggregation.normaliser(mask, max_len))
     return loss, {"clip_frac": float(masked_mean(was_clipped.float(), mask))}
 
 
-@register_policy_loss("grpo", normaliser=sequences)
-def grpo_loss(logprobs, old_logprobs, advantages, mask, *, eps_low, eps_high, max_len, surrogate,
-              is_weights=None, normaliser=None):
-    """GRPO: token-level ratio, clipped surrogate, token-mean per sequence then sequence-mean."""
-    return _token_ratio_loss("grpo", logprobs, old_logprobs, advantages, mask, eps_low, eps_high, max_len,
-                             surrogate, is_weights, normaliser)
-
-
-@register_policy_loss("dr_grpo", normaliser=sequences_times_max_len)
-def dr_grpo_loss(logprobs, old_logprobs, advantages, mask, *, eps_low, eps_high, max_len, surrogate,
-                 is_weights=None, normaliser=None):
-    """Dr.GRPO: token-level ratio; sum over tokens / (batch size * max completion length)."""
-    if not max_len:
-        raise ValueError("dr_grpo_loss needs max_len (the configured max completion length)")
-    return _token_ratio_loss("dr_grpo", logprobs, old_logprobs, advantages, mask, eps_low, eps_high, max_len,
-                             surrogate, is_weights, normaliser)
-
-
-@register_policy_loss("dapo", normaliser=tokens)
-def dapo_loss(logprobs, old_logprobs, advantages, mask, *, eps_low, eps_high, max_len, surrogate,
-              is_weights=None, normaliser=None):
-    """DAPO (Yu et al. 2025): token-level ratio with clip-higher; token-mean over the whole batch."""
-    return _token_ratio_loss("dapo", logprobs, old_logprobs, advantages, mask, eps_low, eps_high, max_len,
-                             surrogate, is_weights, normaliser)
-
-
-@register_policy_loss("gspo", normaliser=sequences_with_tokens)
-def gspo_loss(logprobs, old_logprobs, advantages, mask, *, eps_low, eps_high, max_len, surrogate,
-              is_weights=None, normaliser=None):
+@register_policy_loss("sequence_ratio", level="sequence")
+def sequence_ratio_loss(logprobs, old_logprobs, advantages, mask, *, eps_low, eps_high, max_len, surrogate,
+                        aggregation: Aggregation, is_weights=None, normaliser=None):
     """GSPO (Zheng et al. 2025): sequence ratio s = exp(mean_t log(pi/pi_old)), clipped per sequence."""
     m = mask.to(logprobs.dtype)
     seq_log_ratio = ((logprobs - old_logprobs) * m).sum(-1) / m.sum(-1).clamp(min=1.0)
@@ -139,7 +162,7 @@ def gspo_loss(logprobs, old_logprobs, advantages, mask, *, eps_low, eps_high, ma
     if is_weights is not None:  # one weight per sequence: the masked mean of its token weights
         per_seq = per_seq * (is_weights * m).sum(-1) / m.sum(-1).clamp(min=1.0)
     has_tokens = (m.sum(-1) > 0).to(per_seq.dtype)
-    loss = _divide((per_seq * has_tokens).sum(), normaliser, sequences_with_tokens(mask, max_len))
+    loss = _divide(aggregation.total(per_seq, mask), normaliser, aggregation.normaliser(mask, max_len))
     return loss, {"clip_frac": float((was_clipped.float() * has_tokens).sum() / has_tokens.sum().clamp(min=1.0))}
 
 

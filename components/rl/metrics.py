@@ -35,7 +35,7 @@ def iteration_metrics(acc, *, batch: RolloutBatch, all_rewards: torch.Tensor, gr
                       training: TrainingBatch, rows_scored: torch.Tensor | None, update, pi, times: IterationTimes,
                       tokens: int, trainer_logprobs: bool, is_cap: float, skipped_updates: int, scorer) -> dict:
     """batch: the kept groups as sampled; training: them as the update saw them. rows_scored: the rows
-    whose pi_old the trainer recomputed (None: all). update: UpdateStats; pi: the PIStep or None."""
+    whose pi_old the trainer recomputed (None: all). update: UpdateStats; pi: the PIReport or None."""
     avg = partial(rank_mean, acc)  # a per-rank number, averaged over ranks
     metrics: dict[str, float] = {}
     if trainer_logprobs:
@@ -101,8 +101,8 @@ def _skipped(acc, rows: int, rows_run: int) -> float:
 def run_summary(cfg, start: int) -> str:
     """The line RL starts with: algorithm, iterations, batch, and every PIPO setting that shapes the run."""
     p = cfg.pipo
-    pipo = (f"PIPO on (window {p.window}, neg_scale {p.neg_scale}, min_history {p.history_needed}, signal {p.signal}, "
-            f"pi_steps {p.pi_steps}, pi_clip_mode {p.pi_clip_mode}, pi_lr_scale {p.pi_lr_scale})"
+    pipo = (f"PIPO on (window {p.window}, neg_scale {p.neg_scale}, min_history {p.effective_min_history}, "
+            f"signal {p.signal}, pi_steps {p.pi_steps}, pi_clip_mode {p.pi_clip_mode}, pi_lr_scale {p.pi_lr_scale})"
             if p.enabled else "PIPO off")
     resumed = f", resuming at {start}" if start else ""
     return (f"rl: {cfg.algorithm}, {cfg.iterations} iterations{resumed}, {cfg.prompts_per_iteration} prompts x "

@@ -171,6 +171,8 @@ class PIPOState:
         if cached:
             cached["advantages"] = cached.pop("attributions")
         self.cached = TrainingBatch.from_state(cached) if cached else None
-        # checkpoints written before the paired signal existed hold no prompt cache
-        self.cached_prompts = state.get("cached_prompts", torch.zeros(0, dtype=torch.long))
-        self.cached_group_rewards = state.get("cached_group_rewards", torch.zeros(0, dtype=torch.float64))
+        if "cached_prompts" not in state:
+            raise ValueError("the checkpoint's PIPO state has no prompt cache (it predates the paired signal); "
+                             "it cannot resume: remove its folder under rl.checkpoint_dir to start over")
+        self.cached_prompts = state["cached_prompts"]
+        self.cached_group_rewards = state["cached_group_rewards"]

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
-
 import torch
+
+from components.rl import streams
+from components.rl.collectives import Sums, paired_change
 
 
 @dataclass
@@ -44,24 +45,12 @@ def score_probe(engine, scorer, probe: ProbeSet, rl_cfg, generator: torch.Genera
 
 
 def split_probe(num_prompts: int, size: int, seed: int) -> tuple[list[int], list[int]]:
-    """(training indices, probe indices): `size` prompts drawn once with a fixed generator, the rest trained on."""
+    """(training indices, probe indices): `size` prompts drawn once from the seed's probe-split stream
+    (the same on every process and for every variant of a seed), the rest trained on."""
     if size >= num_prompts:
         raise ValueError(f"rl.pipo.probe.size ({size}) must be below the number of RL prompts ({num_prompts})")
-    order = torch.randperm(num_prompts, generator=torch.Generator().manual_seed(seed)).tolist()
+    order = torch.randperm(num_prompts, generator=streams.torch_stream(streams.PROBE_SPLIT, seed)).tolist()
     return sorted(order[size:]), sorted(order[:size])
-
-
-Sums = Callable[[list[float]], list[float]]  # per-process values -> their sums over every process
-
-
-def paired_change(before: torch.Tensor, after: torch.Tensor, total: Sums = lambda xs: xs) -> tuple[float, float]:
-    """Mean and standard error of after - before over the same prompts ([n] scores each; with `total`,
-    over every process's share)."""
-    d = (after - before).double()
-    n, s, ss = total([float(d.numel()), float(d.sum()), float((d**2).sum())])
-    mean = s / max(n, 1.0)
-    se = math.sqrt(max(ss - n * mean**2, 0.0) / (n - 1) / n) if n > 1 else math.nan
-    return mean, se
 
 
 def signal_agreement(signals: list[float], changes: list[float], ses: list[float]) -> dict[str, float]:

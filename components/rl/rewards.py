@@ -1,4 +1,5 @@
-"""Rewards of a rollout: scored by the verifiers, then shaped by the steps the config chooses.
+"""Rewards of a rollout: scored by the verifiers, then shaped by the steps the config chooses; `Rollout`,
+what an iteration's rollout kept.
 
 Two kinds of step, built once from the config (`shaping_steps`) so the loop has no per-algorithm
 branches:
@@ -19,6 +20,19 @@ from components.config import RewardConfig, RLConfig
 from components.reward import score as reward_fns
 from components.reward.pool import ScoringPool
 from components.rollout.types import RolloutBatch
+
+
+@dataclass
+class Rollout:
+    """The groups kept for the update, and every reward sampled this iteration (for mu_t)."""
+
+    batch: RolloutBatch
+    rewards: torch.Tensor  # [P_kept, G] verifiable rewards of the kept groups
+    all_rewards: torch.Tensor  # every sampled reward, kept or filtered
+    prompts: torch.Tensor  # [P_kept] the kept groups' prompt indices
+    tokens: int
+    seconds: float
+    sync_seconds: float  # spent bringing the rollout engine's weights up to date first
 
 
 def score_batch(batch: RolloutBatch, sources: list[str], answers: list[str], scorer: ScoringPool,

@@ -1,8 +1,11 @@
-"""Deterministic prompt order: a fresh seeded permutation per epoch over the RL prompts."""
+"""Deterministic prompt order: a fresh permutation per epoch over the RL prompts, from the seed's prompt-order
+stream (the same on every process: each takes its share of the one global order)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from components.rl import streams
 
 
 class PromptSampler:
@@ -16,7 +19,7 @@ class PromptSampler:
         self._order = self._permutation(0)
 
     def _permutation(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch]).permutation(self.num_prompts)
+        return streams.numpy_stream(streams.PROMPT_ORDER, self.seed, epoch).permutation(self.num_prompts)
 
     def next(self, count: int) -> list[int]:
         """The next `count` prompt indices; wraps into a new shuffled epoch when exhausted."""

@@ -4,8 +4,9 @@
                   (the group filter, DAPO's dynamic sampling, may drop groups and refill them)
      rewards:     the kept groups' rewards, shaped (DAPO's soft overlong penalty)
      advantages:  base advantages A, old and reference log-probs, IS weights: the TrainingBatch of B_t
-  2. mu_t = mean reward of everything sampled; PIPO's improvement signal xi_t from the window
-  3. pipo_step:   one PI step on the cached B_{t-1} (if PIPO is enabled and active)
+  2. mu_t = mean reward of everything sampled (the verifiers' reward, with reward.format_weight's term
+                  already in; before the group filter and DAPO's shaping); PIPO's signal xi_t from the window
+  3. PI step:     PIPO's update on the cached B_{t-1}, if enabled and active (components/rl/pipo_plugin.py)
   4. base_update: the base algorithm's loss on B_t (ppo_epochs x mini-batches)
   5. cache:       B_t (with its attributions) becomes PIPO's cached batch; mu_t joins the window
   then metrics:   every logged number (components/rl/metrics.py)
@@ -36,6 +37,7 @@ from components.infra.faults import maybe_fault
 from components.infra.progress import ProgressReporter
 from components.reward.pool import pool_for
 from components.rl import checkpoint as ckpt
+from components.rl import streams
 from components.rl.advantages import ADVANTAGES
 from components.rl.batch import MicroBatches, TrainingBatch
 from components.rl.collectives import global_max, global_mean, global_sums, sharded
@@ -43,10 +45,9 @@ from components.rl.curves import curve_point
 from components.rl.importance import truncated_is_weights
 from components.rl.logprobs import rollout_logprobs
 from components.rl.metrics import IterationTimes, iteration_metrics, progress_fields, run_summary
-from components.rl.pipo import PIPOState
-from components.rl.pipo_steps import PIPOSteps, PIStep
+from components.rl.pipo_plugin import PIPO, PIReport
 from components.rl.probe import ProbeSet, ProbeTracker, score_probe, split_probe
-from components.rl.rewards import VerifierNoise, score_batch, shaping_steps
+from components.rl.rewards import Rollout, VerifierNoise, score_batch, shaping_steps
 from components.rl.sampler import PromptSampler
 from components.rl.update import NonFiniteLossError, PolicyUpdate, UpdateStats
 from components.rollout import RolloutBatch, make_engine
@@ -67,44 +68,33 @@ class RLResult:
     resumed_run_id: str | None = None
 
 
-@dataclass
-class Rollout:
-    """The groups kept for the update, and every reward sampled this iteration (for mu_t)."""
-
-    batch: RolloutBatch
-    rewards: torch.Tensor  # [P_kept, G] verifiable rewards of the kept groups
-    all_rewards: torch.Tensor  # every sampled reward, kept or filtered
-    prompts: torch.Tensor  # [P_kept] the kept groups' prompt indices
-    tokens: int
-    seconds: float
-    sync_seconds: float  # spent bringing the rollout engine's weights up to date first
-
-
-class RLTrainer(PIPOSteps):
+class RLTrainer:
     def iteration(self, it: int) -> dict[str, float]:
         """Iteration t, step by step (module docstring); returns its metrics."""
         t0 = time.time()
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + it * self.world + self.rank)
-        probe = self.run_probe(it)  # the probe set's scores under pi_theta_t, every rl.pipo.probe.every
-        ro = self.rollout(generator, it)  # 1. B_t ~ pi_theta_t, scored
+        probed = self.run_probe(it)  # the probe set's scores under pi_theta_t, every rl.pipo.probe.every
+        ro = self.rollout(it)  # 1. B_t ~ pi_theta_t, scored
         maybe_fault("rollout", it)  # tests: a crash in the middle of an iteration
         rewards = self.rewards(ro)  # 1. shaped rewards of the kept groups
         batch = self.advantages(ro, rewards)  # 1. A, pi_old, pi_ref, IS weights: B_t as a TrainingBatch
-        mu_t = global_mean(self.acc, ro.all_rewards)  # 2. everything sampled, before filter and shaping
-        pi = self.pipo_step(mu_t, it, generator)  # 3. xi_t, and the PI step on B_{t-1}
+        mu_t = global_mean(self.acc, ro.all_rewards)  # 2. everything sampled, before the filter and DAPO's shaping
+        pi = self.pipo.before_update(mu_t, it, self.stream(streams.PI_SHUFFLE, it)) \
+            if self.pipo else None  # 3. xi_t, and the PI step on B_{t-1}
+        self.weights_dirty |= bool(pi and pi.optimizer_steps)
         t_update = time.time()
-        update = self.base_update(batch, generator)  # 4. base update on B_t
+        update = self.base_update(batch, self.stream(streams.UPDATE_SHUFFLE, it))  # 4. base update on B_t
         update_seconds = time.time() - t_update
-        self.cache(mu_t, batch, ro.prompts, ro.rewards.double().mean(dim=1))  # 5. B_t is the next B_{t-1}
+        if self.pipo:  # 5. B_t is the next B_{t-1}
+            self.pipo.after_update(mu_t, batch, ro.prompts, ro.rewards.double().mean(dim=1))
         times = IterationTimes(total=time.time() - t0, rollout=ro.seconds, weight_sync=ro.sync_seconds,
                                update=update_seconds, pi=pi.seconds if pi is not None else 0.0,
-                               probe=probe[1] if probe else 0.0)
+                               probe=probed[1] if probed else 0.0)
         metrics = self.metrics(ro, batch, mu_t, pi, update, times)
         if self.probe is not None:
             if pi is not None and pi.signal is not None:
                 self.probe.observe_xi(pi.signal.xi)
-            if probe is not None:
-                metrics.update(self.probe.record(probe[0], lambda xs: global_sums(self.acc, xs)))
+            if probed is not None:
+                metrics.update(self.probe.record(probed[0], lambda xs: global_sums(self.acc, xs)))
         return metrics
 
     def __init__(self, model, tokenizer, prompts: pd.DataFrame, cfg: RLConfig, seed: int, accelerator, *,
@@ -119,7 +109,7 @@ class RLTrainer(PIPOSteps):
         if cfg.prompts_per_iteration % self.world:
             raise ValueError(f"rl.prompts_per_iteration ({cfg.prompts_per_iteration}) must divide by the "
                              f"number of processes ({self.world})")
-        self.advantage_fn = ADVANTAGES[cfg.algorithm]
+        self.advantage_fn = ADVANTAGES[cfg.record.advantage]
         self.settings = cfg.effective  # the algorithm's published settings, explicit rl.* values in their place
         self.group_filter, self.reward_shaping = shaping_steps(cfg)
         self.tokenizer = tokenizer
@@ -139,12 +129,14 @@ class RLTrainer(PIPOSteps):
         self.micro = MicroBatches(max(1, cfg.mini_batch_size // self.world), cfg.max_tokens_per_micro_batch,
                                   cfg.micro_batch_size, lambda n: global_max(accelerator, n))
         self.engine = make_engine(rollout, accelerator.unwrap_model(self.model), tokenizer, model_path, None,
-                                  seed * 1_000_003 + self.rank, self.world,
+                                  streams.seed_int(streams.ENGINE, seed, 0, self.rank, bits=31), self.world,
                                   trust_remote_code=model_cfg.trust_remote_code)
         # The engine's weights are brought up to date before a rollout whenever an optimizer step
         # changed them (a resumed checkpoint counts); the hf engine shares the module, a no-op.
         self.weights_dirty = True
         self.scorer = pool_for(reward)  # per-item timeouts for every item not bounded by construction
+        # what names this run's checkpoints, from the prompts as given (the stage's folder name is the same)
+        fingerprint = ckpt.run_fingerprint(cfg, seed, len(prompts), self.world, identity)
         self.probe_set, self.probe = None, None
         if cfg.pipo.probe.every > 0:  # held out from training: the same prompts for every variant of a seed
             train_idx, probe_idx = split_probe(len(prompts), cfg.pipo.probe.size, seed)
@@ -154,24 +146,26 @@ class RLTrainer(PIPOSteps):
             prompts = prompts.iloc[train_idx]
         self.sampler = PromptSampler(len(prompts), seed)
         self.texts, self.answers, self.sources = (prompts[c].tolist() for c in ("prompt", "answer", "source"))
-        self.pipo = PIPOState(cfg.pipo.window, cfg.pipo.history_needed, cfg.pipo.pi_clip_mode) \
+        self.pipo = PIPO(cfg.pipo, update=self.update, micro=self.micro, lr=cfg.lr, ppo_epochs=cfg.ppo_epochs,
+                         group_size=cfg.num_generations, authors_surrogate=cfg.record.pipo_authors_surrogate,
+                         total=lambda xs: global_sums(accelerator, xs), resample=self.resample) \
             if cfg.pipo.enabled else None
         self.start_iteration = 0
         self.curve: list[dict[str, float]] = []
         self.resumed_run_id: str | None = None
-        self.meta = {"fingerprint": ckpt.run_fingerprint(cfg, seed, len(prompts), self.world, identity), "seed": seed,
-                     "num_prompts": len(prompts), "num_processes": self.world, "algorithm": cfg.algorithm,
-                     "pipo": cfg.pipo.enabled}
+        self.meta = {"fingerprint": fingerprint, "seed": seed, "num_prompts": len(prompts), "num_processes": self.world,
+                     "algorithm": cfg.algorithm, "pipo": cfg.pipo.enabled}
 
-    # ---- the steps of an iteration, in order (PIPO's: components/rl/pipo_steps.py) -----------
+    # ---- the steps of an iteration, in order (PIPO's: components/rl/pipo_plugin.py) ----------
 
-    def rollout(self, generator: torch.Generator, it: int) -> Rollout:
+    def rollout(self, it: int) -> Rollout:
         """P/world prompt groups of G samples, scored; groups the filter drops are refilled from new
         prompts for up to group_filter.extra_rounds more rounds."""
         cfg = self.cfg
         want = cfg.prompts_per_iteration // self.world
         sync_seconds = self._sync_engine()
-        noise = self.verifier_noise(it)
+        noise = self.verifier_noise(it, streams.VERIFIER_NOISE)
+        generator = self.stream(streams.ROLLOUT, it)
         kept_parts, kept_rewards, kept_prompts, all_rewards = [], [], [], []
         tokens, seconds, have = 0, 0.0, 0
         for _ in range(1 + self.group_filter.extra_rounds):
@@ -208,13 +202,22 @@ class RLTrainer(PIPOSteps):
                               self.reward_cfg, noise).view(-1, G)
         return batch, rewards, seconds
 
-    def verifier_noise(self, it: int) -> VerifierNoise | None:
-        """rl.verifier_noise: this iteration's flips, from a stream of their own (exact on resume)."""
+    def resample(self, prompts: torch.Tensor, it: int) -> torch.Tensor:
+        """PIPO's paired signal: [n, G] rewards of these prompts sampled again with the current policy."""
+        self._sync_engine()
+        noise = self.verifier_noise(it, streams.PAIRED_NOISE)
+        return self.sample_groups(prompts, self.stream(streams.PAIRED_RESAMPLE, it), noise)[1]
+
+    def stream(self, purpose: str, it: int) -> torch.Generator:
+        """This process's random stream for `purpose` at iteration `it` (components/rl/streams.py)."""
+        return streams.torch_stream(purpose, self.seed, it, self.rank)
+
+    def verifier_noise(self, it: int, purpose: str) -> VerifierNoise | None:
+        """rl.verifier_noise: this iteration's flips, from a stream of their own and of rl.verifier_noise.seed."""
         noise = self.cfg.verifier_noise
         if noise.flip_share == 0.0:
             return None
-        stream = torch.Generator().manual_seed(noise.seed * 1_000_003 + it * self.world + self.rank)
-        return VerifierNoise(noise.flip_share, stream)
+        return VerifierNoise(noise.flip_share, streams.torch_stream(purpose, noise.seed, it, self.rank))
 
     def run_probe(self, it: int) -> tuple[torch.Tensor, float] | None:
         """The probe set's scores under the current policy and the seconds they took, every
@@ -223,8 +226,7 @@ class RLTrainer(PIPOSteps):
             return None
         self._sync_engine()
         t0 = time.time()
-        stream = torch.Generator().manual_seed(self.seed * 1_000_003 + it * self.world + self.rank + 7)
-        scores = score_probe(self.engine, self.scorer, self.probe_set, self.cfg, stream)
+        scores = score_probe(self.engine, self.scorer, self.probe_set, self.cfg, self.stream(streams.PROBE, it))
         return scores, time.time() - t0
 
     def rewards(self, ro: Rollout) -> torch.Tensor:
@@ -267,15 +269,15 @@ class RLTrainer(PIPOSteps):
     def base_update(self, batch: TrainingBatch, generator: torch.Generator) -> UpdateStats:
         """ppo_epochs shuffled passes over B_t, one optimizer step per mini-batch."""
         stats = UpdateStats()
-        for rows in self.micro.for_base_update(batch.prompt_mask, batch.completion_mask, self.cfg.ppo_epochs,
+        for plan in self.micro.for_base_update(batch.prompt_mask, batch.completion_mask, self.cfg.ppo_epochs,
                                                generator, self.update.rows_to_run(batch.advantages)):
-            step = self.update.step(batch, rows, self.cfg.lr, self.update.base_loss)
+            step = self.update.step(batch, plan, self.cfg.lr, self.update.base_loss)
             if step is not None:
-                stats.add(step, rows)
+                stats.add(step, plan)
                 self.weights_dirty = True
         return stats
 
-    def metrics(self, ro: Rollout, batch: TrainingBatch, mu_t: float, pi: PIStep | None, update: UpdateStats,
+    def metrics(self, ro: Rollout, batch: TrainingBatch, mu_t: float, pi: PIReport | None, update: UpdateStats,
                 times: IterationTimes) -> dict[str, float]:
         return iteration_metrics(
             self.acc, batch=ro.batch, all_rewards=ro.all_rewards, group_size=self.cfg.num_generations, mu_t=mu_t,

@@ -1,6 +1,7 @@
 """One optimizer step of the policy on a TrainingBatch: the per-micro-batch loss, gradient
 accumulation, clipping, and the skip of a non-finite loss. Both updates use it: the base update on
-B_t (one step per mini-batch) and PIPO's PI step on B_{t-1} (one step over the whole batch).
+B_t (one step per mini-batch) and PIPO's PI step on B_{t-1} (one step over the whole batch, or as many
+as the base update takes with rl.pipo.pi_steps match_base).
 
 Gradient accumulation is exact: every micro-batch loss is divided by the denominator of the WHOLE
 step (sequences, tokens or Dr.GRPO's constant, summed over every process), so the accumulated
@@ -22,11 +23,11 @@ from dataclasses import dataclass, field
 import torch
 
 from components.config import RLConfig
-from components.rl.batch import Step, TrainingBatch
+from components.rl.batch import StepPlan, TrainingBatch
 from components.infra.threads import ThreadChooser, torch_threads
 from components.rl.collectives import global_max, global_sums
 from components.rl.logprobs import completion_logprobs, lm_head_of
-from components.rl.losses import LOSS_NORMALISERS, POLICY_LOSSES, kl_k3, sequences
+from components.rl.losses import AGGREGATIONS, algorithm_loss, kl_k3, sequences
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class NonFiniteLossError(RuntimeError):
 
 
 @dataclass
-class StepResult:
+class StepOutcome:
     loss: float  # the step's loss: its micro-batch losses, each weighted by its share of the rows
     stats: list[dict[str, float]]  # per micro-batch: clip_frac, entropy (rl.log_entropy), kl when rl.beta > 0
     grad_norm: float  # before clipping
@@ -57,9 +58,9 @@ class UpdateStats:
     rows: int = 0  # row-steps of the optimizer steps (a row counts once per step it is in)
     rows_run: int = 0  # of them, those that ran a forward/backward (the rest had a zero gradient)
 
-    def add(self, step: StepResult, rows: Step) -> None:
-        self.rows += len(rows.rows)
-        self.rows_run += rows.rows_run
+    def add(self, step: StepOutcome, plan: StepPlan) -> None:
+        self.rows += len(plan.rows)
+        self.rows_run += plan.rows_run
         self.losses.append(step.loss)
         self.grad_norms.append(step.grad_norm)
         for name, values in (("entropy", self.entropies), ("clip_frac", self.clip_fracs), ("kl", self.kls)):
@@ -85,8 +86,8 @@ class PolicyUpdate:
         """chunk_tokens: model.lm_head_chunk_tokens. sharded: FSDP/DeepSpeed, where the LM head is only
         whole inside the model's forward (log-probs then come from the model's own logits)."""
         self.model, self.optimizer, self.acc, self.cfg = model, optimizer, accelerator, cfg
-        self.loss_fn = POLICY_LOSSES[cfg.algorithm]
-        self.normaliser = LOSS_NORMALISERS[cfg.algorithm]
+        self.loss_fn = algorithm_loss(cfg.record)  # the algorithm's policy loss, its aggregation bound
+        self.normaliser = AGGREGATIONS[cfg.record.aggregation].normaliser
         self.chunk_tokens = chunk_tokens
         self.lm_head = None if sharded else lm_head_of(accelerator.unwrap_model(model))
         self.skipped_total = 0
@@ -144,52 +145,55 @@ class PolicyUpdate:
                 stats["entropy"] = float((entropy * m).sum() / m.sum().clamp(min=1))
         return loss, stats
 
-    def step(self, batch: TrainingBatch, rows: Step, lr: float, spec: LossSpec) -> StepResult | None:
-        """One optimizer step accumulated over rows.micro_batches (row indices of `batch`), each loss
-        over the denominators of all of rows.rows; only the last backward syncs gradients (DDP).
-
-        Returns None when a loss is not finite on any process: every process skips the step and counts it."""
+    @contextlib.contextmanager
+    def threads_for(self, batch: TrainingBatch, plan: StepPlan):
+        """The torch threads a step runs on: rl.update_threads, or the count measured fastest on CPU."""
         if self.threads is None:
             with torch_threads(self.fixed_threads) if self.fixed_threads else contextlib.nullcontext():
-                return self._step(batch, rows, lr, spec)
+                yield
+            return
         with self.threads.run() as work:
-            result = self._step(batch, rows, lr, spec)
-            work.append(sum(int(batch.completion_mask[m].sum()) for m in rows.micro_batches if len(m)))
-        return result
+            yield
+            work.append(sum(int(batch.completion_mask[m].sum()) for m in plan.micro_batches if len(m)))
 
-    def _step(self, batch: TrainingBatch, rows: Step, lr: float, spec: LossSpec) -> StepResult | None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.zero_grad(set_to_none=True)
-        normaliser, kl_normaliser = self.normalisers(batch, rows.rows)
-        micro_batches = rows.micro_batches
-        losses, stats = [], []
-        for i, idx in enumerate(micro_batches):
-            last = i == len(micro_batches) - 1
-            single = self.acc.num_processes == 1
-            with contextlib.nullcontext() if last or single else self.acc.no_sync(self.model):
-                if len(idx) == 0 and single:  # nothing to run: a zero gradient, so the optimizer still steps
-                    loss = sum(p.sum() * 0.0 for p in self.model.parameters() if p.requires_grad)
-                    st = {}
-                elif len(idx) == 0:
-                    # Another process has more to run. DDP (and FSDP) all-reduce gradients only for a
-                    # backward that follows the wrapped model's forward, so this one runs a real forward
-                    # on one row and contributes 0 x its loss.
-                    loss = self.loss(batch.micro_batch(torch.zeros(1, dtype=torch.long)), spec, normaliser,
-                                     kl_normaliser)[0] * 0.0
-                    st = {}
-                else:
-                    loss, st = self.loss(batch.micro_batch(idx), spec, normaliser, kl_normaliser)
-                if self.any_non_finite(loss):
-                    self._skip()
-                    return None
-                self.acc.backward(loss)
-            losses.append(float(loss.detach()))
-            stats.append(st)
-        grad_norm = float(self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm))
-        self.optimizer.step()
-        self.skipped_in_row = 0
-        return StepResult(loss=sum(losses), stats=stats, grad_norm=grad_norm)
+    def step(self, batch: TrainingBatch, plan: StepPlan, lr: float, spec: LossSpec) -> StepOutcome | None:
+        """One optimizer step accumulated over plan.micro_batches (row indices of `batch`), each loss
+        over the denominators of all of plan.rows; only the last backward syncs gradients (DDP).
+
+        Returns None when a loss is not finite on any process: every process skips the step and counts it."""
+        with self.threads_for(batch, plan):
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.optimizer.zero_grad(set_to_none=True)
+            normaliser, kl_normaliser = self.normalisers(batch, plan.rows)
+            micro_batches = plan.micro_batches
+            losses, stats = [], []
+            for i, idx in enumerate(micro_batches):
+                last = i == len(micro_batches) - 1
+                single = self.acc.num_processes == 1
+                with contextlib.nullcontext() if last or single else self.acc.no_sync(self.model):
+                    if len(idx) == 0 and single:  # nothing to run: a zero gradient, so the optimizer still steps
+                        loss = sum(p.sum() * 0.0 for p in self.model.parameters() if p.requires_grad)
+                        st = {}
+                    elif len(idx) == 0:
+                        # Another process has more to run. DDP (and FSDP) all-reduce gradients only for a
+                        # backward that follows the wrapped model's forward, so this one runs a real forward
+                        # on one row and contributes 0 x its loss.
+                        loss = self.loss(batch.micro_batch(torch.zeros(1, dtype=torch.long)), spec, normaliser,
+                                         kl_normaliser)[0] * 0.0
+                        st = {}
+                    else:
+                        loss, st = self.loss(batch.micro_batch(idx), spec, normaliser, kl_normaliser)
+                    if self.any_non_finite(loss):
+                        self._skip()
+                        return None
+                    self.acc.backward(loss)
+                losses.append(float(loss.detach()))
+                stats.append(st)
+            grad_norm = float(self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm))
+            self.optimizer.step()
+            self.skipped_in_row = 0
+            return StepOutcome(loss=sum(losses), stats=stats, grad_norm=grad_norm)
 
     def any_non_finite(self, loss: torch.Tensor) -> bool:
         """Whether this micro-batch's loss is not finite on ANY process (MAX of a 0/1 flag over processes).
