@@ -52,7 +52,6 @@ def test_trainer_scored_logprobs_agree_with_the_hf_sampler(policy):
     for h in result.history:
         assert h["rollout/logprob_diff"] < 1e-4
         assert h["rollout/is_weight_mean"] == pytest.approx(1.0, abs=1e-3)
-        assert h["perf/weight_sync_seconds"] < 0.01  # the hf engine shares the module: nothing to copy
 
 
 @pytest.mark.parametrize("pipo", [False, True], ids=["base", "pipo"])
