@@ -110,7 +110,7 @@ def test_sft_disabled_with_an_hf_model_writes_pointers_and_rl_starts_from_the_ba
     from components.stages import stage_function
     from components.stages.common import model_folder
 
-    qwen = build_local_qwen2(tmp_path / "qwen2-test", "test")
+    qwen = build_local_qwen2(repo / "models" / "base" / "qwen2-test", "test")
     cfg = load_config(repo / "params.yaml", ANSWER_ONLY + [
         "sft.enabled=false", f"model.name_or_path={qwen}", "data.chat_template=auto", "rl.iterations=1",
         "rl.prompts_per_iteration=2", "rl.num_generations=2", "rl.max_completion_length=8"])
