@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from components.config.paths import (ADVANCED_NAME, DEFAULT_PARAMS, REPO_ROOT, check_benchmark_files, check_model_folder,
-                                     check_output_paths)
+from components.config.paths import (ADVANCED_NAME, DEFAULT_PARAMS, REPO_ROOT, check_benchmark_files,
+                                     check_model_folder, check_output_paths)
 from components.config.reward_functions import resolve_reward_functions
 from components.config.schema import Config, ConfigError
 

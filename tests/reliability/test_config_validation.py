@@ -98,8 +98,8 @@ def test_completion_longer_than_an_hf_models_context_is_refused_at_the_rl_stage(
         pd.DataFrame({"id": ["a"], "source": ["x"], "prompt": ["1+1="], "answer": ["2"]}).to_parquet(
             data / "rl.parquet")
     context = model.config.max_position_embeddings
-    cfg = load_config(overrides=[f"model.name_or_path={tmp_path / 'models/base'}",
-                                 f"sft.out_dir={tmp_path / 'sft'}", f"data.out_dir={tmp_path / 'data'}", f"rl.out_dir={tmp_path / 'rl'}",
+    cfg = load_config(overrides=[f"model.name_or_path={tmp_path / 'models/base'}", f"sft.out_dir={tmp_path / 'sft'}",
+                                 f"data.out_dir={tmp_path / 'data'}", f"rl.out_dir={tmp_path / 'rl'}",
                                  f"rl.checkpoint_dir={tmp_path / 'ckpt'}", f"rl.max_completion_length={context}"])
     with atomic_dir(tmp_path / "sft") as sft:  # as sft.enabled=false writes it: a pointer to the base model
         (sft / POINTER_FILE).write_text(json.dumps({"name_or_path": cfg.model.name_or_path}))
