@@ -6,6 +6,7 @@ git ignores the model files there (only the placeholder README is tracked), and 
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -114,3 +115,24 @@ def test_editing_a_file_of_the_model_folder_makes_dvc_status_name_the_stages_tha
     run([dvc, "commit", "--force"], repo)
     (shared / "config.json").write_text('{"hidden_size": 128}')  # the target of a linked file
     assert set(dvc_status(repo)) == READERS
+
+
+def test_an_experiment_copies_the_untracked_files_of_models_base_not_the_folder_its_checkout_has(tmp_path):
+    """`dvc exp run --temp --copy-paths` copies a folder with shutil.copytree, which fails over models/base/
+    (its README is in the experiment's git checkout): the untracked entries inside are copied instead."""
+    from flows import experiment
+
+    root = tmp_path / "r"
+    (root / "models/base").mkdir(parents=True)
+    (root / ".gitignore").write_text((REPO_ROOT / ".gitignore").read_text())
+    (root / "models/base/README.md").write_text("placeholder")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], [*git, "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=root, check=True, capture_output=True)
+    model_folder(root / "models/base/qwen")
+    (root / "models/base/config.json").write_text("{}")
+    cfg = load_config(overrides=["model.name_or_path=tiny"])
+    for name, copied in (("models/base", ["models/base/config.json", "models/base/qwen"]),
+                         ("models/base/qwen", ["models/base/qwen"])):
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"name_or_path": name})})
+        assert sorted(experiment.untracked_inputs(cfg, root)) == copied
