@@ -108,8 +108,9 @@ def input_paths(cfg: Config) -> list[str]:
 
 
 def untracked_inputs(cfg: Config, root: Path = REPO_ROOT) -> list[str]:
-    """Inputs inside the repository that exist but that git does not track (whole or in part): the
-    experiment's copy of the repository would lack them. Paths outside it are read where they are."""
+    """Inputs inside the repository that exist but that git does not track: the experiment's copy of the
+    repository would lack them (of a folder git tracks in part, its untracked entries). Paths outside it
+    are read where they are."""
     found = []
     for raw in input_paths(cfg):
         path = Path(raw) if Path(raw).is_absolute() else root / raw
@@ -118,9 +119,14 @@ def untracked_inputs(cfg: Config, root: Path = REPO_ROOT) -> list[str]:
         rel = path.resolve().relative_to(root.resolve()).as_posix()
         if (root / f"{rel}.dvc").exists():
             continue  # DVC-tracked: the copy checks it out from the cache
-        # without --exclude-standard, --others lists git-ignored files too
-        if _git(["ls-files", "--others", "--", rel], root).strip() and rel not in found:
-            found.append(rel)
+        # without --exclude-standard, --others lists git-ignored files too. A folder: with --directory, an
+        # untracked folder whole, else (models/base/, whose README git tracks) its untracked entries, since
+        # DVC copies a folder with shutil.copytree, which fails over one the experiment's checkout has.
+        listing = ["--directory", "-z"] if path.is_dir() else ["-z"]
+        for entry in _git(["ls-files", "--others", *listing, "--", rel], root).split("\0"):
+            entry = entry.rstrip("/")
+            if entry and entry not in found:
+                found.append(entry)
     return found
 
 

@@ -23,7 +23,7 @@ SYSTEM = [{"role": "system", "content": "Be brief."}, {"role": "user", "content"
 @pytest.fixture(scope="module")
 def qwen(tmp_path_factory):
     """(model, tokenizer, folder) of the local Qwen2 test model: ChatML, <|im_end|> != tokenizer eos."""
-    folder = build_local_qwen2(tmp_path_factory.mktemp("qwen"), "test")
+    folder = build_local_qwen2(tmp_path_factory.mktemp("project") / "models" / "base", "test")
     model, tok = load_policy(folder)
     return model, tok, folder
 
@@ -113,10 +113,11 @@ def test_sft_examples_follow_the_chat_mode(qwen):
     assert tok.decode(ids) == "<|im_start|>user\n1+2=<|im_end|>\n<|im_start|>assistant\n3<|im_end|>"
 
 
-def test_prompt_budget_counts_the_rendered_prompt(qwen):
+def test_prompt_budget_counts_the_rendered_prompt(qwen, monkeypatch):
     from components.stages.prepare import prompt_budget
 
     _, tok, folder = qwen
+    monkeypatch.chdir(folder.parents[1])  # a local model folder must lie in models/base/ (of cwd, here)
     for mode in ("auto", "none"):
         cfg = load_config(overrides=[f"model.name_or_path={folder}", f"data.chat_template={mode}"])
         count_tokens, _ = prompt_budget(cfg)

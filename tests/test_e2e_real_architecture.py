@@ -84,7 +84,11 @@ def test_pipeline_runs_a_chat_model_end_to_end(tmp_path, monkeypatch, qwen2_fold
     chat_sums(560, seed=0).to_parquet(repo / "data" / "chat_sums.parquet")
     monkeypatch.chdir(repo)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
-    cfg = load_config(repo / "params.yaml", OVERRIDES + [f"model.name_or_path={qwen2_folder}",
+    base = repo / "models" / "base" / "qwen2-test"  # linked file by file, as for a model on a shared disk
+    base.mkdir()
+    for file in qwen2_folder.iterdir():
+        (base / file.name).symlink_to(file)
+    cfg = load_config(repo / "params.yaml", OVERRIDES + [f"model.name_or_path={base}",
                                                          f"model.lora.enabled={str(lora).lower()}"])
     recorder = RolloutRecorder(monkeypatch)
     for stage in STAGE_NAMES:

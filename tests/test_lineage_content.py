@@ -1,5 +1,6 @@
-"""models/sft records the content of a local base-model folder (DVC cannot track model.name_or_path),
-and the rl stage's check refuses a models/sft whose base folder's weights or tokenizer changed since."""
+"""models/sft records the content of a local base-model folder, and the rl stage's check refuses a
+models/sft whose base folder's weights or tokenizer changed since (the guard behind DVC's, which reruns
+sft when models/base changes: tests/test_model_dep.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from components.model.lineage import check_built_from, write_lineage
 
 
 @pytest.fixture
-def base(tmp_path):
-    folder = tmp_path / "base"
-    folder.mkdir()
+def base(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a local model folder must lie in models/base/ (of the project or of cwd)
+    folder = tmp_path / "models" / "base"
+    folder.mkdir(parents=True)
     (folder / "config.json").write_text('{"hidden_size": 64}')
     (folder / "model.safetensors").write_bytes(b"\x00" * 4096)
     (folder / "tokenizer.json").write_text('{"vocab": {"a": 0}}')
@@ -48,7 +50,7 @@ def test_rl_check_refuses_a_base_folder_whose_files_changed_since_sft(tmp_path, 
     assert "\n" not in message
     assert f"{sft} was built from base model folder {base.resolve()}, whose files have changed since ({changed})" \
         in message
-    assert "rerun `dvc repro -f sft`" in message
+    assert "rerun the sft stage (`dvc repro -f sft`)" in message
 
 
 def test_rl_check_refuses_an_added_weight_file_and_accepts_an_edited_model_card(tmp_path, base):

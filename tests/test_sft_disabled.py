@@ -110,7 +110,7 @@ def test_sft_disabled_with_an_hf_model_writes_pointers_and_rl_starts_from_the_ba
     from components.stages import stage_function
     from components.stages.common import model_folder
 
-    qwen = build_local_qwen2(tmp_path / "qwen2-test", "test")
+    qwen = build_local_qwen2(repo / "models" / "base" / "qwen2-test", "test")
     cfg = load_config(repo / "params.yaml", ANSWER_ONLY + [
         "sft.enabled=false", f"model.name_or_path={qwen}", "data.chat_template=auto", "rl.iterations=1",
         "rl.prompts_per_iteration=2", "rl.num_generations=2", "rl.max_completion_length=8"])
@@ -132,14 +132,14 @@ def test_sft_disabled_with_an_hf_model_writes_pointers_and_rl_starts_from_the_ba
 
 
 @pytest.mark.parametrize("sft_enabled", ["false", "true"])
-def test_rl_refuses_a_models_sft_built_from_another_base_naming_both(repo, tmp_path, sft_enabled):
+def test_rl_refuses_a_models_sft_built_from_another_base_naming_both(repo, sft_enabled):
     from components.model.lineage import write_lineage
     from components.stages import stage_function
 
     built = tiny_cfg(repo, f"sft.enabled={sft_enabled}")
     (repo / "models" / "sft").mkdir(parents=True)
     write_lineage(repo / "models" / "sft", built.model, sft_trained=sft_enabled == "true")
-    other = tmp_path / "other-base"
+    other = repo / "models" / "base" / "other-base"
     other.mkdir()
     (other / "config.json").write_text("{}")
     cfg = tiny_cfg(repo, f"sft.enabled={sft_enabled}", f"model.name_or_path={other}")
@@ -151,11 +151,11 @@ def test_rl_refuses_a_models_sft_built_from_another_base_naming_both(repo, tmp_p
     assert not (repo / "models" / "rl").exists()
 
 
-def test_rl_refuses_the_same_folder_name_holding_another_model(repo, tmp_path):
+def test_rl_refuses_the_same_folder_name_holding_another_model(repo):
     from components.model.lineage import write_lineage
     from components.stages import stage_function
 
-    base = tmp_path / "base"
+    base = repo / "models" / "base" / "qwen"
     base.mkdir()
     (base / "config.json").write_text('{"hidden_size": 64}')
     cfg = tiny_cfg(repo, "sft.enabled=false", f"model.name_or_path={base}")

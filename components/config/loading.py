@@ -2,7 +2,8 @@
 naming it and its line; regular files of at most MAX_BYTES; at most MAX_NODES nodes with aliases
 expanded), advanced.yaml deep-merged into the params tree (a key in both files is an error), presets
 merged in, `--set` overrides applied, validation errors formatted to name each key, then the
-output-path checks and the user's reward functions (reward_functions.py).
+output-path checks, where benchmark files and a local model folder lie (paths.py), and the user's reward
+functions (reward_functions.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from components.config.paths import ADVANCED_NAME, DEFAULT_PARAMS, REPO_ROOT, check_benchmark_files, check_output_paths
+from components.config.paths import (ADVANCED_NAME, DEFAULT_PARAMS, REPO_ROOT, check_benchmark_files,
+                                     check_model_folder, check_output_paths)
 from components.config.reward_functions import resolve_reward_functions
 from components.config.schema import Config, ConfigError
 
@@ -257,4 +259,5 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(format_errors(exc, f"{path} (with {advanced})")) from None
     check_output_paths(cfg, path, preset_paths, advanced=advanced)
     check_benchmark_files(cfg, path)
+    check_model_folder(cfg, path)
     return resolve_reward_functions(cfg, path)

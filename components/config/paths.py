@@ -1,4 +1,5 @@
-"""Where the project is, and the output-path checks run at load.
+"""Where the project is, the output-path checks run at load, and where the inputs DVC tracks by
+folder must lie (benchmark files in data/benchmarks/, a local model folder in models/base/).
 
 A stage replaces its output folder whole (components/infra/atomic_io.py's atomic_dir), so a setting
 that points an output at a folder holding anything else (another stage's output, tracked data, the
@@ -39,11 +40,15 @@ FIXED_OUTPUTS = {"models/init (the sft stage's fixed output)": "models/init",
 # Folders of the project (code, tracked data, the MLflow store, git and DVC metadata) that no
 # output may equal or contain.
 PROJECT_DIRS = (".git", ".dvc", "components", "flows", "tests", "configs", "presets", "docs", "scripts",
-                "benchmarks", "data/benchmarks", "data/inputs", "mlflow", "rewards")
+                "benchmarks", "data/benchmarks", "data/inputs", "mlflow", "rewards", "models/base")
 # Benchmark files must lie here: this folder is a dvc.yaml dep of prepare, evaluate and verify, so an
 # edit to a benchmark reruns them (a file elsewhere DVC would not see: eval.benchmarks is a list of
 # entries with a file or a split, which dvc.yaml cannot template into deps).
 BENCHMARK_DIR = "data/benchmarks"
+# A local model folder (model.name_or_path) must lie here, for the same reason: this folder is a dvc.yaml
+# dep of the stages that read the base model (prepare, sft, rl, evaluate), so an edit to its files reruns them.
+BASE_MODEL_DIR = "models/base"
+MODEL_SETTING = "model.name_or_path"
 
 
 def _resolve(path: str | Path, base: Path) -> Path:
@@ -175,6 +180,33 @@ def check_benchmark_files(cfg: Config, params_path: str | Path, cwd: Path | None
             raise ConfigError(f"eval.benchmarks[{i}].file ({bench.file!r}) is outside {BENCHMARK_DIR}/, the folder "
                               f"DVC tracks for prepare, evaluate and verify: copy or link the file into "
                               f"{BENCHMARK_DIR}/ and set the path there")
+
+
+def check_model_folder(cfg: Config, params_path: str | Path, cwd: Path | None = None) -> None:
+    """Refuse a local model folder outside models/base/ (of the project, or of cwd, where relative paths
+    are taken from), or reached through a linked folder inside it, on one line naming model.name_or_path.
+    Local as components/model/source.py's resolve decides: an existing folder. "tiny", a hub id and a
+    missing path (resolve names it when a stage loads it) pass. models/base itself may be a link (DVC
+    follows a dep's own path) and so may the files in it, but DVC skips a linked folder inside a dep."""
+    name = cfg.model.name_or_path
+    cwd = Path(os.path.abspath(Path.cwd() if cwd is None else cwd))
+    path = Path(os.path.abspath(cwd / Path(name).expanduser()))
+    if name == "tiny" or not path.is_dir():  # "tiny": components.model.factory.TINY, built, never read
+        return
+    project = Path(os.path.abspath(cwd / params_path)).parent
+    fix = (f"move the folder into {BASE_MODEL_DIR}/, or link its files there (a folder elsewhere, e.g. on a "
+           f"shared disk: mkdir {BASE_MODEL_DIR}/NAME && ln -s /abs/path/* {BASE_MODEL_DIR}/NAME/), and set "
+           f"{MODEL_SETTING} to {BASE_MODEL_DIR}/NAME")
+    roots = [Path(os.path.abspath(root / BASE_MODEL_DIR)) for root in (project, cwd)]
+    root = next((r for r in roots if r == path or r in path.parents), None)
+    if root is None:
+        raise ConfigError(f"{MODEL_SETTING} ({name!r}) is a local folder outside {BASE_MODEL_DIR}/, the folder DVC "
+                          f"tracks for the stages that read the model (prepare, sft, rl, evaluate): {fix}")
+    linked = [p for p in (path, *path.parents) if root in p.parents and p.is_symlink()]
+    if linked:
+        raise ConfigError(f"{MODEL_SETTING} ({name!r}) goes through {linked[-1]}, a link to a folder, which DVC "
+                          f"does not follow inside {BASE_MODEL_DIR}/ (edits there would rerun nothing): "
+                          f"replace the link by a folder: {fix}")
 
 
 def check_ownership(cfg: Config, project: Path, cwd: Path, extra: dict[str, str] | None = None,

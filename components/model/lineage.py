@@ -4,9 +4,10 @@ The sft stage records the base model (model.name_or_path) in models/sft, and whe
 (sft.enabled) or wrote the base model itself; the rl stage refuses a models/sft built from another base
 than the configured one, and copies the record into models/rl, so a registered model names its base.
 A local folder is known by its absolute path, its config.json's sha256 and the size and sha256 of each
-of its weight and tokenizer files (DVC cannot track model.name_or_path, a string that may be "tiny" or
-a hub id, so this record is what notices a folder whose content changed: the rl stage then asks for
-`dvc repro -f sft`); a hub model by its id, the tiny model by its architecture.
+of its weight and tokenizer files; a hub model by its id, the tiny model by its architecture.
+A local folder lies in models/base/, a DVC dep of sft and rl (components/config/paths.py), so `dvc repro`
+reruns sft after its files change; this record is the second guard, for what DVC does not see: the rl
+stage run by hand (`python -m components.cli rl`), or after `dvc commit` recorded the changed folder.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def check_built_from(folder: str | Path, model: ModelConfig) -> dict:
         changed = sorted(n for n in set(was) | set(new) if was.get(n) != new.get(n))
         raise ConfigError(f"{folder} was built from base model folder {now['resolved']}, whose files have changed "
                           f"since ({_listed(changed) if was else 'the record predates content fingerprints'}); "
-                          f"DVC does not track that folder: rerun `dvc repro -f sft`, or put the files back")
+                          f"rerun the sft stage (`dvc repro -f sft`), or put the files back")
     return record
 
 

@@ -4,6 +4,7 @@ model's context, keys given twice in a params file or preset, and unparsable `--
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -85,21 +86,24 @@ def test_completion_longer_than_an_hf_models_context_is_refused_at_the_rl_stage(
     from components.infra.atomic_io import atomic_dir
     from components.model.io import save_policy
     from components.model.lineage import write_lineage
+    from components.stages.common import POINTER_FILE
 
     tiny = load_config(overrides=["model.tiny.hidden_size=32", "model.tiny.num_hidden_layers=1",
                                   "model.tiny.intermediate_size=64"])
     model, tok = initial_policy(tiny.model, seed=0)
+    monkeypatch.chdir(tmp_path)  # a local model folder must lie in models/base/ (of the project or of cwd)
+    save_policy(model, tok, tmp_path / "models/base")  # a plain HF folder with max_position_embeddings = 64
     # written as the stages write them, so they are the pipeline's own outputs outside the repository
-    with atomic_dir(tmp_path / "sft") as sft:
-        save_policy(model, tok, sft)  # a plain HF folder with max_position_embeddings = 64
     with atomic_dir(tmp_path / "data") as data:
         pd.DataFrame({"id": ["a"], "source": ["x"], "prompt": ["1+1="], "answer": ["2"]}).to_parquet(
             data / "rl.parquet")
     context = model.config.max_position_embeddings
-    cfg = load_config(overrides=[f"model.name_or_path={tmp_path / 'sft'}", f"sft.out_dir={tmp_path / 'sft'}",
+    cfg = load_config(overrides=[f"model.name_or_path={tmp_path / 'models/base'}", f"sft.out_dir={tmp_path / 'sft'}",
                                  f"data.out_dir={tmp_path / 'data'}", f"rl.out_dir={tmp_path / 'rl'}",
                                  f"rl.checkpoint_dir={tmp_path / 'ckpt'}", f"rl.max_completion_length={context}"])
-    write_lineage(tmp_path / "sft", cfg.model, sft_trained=False)  # the base model itself, as sft.enabled=false writes it
+    with atomic_dir(tmp_path / "sft") as sft:  # as sft.enabled=false writes it: a pointer to the base model
+        (sft / POINTER_FILE).write_text(json.dumps({"name_or_path": cfg.model.name_or_path}))
+        write_lineage(sft, cfg.model, sft_trained=False)
 
     def no_training(*args, **kwargs):
         raise AssertionError("training started")

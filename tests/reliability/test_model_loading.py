@@ -56,7 +56,7 @@ def _tiny_folder(path: Path) -> Path:
 
 def _custom_code_folder(folder: Path, marker: Path) -> Path:
     """config.json and tokenizer_config.json point (auto_map) at evil.py, which leaves `marker` when run."""
-    folder.mkdir()
+    folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({
         "model_type": "evil_lm", "architectures": ["EvilModel"],
         "auto_map": {"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"}}))
@@ -68,7 +68,7 @@ def _custom_code_folder(folder: Path, marker: Path) -> Path:
 
 
 CUSTOM_CODE_PROBE = """
-import json, sys, time
+import json, os, sys, time
 from pathlib import Path
 from components.config import load_config
 from components.model.factory import load_policy, load_tokenizer, model_max_length
@@ -76,6 +76,7 @@ from components.model.source import ModelLoadError
 from components.stages.prepare import prompt_budget
 
 folder, marker = sys.argv[1], Path(sys.argv[2])
+os.chdir(Path(folder).parents[2])  # a local model folder must lie in models/base/ (of cwd, here)
 cfg = load_config(overrides=[f"model.name_or_path={folder}"])
 calls = {"load_policy": lambda: load_policy(folder), "load_tokenizer": lambda: load_tokenizer(folder),
          "prompt_budget": lambda: prompt_budget(cfg)}
@@ -98,7 +99,7 @@ print(json.dumps(out))
 @pytest.mark.parametrize("stdin", ["closed", "answers y", "open and silent"])
 def test_custom_code_in_a_model_folder_never_runs_unless_trusted(tmp_path, stdin):
     marker = tmp_path / "custom_code_ran"
-    folder = _custom_code_folder(tmp_path / "custom", marker)
+    folder = _custom_code_folder(tmp_path / "models" / "base" / "custom", marker)
     code = CUSTOM_CODE_PROBE.replace("sys.argv[1], Path(sys.argv[2])", f"{str(folder)!r}, Path({str(marker)!r})")
     if stdin == "closed":
         out = _run_python(code, tmp_path, stdin=subprocess.DEVNULL)
