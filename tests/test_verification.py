@@ -190,3 +190,11 @@ def test_compare_and_markdown_report():
     assert "Gate FAILED" in report
     assert "Gate PASSED" in markdown_report([good], title="t")
     assert "Gate FAILED" in markdown_report([])  # an empty gate fails closed
+
+
+def test_t95_interval_is_the_mean_plus_minus_t_times_standard_error():
+    from components.gate.statistics import t95_interval
+
+    low, high = t95_interval([0.1, 0.3])  # mean 0.2, sd 0.1414, t(1) 12.706: +-1.2706
+    assert (low, high) == (pytest.approx(0.2 - 1.2706, abs=1e-4), pytest.approx(0.2 + 1.2706, abs=1e-4))
+    assert all(math.isnan(x) for x in t95_interval([0.5]))  # one seed: no spread to measure
