@@ -24,8 +24,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,8 +72,43 @@ def _aligned(name: str, keys_a: list[str], keys_b: list[str]) -> None:
         raise ValueError(f"{name}: the two models were not evaluated on the same problems")
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+@dataclass(frozen=True)
+class Matchup:
+    """One comparison the promotion gate makes: `model` ("rl") against `baseline` ("sft", "start model" when
+    SFT was skipped, or "champion", with the champion's registry `version`)."""
+
+    model: str
+    baseline: str
+    version: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The report's row name: "rl vs sft", "rl vs champion v3"."""
+        return f"{self.model} vs {self.baseline}" + (f" v{self.version}" if self.version is not None else "")
+
+    @property
+    def key(self) -> str:
+        """The verdict's and the MLflow metrics' key: "rl_vs_sft", "rl_vs_start_model", "rl_vs_champion". No
+        version, so the comparisons with successive champions chart as one series."""
+        return f"{self.model}_vs_{self.baseline.replace(' ', '_')}"
+
+
+METRIC_FIELDS = ("diff", "ci_low", "ci_high", "p_value", "passed")  # of each comparison, logged to MLflow
+
+
+def comparison_entry(c: Comparison) -> dict:
+    """One comparison's numbers in the verdict (verdict.json; metrics/verify.json keeps COMPARED_FIELDS)."""
+    return {"diff": c.paired.diff, "ci_low": c.paired.ci_low, "ci_high": c.paired.ci_high,
+            "p_value": c.paired.p_value, "passed": c.verdict.passed,
+            "mcnemar_p": c.mcnemar.p_value if c.mcnemar is not None else None}
+
+
+def gate_metrics(results: list[tuple[Matchup, Comparison]], promoted: bool) -> dict[str, float]:
+    """The verify run's MLflow metrics: verify/<matchup key>/<field> per comparison and verify/promoted.
+    The names are a public interface (docs/metrics.md): users chart them across runs."""
+    metrics = {metric_key(f"verify/{m.key}/{f}"): float(comparison_entry(c)[f])
+               for m, c in results for f in METRIC_FIELDS}
+    return {**metrics, "verify/promoted": float(promoted)}
 
 
 PENDING = "pending"
@@ -127,22 +162,22 @@ def verify_and_promote(cfg: Config) -> dict:
     # Scores of other weights (or other data) must never decide about these weights.
     # RL is compared with the model it started from: "sft", or "untrained" when SFT was skipped.
     start = start_label(cfg)
-    against = "rl vs sft" if start == "sft" else "rl vs start model"
+    against = Matchup("rl", "sft" if start == "sft" else "start model")
     hashes = check_eval_provenance(eval_dir, {m: model_dir(m, cfg) for m in dict.fromkeys((start, "sft", "rl"))},
                                    cfg.eval.benchmarks, cfg.data.out_dir)
     start_keys, baseline = pooled_scores(read_eval_tables(eval_dir, start, names), v.score)
     rl_tables = read_eval_tables(eval_dir, "rl", names)
     rl_keys, rl = pooled_scores(rl_tables, v.score)
-    _aligned(against, start_keys, rl_keys)
+    _aligned(against.label, start_keys, rl_keys)
 
-    def gate(name: str, baseline: np.ndarray) -> Comparison:
-        return compare(name, baseline, rl, min_gain=v.min_gain, confidence=v.confidence,
-                       num_resamples=v.num_resamples, seed=cfg.seed)
+    def gate(matchup: Matchup, baseline: np.ndarray) -> tuple[Matchup, Comparison]:
+        return matchup, compare(matchup.label, baseline, rl, min_gain=v.min_gain, confidence=v.confidence,
+                                num_resamples=v.num_resamples, seed=cfg.seed)
 
     with stage_run(cfg, "verify") as run:
         # The benchmark files (checked above to be those evaluated) with the rows that were scored.
         log_benchmark_inputs(cfg, {b: t[[c for c in PROBLEM_COLUMNS if c in t]] for b, t in rl_tables.items()})
-        comparisons = [gate(against, baseline)]
+        results = [gate(against, baseline)]
         existing = find_version(reg.model_name, hashes["rl"], reg.alias)
         holder = current_champion(reg.model_name, reg.alias)
         champion = holder if v.against_champion else None
@@ -151,8 +186,10 @@ def verify_and_promote(cfg: Config) -> dict:
                      champion.version)
             champion = None
         elif champion is not None:
-            comparisons.append(gate(f"rl vs champion v{champion.version}", _champion_scores(cfg, champion, rl_keys)))
+            results.append(gate(Matchup("rl", "champion", str(champion.version)),
+                                _champion_scores(cfg, champion, rl_keys)))
         against_champion = champion_note(reg.alias, v.against_champion, holder, champion)
+        comparisons = [c for _, c in results]
         passed = all(c.verdict.passed for c in comparisons)
         failed = [c for c in comparisons if not c.verdict.passed]
         reason = "; ".join(f"{c.name}: {c.verdict.reason}" for c in (failed or comparisons))
@@ -160,14 +197,8 @@ def verify_and_promote(cfg: Config) -> dict:
 
         summary: dict = {"promoted": passed, "score": v.score, "num_problems": int(len(rl)),
                          "model_hash": hashes["rl"]}
-        for c in comparisons:
-            key = _slug(c.name.rsplit(" v", 1)[0]) if "champion" in c.name else _slug(c.name)  # no version
-            summary[key] = {"diff": c.paired.diff, "ci_low": c.paired.ci_low, "ci_high": c.paired.ci_high,
-                            "p_value": c.paired.p_value, "passed": c.verdict.passed,
-                            "mcnemar_p": c.mcnemar.p_value if c.mcnemar is not None else None}
-            mlflow.log_metrics({metric_key(f"verify/{key}/{m}"): float(summary[key][m])
-                                for m in ("diff", "ci_low", "ci_high", "p_value", "passed")})
-        mlflow.log_metric("verify/promoted", float(passed))
+        summary.update({m.key: comparison_entry(c) for m, c in results})
+        mlflow.log_metrics(gate_metrics(results, passed))
 
         with atomic_dir(v.out_dir) as tmp:
             (tmp / "report.md").write_text(report)
