@@ -1,4 +1,4 @@
-"""The verification gate and promotion on a real (temporary) MLflow store: registration tags and
+"""The promotion gate on a real (temporary) MLflow store: registration tags and
 descriptions (the gate, each version's verdict report), the alias moving only on a pass, and results of
 mismatched problem sets refused."""
 

@@ -1,4 +1,4 @@
-"""The verification gate at the pipeline's level: the RL model is promoted only when a paired
+"""The promotion gate at the pipeline's level: the RL model is promoted only when a paired
 test on per-problem results says it beats the model it started from (the SFT model, or with
 sft.enabled=false the base model, "start model" in the report and tags) and, when there is one, the
 registry's current champion (re-evaluated on the same problems and seed).
@@ -177,7 +177,7 @@ def verify_and_promote(cfg: Config) -> dict:
         passed = all(c.verdict.passed for c in comparisons)
         failed = [c for c in comparisons if not c.verdict.passed]
         reason = "; ".join(f"{c.name}: {c.verdict.reason}" for c in (failed or comparisons))
-        report = markdown_report(comparisons, title=f"Verification gate ({v.score} score, {len(scored.rl)} problems)")
+        report = markdown_report(comparisons, title=f"Promotion gate ({v.score} score, {len(scored.rl)} problems)")
 
         summary: dict = {"promoted": passed, "score": v.score, "num_problems": int(len(scored.rl)),
                          "model_hash": scored.hashes["rl"]}

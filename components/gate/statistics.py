@@ -221,7 +221,7 @@ def _p(value: float) -> str:
     return f"{value:.2e}" if value < 1e-3 else f"{value:.3f}"
 
 
-def markdown_report(comparisons: Sequence[Comparison], *, title: str = "Verification gate") -> str:
+def markdown_report(comparisons: Sequence[Comparison], *, title: str = "Promotion gate") -> str:
     """Short markdown section: one table row per comparison plus the overall gate outcome."""
     lines = [f"## {title}", "",
              "| comparison | n | accuracy a | accuracy b | diff | CI | p-value | McNemar p | verdict |",
