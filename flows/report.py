@@ -40,7 +40,7 @@ def eval_table(results: dict) -> str:
 
 
 def verdict_lines(verdict: dict | None) -> list[str]:
-    """The gate's decision and each paired comparison (gain, its interval, McNemar's p)."""
+    """The promotion gate's decision and each paired comparison (gain, its interval, McNemar's p)."""
     if not verdict:
         return ["_No verdict (the verify stage did not run)._"]
     # metrics/verify.json holds the compared numbers only; the score kind and problem count are in

@@ -78,11 +78,13 @@ def test_rollout_and_reward_errors_name_the_key():
     assert not load_config().rollout.trainer_logprobs
 
 
-def test_presets_come_from_the_environment_too(monkeypatch):
-    from components.config import load_config
-
-    monkeypatch.setenv("PIPO_PRESET", "presets/gpu.yaml")
-    assert load_config().rollout.engine == "vllm"
+def test_presets_come_from_the_environment_too(monkeypatch, tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("rl:\n  lr: 0.25\n")
+    monkeypatch.delenv("PIPO_PRESET", raising=False)
+    assert load_config().rl.lr != 0.25
+    monkeypatch.setenv("PIPO_PRESET", str(preset))
+    assert load_config().rl.lr == 0.25
 
 
 def test_every_algorithm_record_names_registered_blocks():

@@ -1,4 +1,4 @@
-"""The verification gate and promotion on a real (temporary) MLflow store: registration tags and
+"""The promotion gate on a real (temporary) MLflow store: registration tags and
 descriptions (the gate, each version's verdict report), the alias moving only on a pass, and results of
 mismatched problem sets refused."""
 
@@ -16,7 +16,8 @@ from mlflow.tracking import MlflowClient
 from components.config import REPO_ROOT, load_config
 from components.model.factory import initial_policy
 from components.gate.descriptions import DESCRIPTION_LIMIT, fit_description
-from components.gate.promotion import pooled_scores, verify_and_promote
+from components.gate.promotion import Matchup, gate_metrics, pooled_scores, verify_and_promote
+from components.gate.statistics import compare
 from components.infra.provenance import eval_manifest, hash_path, write_eval_manifest
 from tests.mlflow_support import empty_store
 
@@ -163,3 +164,17 @@ def test_pooled_scores_use_the_configured_score():
     keys, greedy = pooled_scores({"x": table}, "greedy")
     _, share = pooled_scores({"x": table}, "mean_at_k")
     assert keys == ["x/a", "x/b"] and greedy.tolist() == [1.0, 0.0] and share.tolist() == [0.25, 1.0]
+
+
+def test_gate_metric_names_are_the_documented_ones_with_and_without_a_champion():
+    """docs/metrics.md lists these names; users chart them across runs, so they must not change."""
+    c = compare("any", [0.0, 1.0, 0.0], [1.0, 1.0, 0.0], num_resamples=10)
+    fields = ["diff", "ci_low", "ci_high", "p_value", "passed"]
+    sft, champion = Matchup("rl", "sft"), Matchup("rl", "champion", "12")
+    assert sft.label == "rl vs sft" and champion.label == "rl vs champion v12"
+    assert sorted(gate_metrics([(sft, c)], True)) == sorted(
+        [f"verify/rl_vs_sft/{f}" for f in fields] + ["verify/promoted"])
+    assert sorted(gate_metrics([(Matchup("rl", "start model"), c), (champion, c)], False)) == sorted(
+        [f"verify/rl_vs_start_model/{f}" for f in fields] + [f"verify/rl_vs_champion/{f}" for f in fields]
+        + ["verify/promoted"])
+    assert gate_metrics([(sft, c)], False)["verify/promoted"] == 0.0

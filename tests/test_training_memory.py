@@ -85,10 +85,46 @@ def test_an_unquoted_no_is_the_string_accelerate_expects():
     assert load_config(overrides=["model.mixed_precision=no"]).model.mixed_precision == "no"
 
 
-def test_heap_growth_limit_applies_on_glibc_and_defers_to_the_users_setting(monkeypatch):
-    from components.infra.runtime import limit_heap_growth
+class FakeLibc:
+    """mallopt that records its calls and answers like glibc: 1 when the setting is accepted, 0 when not."""
 
+    def __init__(self, answer: int):
+        self.answer, self.calls = answer, []
+
+    def mallopt(self, param: int, value: int) -> int:
+        self.calls.append((param, value))
+        return self.answer
+
+
+@pytest.mark.parametrize("answer, applied", [(1, True), (0, False)])
+def test_heap_growth_limit_sets_the_mmap_threshold_and_reports_whether_libc_accepted(monkeypatch, answer, applied):
+    import components.infra.runtime as runtime
+
+    libc = FakeLibc(answer)
+    monkeypatch.setattr(runtime, "_libc", lambda: libc)
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    assert limit_heap_growth()  # this machine runs glibc: mallopt accepted the fixed threshold
+    assert runtime.limit_heap_growth(4096) is applied
+    assert libc.calls == [(-3, 4096)]  # M_MMAP_THRESHOLD in glibc's malloc.h
+
+
+def test_heap_growth_limit_defers_to_the_users_malloc_setting(monkeypatch):
+    import components.infra.runtime as runtime
+
+    libc = FakeLibc(1)
+    monkeypatch.setattr(runtime, "_libc", lambda: libc)
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
-    assert not limit_heap_growth()
+    assert not runtime.limit_heap_growth() and libc.calls == []
+
+
+@pytest.mark.parametrize("libc", [OSError("no libc"), object()], ids=["no C library", "no mallopt"])
+def test_heap_growth_limit_is_a_no_op_without_glibcs_mallopt(monkeypatch, libc):
+    import components.infra.runtime as runtime
+
+    def load():
+        if isinstance(libc, Exception):
+            raise libc
+        return libc
+
+    monkeypatch.setattr(runtime, "_libc", load)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    assert runtime.limit_heap_growth() is False

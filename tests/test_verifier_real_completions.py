@@ -96,7 +96,7 @@ def test_an_answer_split_over_boxes_is_read_whole_when_the_reference_is_a_list(c
     assert _score(completion, reference) == expected
 
 
-def test_the_gate_names_references_that_do_not_match_themselves():
+def test_data_validation_names_references_that_do_not_match_themselves():
     rows = pd.DataFrame({
         "id": ["ok-1", "power-2", "log-3", "ok-4"],
         "prompt": [f"question {i}" for i in range(4)],

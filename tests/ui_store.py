@@ -46,7 +46,7 @@ def verdict_report(model: str, version: str, label: str, passed: bool) -> str:
         "",
         f"RL policy: {label}, seed 0, rollout engine hf.",
         "",
-        "## Verification gate",
+        "## Promotion gate",
         "",
         "| comparison | n | accuracy a | accuracy b | diff | CI | p-value | McNemar p | verdict |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -12,6 +12,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from components.gate.statistics import t95_interval  # noqa: E402
+
 Histories = dict[str, dict[int, list[dict[str, float]]]]  # variant -> seed -> per-iteration metrics
 
 
@@ -38,7 +40,8 @@ def accuracy_plot(rows: list[dict], metric: str, path: Path) -> Path:
     for i, kind in enumerate(kinds):
         values = [r[metric] for r in rows if r["model"] == kind]
         mean = statistics.mean(values)
-        half = _t95(len(values)) * statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
+        low, high = t95_interval(values)
+        half = (high - low) / 2 if len(values) > 1 else 0.0
         ax.bar(i, mean, color=f"C{i}", alpha=0.6)
         ax.errorbar(i, mean, yerr=half, color="black", capsize=6)
         ax.scatter([i] * len(values), values, color="black", s=12, zorder=3)
@@ -137,9 +140,3 @@ def _save(fig, ax, path: Path, xlabel: str | None, ylabel: str, title: str, lege
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def _t95(n: int) -> float:
-    """Two-sided 95 % Student-t quantile for n samples (n - 1 degrees of freedom)."""
-    table = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
-    return table.get(n, 1.96 + 2.5 / max(n - 1, 1))

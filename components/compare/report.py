@@ -21,6 +21,7 @@ import pandas as pd
 from components.compare.settings import CompareConfig, portable_command
 from components.compare.sweep import rl_name
 from components.config import Config
+from components.gate.statistics import compare, t95_interval
 from components.infra.atomic_io import atomic_write_text, claim_dir
 from components.rl.probe import signal_agreement
 
@@ -90,13 +91,7 @@ def verdict(ci_low: float, ci_high: float) -> str:
 
 def seed_interval(diffs: list[float]) -> tuple[float, float]:
     """95 % Student-t interval of the mean per-seed difference (seeds as the unit: their spread counts)."""
-    from components.compare.plots import _t95
-
-    if len(diffs) < 2:
-        return math.nan, math.nan
-    half = _t95(len(diffs)) * statistics.stdev(diffs) / math.sqrt(len(diffs))
-    mean = statistics.mean(diffs)
-    return mean - half, mean + half
+    return t95_interval(diffs)
 
 
 def overall_verdict(pooled: tuple[float, float], seeds: tuple[float, float]) -> str:
@@ -110,8 +105,6 @@ def overall_verdict(pooled: tuple[float, float], seeds: tuple[float, float]) -> 
 
 def paired_against(base: list[dict], other: list[dict], bench: str, cfg: Config):
     """Paired bootstrap + McNemar of greedy correctness, pooled over (seed, problem), on the seeds both have."""
-    from components.gate.statistics import compare
-
     seeds = sorted({u["seed"] for u in base} & {u["seed"] for u in other})
     if not seeds:
         return None

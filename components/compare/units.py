@@ -74,19 +74,20 @@ def _evaluate(model, tokenizer, cfg, seed: int, label: str, out: Path) -> dict:
 
 
 def run_unit(spec: UnitSpec, out_dir: Path) -> Path:
-    """Do the unit's work into out_dir/<name>; returns the folder (already complete: nothing to do)."""
+    """Do the unit's work into out_dir/<name>; returns the folder (already complete: nothing to do).
+
+    Trains (the kind's function in _TRAIN), evaluates, and renames `<name>.partial` to `<name>` last."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     from components.config import load_config
-    from components.model.chat import rendered_frame
-    from components.model.factory import initial_policy, load_policy, training_memory
-    from components.model.io import save_policy
 
     final = out_dir / spec.name
     if (final / "result.json").exists():
         return final
+    if spec.kind not in _TRAIN:
+        raise ValueError(f"unknown unit kind {spec.kind!r}")
     work = final.with_name(final.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -96,46 +97,68 @@ def run_unit(spec: UnitSpec, out_dir: Path) -> Path:
     result: dict = {"kind": spec.kind, "name": spec.name, "seed": spec.seed, "overrides": spec.overrides,
                     "commit": git_commit(), "params": cfg.flat()}
     started = time.time()
-    if spec.kind == "sft":
-        from components.sft.train import train_sft
-
-        model, tokenizer = initial_policy(cfg.model, spec.seed)
-        model = training_memory(model, cfg.model)
-        model, res = train_sft(model, tokenizer, _split(cfg, "sft"), cfg.sft, cfg.model.lora, spec.seed, accelerator,
-                               chat_template=cfg.data.chat_template, chunk_tokens=cfg.model.lm_head_chunk_tokens)
-        save_policy(model, tokenizer, work / "model")
-        result["seconds"] = res.seconds
-    elif spec.kind == "rl":
-        from components.rl.trainer import train_rl
-
-        model, tokenizer = load_policy(spec.sft_dir, cfg.model.dtype, cfg.model.trust_remote_code)
-        model = training_memory(model, cfg.model)
-        prompts = rendered_frame(tokenizer, _split(cfg, "rl"), cfg.data.chat_template)
-        model, res = train_rl(model, tokenizer, prompts, cfg.rl, spec.seed, accelerator, rollout=cfg.rollout,
-                              reward=cfg.reward, model_cfg=cfg.model, model_path=spec.sft_dir)
-        result.update({"seconds": res.seconds, "iterations": res.iterations, "summary": res.summary})
-        (work / "history.json").write_text(json.dumps(res.history))
-    elif spec.kind == "control":
-        import statistics
-
-        from components.sft.control import continue_sft_for
-
-        seconds = [json.loads((out_dir / n / "result.json").read_text())["seconds"] for n in spec.budget_from]
-        budget = statistics.median(seconds)
-        model, tokenizer = load_policy(spec.sft_dir, cfg.model.dtype, cfg.model.trust_remote_code)
-        model = training_memory(model, cfg.model)
-        model, steps = continue_sft_for(model, tokenizer, _split(cfg, "sft"), cfg.sft, budget, spec.seed,
-                                        spec.control_lr, accelerator, chat_template=cfg.data.chat_template,
-                                        chunk_tokens=cfg.model.lm_head_chunk_tokens)
-        result.update({"seconds": budget, "steps": steps})
-    else:
-        raise ValueError(f"unknown unit kind {spec.kind!r}")
+    model, tokenizer = _TRAIN[spec.kind](spec, cfg, accelerator, out_dir, work, result)
     result["wall_seconds"] = time.time() - started
     result["eval"] = _evaluate(model, tokenizer, cfg, spec.seed, spec.name, work)
     (work / "result.json").write_text(json.dumps(result, default=str))
     shutil.rmtree(final, ignore_errors=True)
     work.rename(final)  # the unit is done exactly when its folder exists
     return final
+
+
+# Each kind's training: (spec, cfg, accelerator, out_dir, work, result) -> (model, tokenizer), adding what it
+# measured to `result` and any file it keeps to `work`.
+
+def _train_sft(spec: UnitSpec, cfg, accelerator, out_dir: Path, work: Path, result: dict):
+    """The seed's SFT warm start from the initial policy, saved for the seed's RL units and control."""
+    from components.model.factory import initial_policy, training_memory
+    from components.model.io import save_policy
+    from components.sft.train import train_sft
+
+    model, tokenizer = initial_policy(cfg.model, spec.seed)
+    model = training_memory(model, cfg.model)
+    model, res = train_sft(model, tokenizer, _split(cfg, "sft"), cfg.sft, cfg.model.lora, spec.seed, accelerator,
+                           chat_template=cfg.data.chat_template, chunk_tokens=cfg.model.lm_head_chunk_tokens)
+    save_policy(model, tokenizer, work / "model")
+    result["seconds"] = res.seconds
+    return model, tokenizer
+
+
+def _train_rl(spec: UnitSpec, cfg, accelerator, out_dir: Path, work: Path, result: dict):
+    """One RL run from the seed's SFT model; its per-iteration metrics go to history.json."""
+    from components.model.chat import rendered_frame
+    from components.model.factory import load_policy, training_memory
+    from components.rl.trainer import train_rl
+
+    model, tokenizer = load_policy(spec.sft_dir, cfg.model.dtype, cfg.model.trust_remote_code)
+    model = training_memory(model, cfg.model)
+    prompts = rendered_frame(tokenizer, _split(cfg, "rl"), cfg.data.chat_template)
+    model, res = train_rl(model, tokenizer, prompts, cfg.rl, spec.seed, accelerator, rollout=cfg.rollout,
+                          reward=cfg.reward, model_cfg=cfg.model, model_path=spec.sft_dir)
+    result.update({"seconds": res.seconds, "iterations": res.iterations, "summary": res.summary})
+    (work / "history.json").write_text(json.dumps(res.history))
+    return model, tokenizer
+
+
+def _train_control(spec: UnitSpec, cfg, accelerator, out_dir: Path, work: Path, result: dict):
+    """More SFT from the seed's SFT model for the median seconds of the RL units in spec.budget_from."""
+    import statistics
+
+    from components.model.factory import load_policy, training_memory
+    from components.sft.control import continue_sft_for
+
+    seconds = [json.loads((out_dir / n / "result.json").read_text())["seconds"] for n in spec.budget_from]
+    budget = statistics.median(seconds)
+    model, tokenizer = load_policy(spec.sft_dir, cfg.model.dtype, cfg.model.trust_remote_code)
+    model = training_memory(model, cfg.model)
+    model, steps = continue_sft_for(model, tokenizer, _split(cfg, "sft"), cfg.sft, budget, spec.seed,
+                                    spec.control_lr, accelerator, chat_template=cfg.data.chat_template,
+                                    chunk_tokens=cfg.model.lm_head_chunk_tokens)
+    result.update({"seconds": budget, "steps": steps})
+    return model, tokenizer
+
+
+_TRAIN = {"sft": _train_sft, "rl": _train_rl, "control": _train_control}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -191,14 +191,6 @@ class RewardConfig(_Strict):
             return [{"path": item, "weight": 1.0} if isinstance(item, str) else item for item in value]
         return value
 
-    @model_validator(mode="before")
-    @classmethod
-    def _removed_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "min_batch_for_pool" in data:
-            raise ValueError("reward.min_batch_for_pool was removed: whether an item is scored inline now "
-                             "depends on its source, not on the batch size (see params.yaml); delete the key")
-        return data
-
 
 class BenchmarkConfig(_Strict):
     """One evaluation set: a prepared split of the task's own data, or a verl/HF-layout file."""

@@ -66,7 +66,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 def _text(value: Any) -> str | None:
     """A cell as text, or None when it is missing (None, NaN) or not text (bytes, lists, dicts):
-    the validation gate then reports the row by id instead of training on 'None', 'nan' or b'...'."""
+    data validation then reports the row by id instead of training on 'None', 'nan' or b'...'."""
     if isinstance(value, str):
         return value
     if value is None:
@@ -89,7 +89,7 @@ def _user_text(prompt: Any) -> str | None:
 
 def _chat_messages(prompt: Any) -> str | None:
     """A chat prompt's messages as the canonical JSON string; None for a plain-text (or missing) prompt.
-    Kept as given: the validation gate reports a row whose messages are malformed."""
+    Kept as given: data validation reports a row whose messages are malformed."""
     if not isinstance(prompt, (list, tuple, np.ndarray)):
         return None
     return json.dumps(_jsonable(prompt), ensure_ascii=False, default=str)
@@ -103,7 +103,7 @@ def _reference_answer(text: Any) -> tuple[str | None, str | None]:
     """(answer, worked solution) from a reference: boxed answer, GSM8K '#### 42', or the text itself.
 
     A list (verl stores `["70"]`) must hold one distinct answer: the prepared `answer` column is one
-    string per row, which the gate's checks, the trainer and the evaluation all read as THE answer,
+    string per row, which data validation's checks, the trainer and the evaluation all read as THE answer,
     so a second answer is refused (_SeveralAnswers) rather than silently dropped."""
     if isinstance(text, (list, tuple, np.ndarray)):
         items = [t for t in (_text(v) for v in text) if t is not None and t.strip()]
@@ -170,7 +170,7 @@ def to_canonical(df: pd.DataFrame, name: str, layout: str, id_prefix: str, sourc
     """Map a verl or HF layout table to canonical rows with ids `{id_prefix}-{row:06d}`.
 
     Refuses (IngestError naming the rows) a list ground truth with several answers, and an empty
-    data_source, which would otherwise be scored as math (a null one is the gate's to report)."""
+    data_source, which would otherwise be scored as math (a null one is data validation's to report)."""
     _check_columns(df, name, layout)
     rows, several, blank = [], {}, []
     for i, row in enumerate(df.to_dict("records")):
@@ -224,14 +224,14 @@ def load_hub(name: str, split: str) -> pd.DataFrame:
 
 def _dedupe(df: pd.DataFrame, what: str) -> pd.DataFrame:
     """One row per prompt (whitespace ignored), keeping the first. Rows without a prompt, and every
-    row of a prompt repeated with different answers, are kept so the validation gate names them."""
+    row of a prompt repeated with different answers, are kept so data validation names them."""
     keys = df["prompt"].map(prompt_key)
     conflict = answer_conflicts(df)
     repeated = keys.notna() & keys.duplicated(keep="first") & ~conflict
     if repeated.any():
         log.warning("%s: dropped %d rows with a repeated prompt", what, int(repeated.sum()))
     if conflict.any():
-        log.warning("%s: %d rows repeat a prompt with a different answer; kept for the validation gate to "
+        log.warning("%s: %d rows repeat a prompt with a different answer; kept for data validation to "
                     "report", what, int(conflict.sum()))
     return df[~repeated].reset_index(drop=True)
 
@@ -246,7 +246,7 @@ def split_rows(
     random.Random(seed).shuffle(order)
     rows = rows.iloc[order].reset_index(drop=True)
     conflict = answer_conflicts(rows)
-    if conflict.any():  # first, so that no split's size cap hides them from the gate (which then fails)
+    if conflict.any():  # first, so that no split's size cap hides them from data validation (which then fails)
         rows = pd.concat([rows[conflict], rows[~conflict]], ignore_index=True)
     if eval_rows is None:
         if len(rows) <= data.num_eval:

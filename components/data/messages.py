@@ -1,4 +1,4 @@
-"""The `messages` column under the validation gate: well-formed chat messages, and what they add to
+"""The `messages` column under data validation: well-formed chat messages, and what they add to
 the prompt the model reads (its bytes and tokens)."""
 
 from __future__ import annotations

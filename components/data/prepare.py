@@ -75,8 +75,8 @@ def write_splits_atomically(splits: dict[str, pd.DataFrame], out_dir: Path) -> N
 
 def file_benchmarks(cfg: Config) -> dict[str, pd.DataFrame]:
     """{name: rows} of the evaluation benchmarks read from files, loaded as the evaluate stage loads
-    them, so the gate can refuse training rows they contain. A `split` benchmark is the prepared eval
-    split, which the gate already keeps disjoint from sft and rl."""
+    them, so data validation can refuse training rows they contain. A `split` benchmark is the prepared eval
+    split, which data validation already keeps disjoint from sft and rl."""
     from components.eval.benchmarks import load_benchmark
 
     return {b.name: load_benchmark(b, cfg.data.out_dir) for b in cfg.eval.benchmarks if b.file is not None}

@@ -239,7 +239,7 @@ def validate_splits(
 
 
 def check_rows(df: pd.DataFrame, byte_limit: int) -> list[tuple[str, int, list[str]]]:
-    """The gate's row checks that need neither a tokenizer nor other splits, evaluated with pandas
+    """Data validation's row checks that need neither a tokenizer nor other splits, evaluated with pandas
     (no GX): for data that is scored but never trained on, i.e. benchmark files. A prompt, answer or
     source that is not text counts as null, as in ingest. Returns (description, failing count,
     first failing ids) per failed check; empty when every row passes."""

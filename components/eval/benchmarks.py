@@ -3,9 +3,9 @@
 A benchmark is a prepared split of the task's own data (`split: eval`) or a verl/HF-layout file
 (`file: data/benchmarks/math500.parquet`). Every failure names the benchmark and the file.
 
-Benchmark rows go through the data gate's row checks (components/data/validate.py `check_rows`):
+Benchmark rows go through data validation's row checks (components/data/validate.py `check_rows`):
 prompt, answer and source are non-null text, the answer parses for the verifier, ids and answers
-of repeated prompts agree, and the prompt is within the gate's byte bound (max_prompt_tokens *
+of repeated prompts agree, and the prompt is within data validation's byte bound (max_prompt_tokens *
 BYTES_PER_TOKEN; 1 MiB at the default DEFAULT_MAX_PROMPT_TOKENS), so a huge prompt never reaches
 a tokenizer. Failures name the benchmark, the file and the row ids.
 """

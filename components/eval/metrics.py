@@ -1,7 +1,7 @@
 """Pure statistics for benchmark evaluation: pass@k, mean@k, maj@k and per-problem summaries.
 
 Everything here works on already-scored outputs (booleans, extracted answers, lengths), so it
-runs without a model and is shared by evaluation, comparison reports and the verification gate.
+runs without a model and is shared by evaluation, comparison reports and the promotion gate.
 """
 
 from __future__ import annotations

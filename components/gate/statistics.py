@@ -1,14 +1,17 @@
-"""Statistics for the verification gate: is model b really better than model a on the same problems?
+"""Statistics of model comparisons: is model b really better than model a on the same problems?
 
-Inputs are per-problem scores of two models over the SAME problems in the same order (0/1
-correctness or scores in [0, 1]). The gate uses a paired bootstrap over problems; McNemar's exact
+Used by the promotion gate (components/gate/promotion.py) and the PIPO-vs-GRPO comparison report
+(components/compare). Inputs of the paired tests are per-problem scores of two models over the SAME problems in the same order (0/1
+correctness or scores in [0, 1]). The promotion gate uses a paired bootstrap over problems; McNemar's exact
 test on the discordant pairs is reported alongside as a second opinion. All randomness comes from
-an explicit seed, so a gate decision is reproducible.
+an explicit seed, so a gate decision is reproducible. t95_interval is the seed-level interval: a few
+runs' values (one per seed), where the seeds' spread is the uncertainty.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -41,6 +44,22 @@ def _paired(a, b, names: tuple[str, str] = ("a", "b")) -> tuple[np.ndarray, np.n
         raise ValueError(f"{names[0]} and {names[1]} must score the same problems "
                          f"(lengths {a_arr.size} != {b_arr.size})")
     return a_arr, b_arr
+
+
+def _t95(n: int) -> float:
+    """Two-sided 95 % Student-t quantile for n samples (n - 1 degrees of freedom); beyond the table
+    an approximation that is within 0.02 of the exact value."""
+    table = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
+    return table.get(n, 1.96 + 2.5 / max(n - 1, 1))
+
+
+def t95_interval(values: Sequence[float]) -> tuple[float, float]:
+    """95 % Student-t interval of the mean of `values` (e.g. one per seed); (nan, nan) for fewer than two."""
+    if len(values) < 2:
+        return math.nan, math.nan
+    half = _t95(len(values)) * statistics.stdev(values) / math.sqrt(len(values))
+    mean = statistics.mean(values)
+    return mean - half, mean + half
 
 
 @dataclass(frozen=True)
@@ -202,7 +221,7 @@ def _p(value: float) -> str:
     return f"{value:.2e}" if value < 1e-3 else f"{value:.3f}"
 
 
-def markdown_report(comparisons: Sequence[Comparison], *, title: str = "Verification gate") -> str:
+def markdown_report(comparisons: Sequence[Comparison], *, title: str = "Promotion gate") -> str:
     """Short markdown section: one table row per comparison plus the overall gate outcome."""
     lines = [f"## {title}", "",
              "| comparison | n | accuracy a | accuracy b | diff | CI | p-value | McNemar p | verdict |",

@@ -108,11 +108,14 @@ def limit_heap_growth(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
     only; elsewhere (or if the user set MALLOC_MMAP_THRESHOLD_) nothing changes. Returns whether it applied."""
     if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
+    try:
+        return bool(_libc().mallopt(_M_MMAP_THRESHOLD, threshold))
+    except (OSError, AttributeError):  # no C library found, or one without mallopt
+        return False
+
+
+def _libc():
     import ctypes
     import ctypes.util
 
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold))
-    except (OSError, AttributeError):
-        return False
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -2,7 +2,7 @@
 
 `normalize(answer, exact_decimals)` runs RULES in order; each rule is a named function of the text
 that returns the rewritten text, or None to refuse the answer (it then scores 0.0, and a reference
-refused here fails the data gate, which names the rule). To add a rule, add it to RULES. The rules
+refused here fails data validation, which names the rule). To add a rule, add it to RULES. The rules
 close holes in how the parser reads numbers:
 
 - fraction digits: `\\frac 1 2` is `\\frac{1}{2}` (TeX reads one digit per argument), said with braces

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import pandas as pd
 import torch
@@ -21,9 +22,10 @@ from components.sft.train import encode_examples
 
 def continue_sft_for(model, tokenizer, data: pd.DataFrame, cfg: SFTConfig, seconds: float, seed: int,
                      lr: float, accelerator, *, chat_template: str,
-                     chunk_tokens: int) -> tuple[torch.nn.Module, int]:
-    """Train on data[prompt, messages, solution] for `seconds` of wall time, prompts rendered per
-    data.chat_template (`chat_template`); returns (model, steps)."""
+                     chunk_tokens: int, clock: Callable[[], float] = time.monotonic) -> tuple[torch.nn.Module, int]:
+    """Train on data[prompt, messages, solution] for `seconds` of wall time (read from `clock`), prompts
+    rendered per data.chat_template (`chat_template`); returns (model, optimizer steps taken). A step starts
+    only while the budget lasts, so the last one may end past it."""
     rows = data.dropna(subset=["solution"])
     examples = encode_examples(tokenizer, rows, model, chat_template)
     loader = DataLoader(examples, batch_size=cfg.batch_size, shuffle=True,
@@ -34,10 +36,10 @@ def continue_sft_for(model, tokenizer, data: pd.DataFrame, cfg: SFTConfig, secon
     sft_step = SFTStep(model, optimizer, accelerator, tokenizer.pad_token_id,
                        max_tokens=cfg.max_tokens_per_micro_batch, max_grad_norm=cfg.max_grad_norm, chunk_tokens=chunk_tokens)
     model.train()
-    start, steps = time.time(), 0
+    start, steps = clock(), 0
     while True:
         for batch in loader:
-            elapsed = time.time() - start
+            elapsed = clock() - start
             if elapsed >= seconds:
                 return accelerator.unwrap_model(model), steps
             for group in optimizer.param_groups:

@@ -1,4 +1,4 @@
-"""Stage `prepare`: canonical splits from the configured source, behind the Great Expectations gate."""
+"""Stage `prepare`: canonical splits from the configured source, checked by data validation (Great Expectations)."""
 
 from __future__ import annotations
 

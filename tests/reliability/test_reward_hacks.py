@@ -6,7 +6,7 @@ Each row is (completion's boxed answer, reference, expected reward), scored thro
 thin-space thousands group was read as a sum (`12\\,345` "equalled" 357 and not 12345), and a
 decimal matched an irrational or repeating reference within math-verify's float tolerance. Before
 the pre-filter's cost estimate (components/reward/guards.py), the combinatorial answers below cost
-a worker its whole timeout (as a reference, every completion's), and the data gate let them in.
+a worker its whole timeout (as a reference, every completion's), and data validation let them in.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_limits_stay_verifiable():
     assert is_verifiable("math", "\\binom{9999}{4999}")
 
 
-def test_the_gate_refuses_a_costly_or_juxtaposed_reference_naming_the_rows():
+def test_data_validation_refuses_a_costly_or_juxtaposed_reference_naming_the_rows():
     rows = pd.DataFrame({
         "id": ["ok-1", "costly-2", "juxtaposed-3", "ok-4"],
         "prompt": ["a?", "b?", "c?", "d?"],

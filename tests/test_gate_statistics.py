@@ -1,11 +1,11 @@
-"""Paired bootstrap, McNemar, the gate verdict and its markdown report."""
+"""Paired bootstrap, McNemar, the promotion gate's verdict and its markdown report."""
 
 import math
 
 import numpy as np
 import pytest
 
-import components.gate.statistics as verification
+import components.gate.statistics as gate_statistics
 from components.gate.statistics import compare, markdown_report, mcnemar, paired_bootstrap, verdict
 
 
@@ -86,7 +86,7 @@ def test_bootstrap_is_deterministic_and_chunking_does_not_change_it(monkeypatch)
     r2 = paired_bootstrap(a, b, num_resamples=3000, seed=5)
     assert r1 == r2 and np.array_equal(r1.bootstrap_diffs, r2.bootstrap_diffs)
     assert not np.array_equal(r1.bootstrap_diffs, paired_bootstrap(a, b, num_resamples=3000, seed=6).bootstrap_diffs)
-    monkeypatch.setattr(verification, "_CHUNK_ENTRIES", 120)  # 2 resamples per chunk
+    monkeypatch.setattr(gate_statistics, "_CHUNK_ENTRIES", 120)  # 2 resamples per chunk
     assert np.array_equal(paired_bootstrap(a, b, num_resamples=3000, seed=5).bootstrap_diffs, r1.bootstrap_diffs)
 
 
@@ -180,7 +180,7 @@ def test_compare_and_markdown_report():
 
     report = markdown_report([good, same, soft])
     lines = report.splitlines()
-    assert lines[0] == "## Verification gate"
+    assert lines[0] == "## Promotion gate"
     assert "| comparison | n | accuracy a | accuracy b | diff | CI | p-value | McNemar p | verdict |" in lines
     row = next(line for line in lines if line.startswith("| rl vs sft |"))
     assert row.startswith("| rl vs sft | 500 | 0.400 | 0.520 | +0.120 | 95% [")
@@ -190,3 +190,11 @@ def test_compare_and_markdown_report():
     assert "Gate FAILED" in report
     assert "Gate PASSED" in markdown_report([good], title="t")
     assert "Gate FAILED" in markdown_report([])  # an empty gate fails closed
+
+
+def test_t95_interval_is_the_mean_plus_minus_t_times_standard_error():
+    from components.gate.statistics import t95_interval
+
+    low, high = t95_interval([0.1, 0.3])  # mean 0.2, sd 0.1414, t(1) 12.706: +-1.2706
+    assert (low, high) == (pytest.approx(0.2 - 1.2706, abs=1e-4), pytest.approx(0.2 + 1.2706, abs=1e-4))
+    assert all(math.isnan(x) for x in t95_interval([0.5]))  # one seed: no spread to measure

@@ -1,4 +1,4 @@
-"""Hostile data against the validation gate: each case is a reported hole, now a named gate failure.
+"""Hostile data against data validation: each case is a reported hole, now a named validation failure.
 
 Null prompts and sources, a repeated prompt with two answers, eval leaks that differ only in
 whitespace, a 10 MB prompt (rejected by bytes before the tokenizer sees it), benchmark files
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def chars(prompt, messages=None):
-    """A token counter of one token per prompt character (the gate also hands it a chat row's messages)."""
+    """A token counter of one token per prompt character (data validation also hands it a chat row's messages)."""
     return len(prompt)
 
 
@@ -62,7 +62,7 @@ def _failed(report) -> dict[str, list[str]]:
     return {f"{c.split}:{c.description}": c.failing_ids for c in report.failures}
 
 
-def test_null_prompt_is_a_gate_failure_naming_the_row(tmp_path):
+def test_null_prompt_is_a_validation_failure_naming_the_row(tmp_path):
     rows = _verl_rows(20)
     rows[3]["prompt"] = None  # was: TypeError 'NoneType' object is not iterable, inside ingest
     rows[7]["prompt"] = [{"role": "user", "content": None}]  # was: the prompt 'None'
@@ -75,7 +75,7 @@ def test_null_prompt_is_a_gate_failure_naming_the_row(tmp_path):
     assert failing == {"bad-000003", "bad-000007"}
 
 
-def test_null_data_source_is_a_gate_failure_not_source_nan(tmp_path):
+def test_null_data_source_is_a_validation_failure_not_source_nan(tmp_path):
     rows = _verl_rows(20)
     rows[5]["data_source"] = None
     rows[6]["data_source"] = float("nan")
@@ -103,7 +103,7 @@ def test_repeated_prompt_with_conflicting_answers_fails_naming_both_rows(tmp_pat
     assert len(prompts) == 20 and prompts.str.replace(" ", "").eq("4+5=").sum() == 1
 
 
-def test_eval_leak_after_whitespace_normalisation_fails_the_gate():
+def test_eval_leak_after_whitespace_normalisation_fails_validation():
     splits = generate_splits(TASK, num_sft=6, num_rl=12, num_eval=6, seed=0)
     rl, ev = splits["rl"], splits["eval"]
     rl.loc[0, ["prompt", "answer"]] = [ev.loc[1, "prompt"] + " ", ev.loc[1, "answer"]]  # "1+5= " vs "1+5="
@@ -259,7 +259,7 @@ def test_gpu_preset_with_disjoint_training_data_passes_the_benchmark_checks(tmp_
 
 
 def test_benchmark_prompt_in_training_up_to_whitespace_names_its_benchmark(tmp_path, monkeypatch):
-    """Compared by the gate's prompt key: an AIME25 prompt with its spaces changed still leaks, and
+    """Compared by data validation's prompt key: an AIME25 prompt with its spaces changed still leaks, and
     the failure names aime25 (and amc23 for the other row), not the benchmarks that hold neither."""
     monkeypatch.chdir(ROOT)
     aime = load_files(["data/benchmarks/aime25.parquet"], None).iloc[3]
