@@ -118,7 +118,9 @@ def test_pipeline_runs_a_chat_model_end_to_end(tmp_path, monkeypatch, qwen2_fold
             if not bool(batch.truncated[row]):
                 ends.append(int(batch.completion_ids[row, n - 1]))
             assert not torch.isin(batch.completion_ids[row, :max(n - 1, 0)], torch.tensor(stop_ids)).any()
-    assert ends and set(ends) <= set(stop_ids)
+    assert set(ends) <= set(stop_ids)
+    # LoRA: whether any completion stops before the length limit is chance (the draws decide), so only full
+    # SFT must show one
     assert lora or im_end in ends
 
     # evaluate scored all three models; the RL model is registered, merged (no adapter), and loads
