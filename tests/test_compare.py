@@ -16,7 +16,7 @@ from components.compare.sweep import plan_units, run_sweep
 from components.config import load_config
 from tests.mlflow_support import empty_store
 
-SMALL = ["compare.seeds=[0,1]", "compare.iterations=7", "compare.control_regime=a",
+SMALL = ["compare.seeds=[0,1]", "compare.iterations=7", "compare.control=true", "compare.control_regime=a",
          "compare.regimes={a: {overrides: [rl.lr=1.0e-3], variants: [grpo, pipo]}, b: {overrides: [], variants: [pipo]}}"]
 
 
@@ -35,6 +35,24 @@ def test_plan_interleaves_seeds_across_regimes_and_waits_for_each_seeds_sft():
                                                      ["runs/a/grpo/s1", "runs/a/pipo/s1"]]
 
 
+def test_a_regime_with_seeds_of_its_own_runs_those_and_every_seed_gets_one_sft_start():
+    c = load_compare(overrides=["compare.seeds=[0, 1, 2]", "compare.control=true", "compare.control_regime=few",
+                                "compare.regimes={all: {overrides: [], variants: [grpo]}, "
+                                "few: {overrides: [], variants: [pipo], seeds: [1, 7]}}"])
+    assert c.regime_seeds("all") == [0, 1, 2] and c.regime_seeds("few") == [1, 7] and c.all_seeds() == [0, 1, 2, 7]
+    names = [u.spec.name for u in plan_units(c, None, [])]
+    assert names == ["sft/s0", "sft/s1", "sft/s2", "sft/s7", "runs/all/grpo/s0", "runs/all/grpo/s1",
+                     "runs/few/pipo/s1", "runs/all/grpo/s2", "runs/few/pipo/s7", "runs/few/continued_sft/s1",
+                     "runs/few/continued_sft/s7"]
+
+
+def test_the_committed_sweep_plans_120_rl_runs_and_an_sft_start_per_seed():
+    """compare.yaml: default 10 seeds x 7 variants, high_lr 5 x 7, noisy_verifier 5 x 3; no control."""
+    units = plan_units(load_compare(), None, [])
+    kinds = [u.spec.kind for u in units]
+    assert kinds.count("rl") == 70 + 35 + 15 and kinds.count("sft") == 10 and "control" not in kinds
+
+
 def test_a_regime_may_not_change_the_shared_sft_start():
     c = load_compare(overrides=["compare.regimes={x: {overrides: [sft.lr=1.0], variants: [grpo]}}",
                                 "compare.control=false"])
@@ -48,13 +66,19 @@ def test_a_regime_may_not_change_the_shared_sft_start():
     ("compare.seeds=[0, -1]", r"compare\.seeds\.1"),
     ("compare.seeds=[0, true]", r"compare\.seeds: .*not bool"),
     ("compare.jobs=0", r"compare\.jobs"),
+    ("compare.seeds=[0, 1, 0]", r"compare\.seeds: seed\(s\) \[0\] listed twice"),
+    ("compare.regimes.high_lr.seeds=[2, 2]", r"compare\.regimes\.high_lr\.seeds: seed\(s\) \[2\] listed twice"),
+    ("compare.regimes.high_lr.seeds=[]", r"compare\.regimes\.high_lr\.seeds"),
+    ("compare.regimes.high_lr.seeds=[-1]", r"compare\.regimes\.high_lr\.seeds\.0"),
+    ("compare.comparisons=[{treatment: pipo, reference: nope, question: q}]",
+     r"compare\.comparisons\.0: unknown variant\(s\) \['nope'\]"),
 ])
 def test_bad_compare_settings_are_errors_naming_the_key_and_compare_yaml(override, message):
     from components.config import ConfigError
 
     with pytest.raises(ConfigError, match=message) as err:
         load_compare(overrides=[override, "compare.control=false"] if "control_regime" not in override
-                     else [override])
+                     else [override, "compare.control=true"])
     assert "compare.yaml" in str(err.value)
 
 
@@ -68,20 +92,38 @@ def test_compare_settings_live_in_compare_yaml_not_in_the_pipeline_config():
     assert runs == ["rl.lr=0.1", "compare_x.y=1"] and harness == ["compare.seeds=[0]"]
 
 
+# Variants whose overrides load on any branch (the real compare.yaml's rl.pipo.blind / joint and rl.guard
+# keys come from the RL side of the step-matched experiment).
+CLI_VARIANTS = ["--set", "compare.variants={grpo: [rl.pipo.enabled=false], pipo: [rl.pipo.enabled=true]}",
+                "--set", "compare.comparisons=[{treatment: pipo, reference: grpo, question: q}]",
+                "--set", "compare.regimes={a: {overrides: [], variants: [grpo, pipo]}, "
+                "b: {overrides: [rl.lr=1.0e-3], variants: [pipo], seeds: [3, 4]}}"]
+
+
 def test_the_compare_cli_plans_units_with_presets_and_sets_for_the_runs(tmp_path, capsys):
     """`make compare`'s start-up without the sweep (--plan): --set goes to compare.yaml or to the runs, a
-    --preset reaches every unit's config."""
+    --preset reaches every unit's config; a regime with seeds of its own runs those."""
     from components.compare.run import main
 
     preset = tmp_path / "p.yaml"
     preset.write_text("rl:\n  update_threads: 1\n")
-    assert main(["--plan", "--preset", str(preset), "--set", "compare.seeds=[3]", "--set", "compare.control=false",
-                 "--set", "rl.lr=0.5"]) == 0
+    assert main(["--plan", "--preset", str(preset), *CLI_VARIANTS, "--set", "compare.seeds=[3]",
+                 "--set", "compare.control=false", "--set", "rl.lr=0.5"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("sft/s3\tsft\trl.lr=0.5")
-    assert len(lines) == 1 + 13 and all("rl.lr=0.5" in line for line in lines)  # 5 regimes: 4+3+2+2+2 runs
-    assert main(["--plan", "--set", "compare.control_regime=nope"]) == 2
+    assert [line.split("\t")[0] for line in lines] == [
+        "sft/s3", "sft/s4", "runs/a/grpo/s3", "runs/a/pipo/s3", "runs/b/pipo/s3", "runs/b/pipo/s4"]
+    assert all("rl.lr=0.5" in line for line in lines)
+    assert main(["--plan", "--set", "compare.control_regime=nope", "--set", "compare.control=true"]) == 2
     assert "compare.control_regime 'nope'" in capsys.readouterr().err
+
+
+def test_the_plan_loads_every_runs_config_so_a_misspelt_override_stops_it_before_the_sweep(capsys):
+    from components.compare.run import main
+
+    assert main(["--plan", *CLI_VARIANTS, "--set", "compare.variants.pipo=[rl.pipo.enabld=true]"]) == 2
+    err = capsys.readouterr().err
+    assert "unit runs/a/pipo/s0" in err and "rl.pipo.enabld" in err
 
 
 def test_units_load_the_sweeps_presets(tmp_path):
