@@ -214,17 +214,19 @@ def test_report_gives_verdicts_per_regime_and_the_signal_agreement(tmp_path):
         _unit(out, f"runs/a/grpo/s{seed}", seed, grpo, history=[{"perf/iter_seconds": 1.0}] * 3)
         better = grpo | (rng.random(300) < 0.3)  # PIPO right where GRPO was, and more
         # signal agrees in sign with each clear change; one change within its noise
-        history = [{"perf/iter_seconds": 1.5, "pipo/xi": 0.3},
-                   {"pipo/probe_signal": 1.0, "pipo/probe_change": 0.1, "pipo/probe_change_se": 0.02},
-                   {"pipo/probe_signal": -2.0, "pipo/probe_change": -0.05, "pipo/probe_change_se": 0.02},
-                   {"pipo/probe_signal": 0.5, "pipo/probe_change": -0.01, "pipo/probe_change_se": 0.02}]
+        history = [{"perf/iter_seconds": 1.5, "pipo/probe_accuracy": 0.5},
+                   {"pipo/xi": 1.0, "pipo/probe_accuracy": 0.6, "pipo/probe_change": 0.1, "pipo/probe_change_se": 0.02},
+                   {"pipo/xi": -2.0, "pipo/probe_accuracy": 0.55, "pipo/probe_change": -0.05,
+                    "pipo/probe_change_se": 0.02},
+                   {"pipo/xi": 0.5, "pipo/probe_accuracy": 0.54, "pipo/probe_change": -0.01,
+                    "pipo/probe_change_se": 0.02}]
         _unit(out, f"runs/a/pipo/s{seed}", seed, better, history=history, params={"rl.pipo.signal": "window"})
     report = write_report(cfg, c, out)
     text = report.read_text()
     assert "| a | pipo | 2 |" in text and ("| helps |" in text or "| helps (pooled only" in text)
     assert "| pipo | 0/2 | not run yet |" in text  # regime b has not run: said, not hidden
     # pooled: 6 intervals, 4 clear ones, all agreeing in sign
-    assert "| a | pipo | window | 6 |" in text and "| 1.000 (4) |" in text
+    assert "| a | pipo | xi | 6 |" in text and "| 1.000 (4) |" in text
     assert "Units finished: 6 of 8 planned" in text
     figures = sorted(p.name for p in (tmp_path / "doc" / "report").iterdir())
     assert "a_eval_accuracy.png" in figures and "a_signal.png" in figures
@@ -269,7 +271,7 @@ def test_compare_runs_end_to_end_on_a_tiny_setup(tmp_path, monkeypatch):
     assert all((out / n / "result.json").stat().st_mtime_ns == stamps[n] for n in names if "noisy" not in n)
     assert (out / "runs/noisy/pipo/s0/result.json").exists()
     text = (tmp_path / "doc" / "r.md").read_text()
-    assert "Units finished: 5 of 5 planned" in text and "| default | pipo | window |" in text
+    assert "Units finished: 5 of 5 planned" in text and "| default | pipo | xi |" in text
     runs = mlflow.search_runs(experiment_names=[cfg.tracking.experiment], output_format="list")
     logged = {r.data.tags.get("compare.unit") for r in runs}
     assert set(names) <= logged
