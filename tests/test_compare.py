@@ -263,6 +263,11 @@ def test_compare_runs_end_to_end_on_a_tiny_setup(tmp_path, monkeypatch):
     assert all((out / n / "result.json").exists() for n in names)
     history = json.loads((out / "runs/default/pipo/s0/history.json").read_text())
     assert len(history) == 6 and "pipo/probe_change" in history[2]
+    # the report's signal per probe interval, read back from the history, is the one the trainer computed
+    from components.compare.sections import signal_points
+
+    logged = [h["pipo/probe_signal"] for h in history if "pipo/probe_signal" in h]
+    assert logged and signal_points({"history": history})[0] == pytest.approx(logged)
     stamps = {n: (out / n / "result.json").stat().st_mtime_ns for n in names}
     import shutil
 
@@ -271,7 +276,7 @@ def test_compare_runs_end_to_end_on_a_tiny_setup(tmp_path, monkeypatch):
     assert all((out / n / "result.json").stat().st_mtime_ns == stamps[n] for n in names if "noisy" not in n)
     assert (out / "runs/noisy/pipo/s0/result.json").exists()
     text = (tmp_path / "doc" / "r.md").read_text()
-    assert "Units finished: 5 of 5 planned" in text and "| default | pipo | xi |" in text
+    assert "Units finished: 5 of 5 planned" in text and "| default | pipo | xi" in text
     runs = mlflow.search_runs(experiment_names=[cfg.tracking.experiment], output_format="list")
     logged = {r.data.tags.get("compare.unit") for r in runs}
     assert set(names) <= logged
