@@ -109,6 +109,7 @@ def test_each_comparison_has_its_seed_interval_pooled_test_mde_and_what_no_diffe
     assert "| helps (pooled only; seeds: no difference) |" in row  # 20 discordant pairs, all for the blind arm
     assert "| high_lr | grpo_guard - grpo | what does the guard cost or save GRPO? | 2 | +0.060 -0.140 |" in sweep
     assert "| default | pipo - grpo_2step |" not in sweep  # grpo_2step did not run: no row
+    assert "![comparisons](r/comparisons.png)" in sweep and "![default_signal](r/default_signal.png)" in sweep
 
 
 def test_the_signal_table_reads_the_signal_used_falls_back_to_xi_and_shows_the_blind_arm_as_chance(sweep):
