@@ -249,6 +249,7 @@ def test_compare_runs_end_to_end_on_a_tiny_setup(tmp_path, monkeypatch):
                  "sft.epochs=1", "rl.prompts_per_iteration=4", "rl.num_generations=4", "rl.pipo.window=2",
                  "eval.num_samples=2", "verify.num_resamples=500", "rl.pipo.probe.size=16",
                  "compare.seeds=[0]", "compare.iterations=6", "compare.overrides=[rl.pipo.probe.every=2]",
+                 "compare.control=true",
                  "compare.regimes={default: {overrides: [], variants: [grpo, pipo]}, "
                  "noisy: {overrides: [rl.verifier_noise.flip_share=0.1], variants: [pipo]}}",
                  f"compare.out_dir={tmp_path / 'out'}", f"compare.report={tmp_path / 'doc' / 'r.md'}"]
