@@ -16,7 +16,7 @@ from components.compare.sweep import plan_units, run_sweep
 from components.config import load_config
 from tests.mlflow_support import empty_store
 
-SMALL = ["compare.seeds=[0,1]", "compare.iterations=7", "compare.control_regime=a",
+SMALL = ["compare.seeds=[0,1]", "compare.iterations=7", "compare.control=true", "compare.control_regime=a",
          "compare.regimes={a: {overrides: [rl.lr=1.0e-3], variants: [grpo, pipo]}, b: {overrides: [], variants: [pipo]}}"]
 
 
@@ -35,6 +35,24 @@ def test_plan_interleaves_seeds_across_regimes_and_waits_for_each_seeds_sft():
                                                      ["runs/a/grpo/s1", "runs/a/pipo/s1"]]
 
 
+def test_a_regime_with_seeds_of_its_own_runs_those_and_every_seed_gets_one_sft_start():
+    c = load_compare(overrides=["compare.seeds=[0, 1, 2]", "compare.control=true", "compare.control_regime=few",
+                                "compare.regimes={all: {overrides: [], variants: [grpo]}, "
+                                "few: {overrides: [], variants: [pipo], seeds: [1, 7]}}"])
+    assert c.regime_seeds("all") == [0, 1, 2] and c.regime_seeds("few") == [1, 7] and c.all_seeds() == [0, 1, 2, 7]
+    names = [u.spec.name for u in plan_units(c, None, [])]
+    assert names == ["sft/s0", "sft/s1", "sft/s2", "sft/s7", "runs/all/grpo/s0", "runs/all/grpo/s1",
+                     "runs/few/pipo/s1", "runs/all/grpo/s2", "runs/few/pipo/s7", "runs/few/continued_sft/s1",
+                     "runs/few/continued_sft/s7"]
+
+
+def test_the_committed_sweep_plans_120_rl_runs_and_an_sft_start_per_seed():
+    """compare.yaml: default 10 seeds x 7 variants, high_lr 5 x 7, noisy_verifier 5 x 3; no control."""
+    units = plan_units(load_compare(), None, [])
+    kinds = [u.spec.kind for u in units]
+    assert kinds.count("rl") == 70 + 35 + 15 and kinds.count("sft") == 10 and "control" not in kinds
+
+
 def test_a_regime_may_not_change_the_shared_sft_start():
     c = load_compare(overrides=["compare.regimes={x: {overrides: [sft.lr=1.0], variants: [grpo]}}",
                                 "compare.control=false"])
@@ -48,13 +66,19 @@ def test_a_regime_may_not_change_the_shared_sft_start():
     ("compare.seeds=[0, -1]", r"compare\.seeds\.1"),
     ("compare.seeds=[0, true]", r"compare\.seeds: .*not bool"),
     ("compare.jobs=0", r"compare\.jobs"),
+    ("compare.seeds=[0, 1, 0]", r"compare\.seeds: seed\(s\) \[0\] listed twice"),
+    ("compare.regimes.high_lr.seeds=[2, 2]", r"compare\.regimes\.high_lr\.seeds: seed\(s\) \[2\] listed twice"),
+    ("compare.regimes.high_lr.seeds=[]", r"compare\.regimes\.high_lr\.seeds"),
+    ("compare.regimes.high_lr.seeds=[-1]", r"compare\.regimes\.high_lr\.seeds\.0"),
+    ("compare.comparisons=[{treatment: pipo, reference: nope, question: q}]",
+     r"compare\.comparisons\.0: unknown variant\(s\) \['nope'\]"),
 ])
 def test_bad_compare_settings_are_errors_naming_the_key_and_compare_yaml(override, message):
     from components.config import ConfigError
 
     with pytest.raises(ConfigError, match=message) as err:
         load_compare(overrides=[override, "compare.control=false"] if "control_regime" not in override
-                     else [override])
+                     else [override, "compare.control=true"])
     assert "compare.yaml" in str(err.value)
 
 
@@ -68,20 +92,38 @@ def test_compare_settings_live_in_compare_yaml_not_in_the_pipeline_config():
     assert runs == ["rl.lr=0.1", "compare_x.y=1"] and harness == ["compare.seeds=[0]"]
 
 
+# Variants whose overrides load on any branch (the real compare.yaml's rl.pipo.blind / joint and rl.guard
+# keys come from the RL side of the step-matched experiment).
+CLI_VARIANTS = ["--set", "compare.variants={grpo: [rl.pipo.enabled=false], pipo: [rl.pipo.enabled=true]}",
+                "--set", "compare.comparisons=[{treatment: pipo, reference: grpo, question: q}]",
+                "--set", "compare.regimes={a: {overrides: [], variants: [grpo, pipo]}, "
+                "b: {overrides: [rl.lr=1.0e-3], variants: [pipo], seeds: [3, 4]}}"]
+
+
 def test_the_compare_cli_plans_units_with_presets_and_sets_for_the_runs(tmp_path, capsys):
     """`make compare`'s start-up without the sweep (--plan): --set goes to compare.yaml or to the runs, a
-    --preset reaches every unit's config."""
+    --preset reaches every unit's config; a regime with seeds of its own runs those."""
     from components.compare.run import main
 
     preset = tmp_path / "p.yaml"
     preset.write_text("rl:\n  update_threads: 1\n")
-    assert main(["--plan", "--preset", str(preset), "--set", "compare.seeds=[3]", "--set", "compare.control=false",
-                 "--set", "rl.lr=0.5"]) == 0
+    assert main(["--plan", "--preset", str(preset), *CLI_VARIANTS, "--set", "compare.seeds=[3]",
+                 "--set", "compare.control=false", "--set", "rl.lr=0.5"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("sft/s3\tsft\trl.lr=0.5")
-    assert len(lines) == 1 + 13 and all("rl.lr=0.5" in line for line in lines)  # 5 regimes: 4+3+2+2+2 runs
-    assert main(["--plan", "--set", "compare.control_regime=nope"]) == 2
+    assert [line.split("\t")[0] for line in lines] == [
+        "sft/s3", "sft/s4", "runs/a/grpo/s3", "runs/a/pipo/s3", "runs/b/pipo/s3", "runs/b/pipo/s4"]
+    assert all("rl.lr=0.5" in line for line in lines)
+    assert main(["--plan", "--set", "compare.control_regime=nope", "--set", "compare.control=true"]) == 2
     assert "compare.control_regime 'nope'" in capsys.readouterr().err
+
+
+def test_the_plan_loads_every_runs_config_so_a_misspelt_override_stops_it_before_the_sweep(capsys):
+    from components.compare.run import main
+
+    assert main(["--plan", *CLI_VARIANTS, "--set", "compare.variants.pipo=[rl.pipo.enabld=true]"]) == 2
+    err = capsys.readouterr().err
+    assert "unit runs/a/pipo/s0" in err and "rl.pipo.enabld" in err
 
 
 def test_units_load_the_sweeps_presets(tmp_path):
@@ -172,17 +214,19 @@ def test_report_gives_verdicts_per_regime_and_the_signal_agreement(tmp_path):
         _unit(out, f"runs/a/grpo/s{seed}", seed, grpo, history=[{"perf/iter_seconds": 1.0}] * 3)
         better = grpo | (rng.random(300) < 0.3)  # PIPO right where GRPO was, and more
         # signal agrees in sign with each clear change; one change within its noise
-        history = [{"perf/iter_seconds": 1.5, "pipo/xi": 0.3},
-                   {"pipo/probe_signal": 1.0, "pipo/probe_change": 0.1, "pipo/probe_change_se": 0.02},
-                   {"pipo/probe_signal": -2.0, "pipo/probe_change": -0.05, "pipo/probe_change_se": 0.02},
-                   {"pipo/probe_signal": 0.5, "pipo/probe_change": -0.01, "pipo/probe_change_se": 0.02}]
+        history = [{"perf/iter_seconds": 1.5, "pipo/probe_accuracy": 0.5},
+                   {"pipo/xi": 1.0, "pipo/probe_accuracy": 0.6, "pipo/probe_change": 0.1, "pipo/probe_change_se": 0.02},
+                   {"pipo/xi": -2.0, "pipo/probe_accuracy": 0.55, "pipo/probe_change": -0.05,
+                    "pipo/probe_change_se": 0.02},
+                   {"pipo/xi": 0.5, "pipo/probe_accuracy": 0.54, "pipo/probe_change": -0.01,
+                    "pipo/probe_change_se": 0.02}]
         _unit(out, f"runs/a/pipo/s{seed}", seed, better, history=history, params={"rl.pipo.signal": "window"})
     report = write_report(cfg, c, out)
     text = report.read_text()
     assert "| a | pipo | 2 |" in text and ("| helps |" in text or "| helps (pooled only" in text)
     assert "| pipo | 0/2 | not run yet |" in text  # regime b has not run: said, not hidden
     # pooled: 6 intervals, 4 clear ones, all agreeing in sign
-    assert "| a | pipo | window | 6 |" in text and "| 1.000 (4) |" in text
+    assert "| a | pipo | xi | 6 |" in text and "| 1.000 (4) |" in text
     assert "Units finished: 6 of 8 planned" in text
     figures = sorted(p.name for p in (tmp_path / "doc" / "report").iterdir())
     assert "a_eval_accuracy.png" in figures and "a_signal.png" in figures
@@ -205,6 +249,7 @@ def test_compare_runs_end_to_end_on_a_tiny_setup(tmp_path, monkeypatch):
                  "sft.epochs=1", "rl.prompts_per_iteration=4", "rl.num_generations=4", "rl.pipo.window=2",
                  "eval.num_samples=2", "verify.num_resamples=500", "rl.pipo.probe.size=16",
                  "compare.seeds=[0]", "compare.iterations=6", "compare.overrides=[rl.pipo.probe.every=2]",
+                 "compare.control=true",
                  "compare.regimes={default: {overrides: [], variants: [grpo, pipo]}, "
                  "noisy: {overrides: [rl.verifier_noise.flip_share=0.1], variants: [pipo]}}",
                  f"compare.out_dir={tmp_path / 'out'}", f"compare.report={tmp_path / 'doc' / 'r.md'}"]
@@ -219,6 +264,11 @@ def test_compare_runs_end_to_end_on_a_tiny_setup(tmp_path, monkeypatch):
     assert all((out / n / "result.json").exists() for n in names)
     history = json.loads((out / "runs/default/pipo/s0/history.json").read_text())
     assert len(history) == 6 and "pipo/probe_change" in history[2]
+    # the report's signal per probe interval, read back from the history, is the one the trainer computed
+    from components.compare.sections import signal_points
+
+    logged = [h["pipo/probe_signal"] for h in history if "pipo/probe_signal" in h]
+    assert logged and signal_points({"history": history})[0] == pytest.approx(logged)
     stamps = {n: (out / n / "result.json").stat().st_mtime_ns for n in names}
     import shutil
 
@@ -227,7 +277,7 @@ def test_compare_runs_end_to_end_on_a_tiny_setup(tmp_path, monkeypatch):
     assert all((out / n / "result.json").stat().st_mtime_ns == stamps[n] for n in names if "noisy" not in n)
     assert (out / "runs/noisy/pipo/s0/result.json").exists()
     text = (tmp_path / "doc" / "r.md").read_text()
-    assert "Units finished: 5 of 5 planned" in text and "| default | pipo | window |" in text
+    assert "Units finished: 5 of 5 planned" in text and "| default | pipo | xi" in text
     runs = mlflow.search_runs(experiment_names=[cfg.tracking.experiment], output_format="list")
     logged = {r.data.tags.get("compare.unit") for r in runs}
     assert set(names) <= logged

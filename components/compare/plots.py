@@ -101,11 +101,34 @@ def scatter_plot(points: dict[str, tuple[list[float], list[float]]], path: Path,
             ax.scatter(s, d, s=10, alpha=0.6, color=f"C{i}", label=f"{variant} ({len(s)})")
     ax.axhline(0, color="black", lw=0.6)
     ax.axvline(0, color="black", lw=0.6)
-    return _save(fig, ax, path, "signal: mean xi over the interval", "true change: probe accuracy difference", title)
+    return _save(fig, ax, path, "signal: mean xi used over the interval", "true change: probe accuracy difference", title)
 
 
-def regime_figures(regime: str, sft: list[dict], units: dict[str, list[dict]], bench: str, out_dir: Path) -> list[Path]:
-    """One regime's figures (units: variant -> finished runs, each with eval, seed, history)."""
+def comparison_plot(rows: list[dict], path: Path) -> Path | None:
+    """Every comparison's mean per-seed difference with its seed-level 95 % interval, seeds as dots, and the
+    minimum detectable effect as a grey band around 0 (rows: components/compare/sections.py's comparison_rows)."""
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5))
+    for i, r in enumerate(rows):
+        low, high = r["seed_ci"]
+        if low == low:
+            ax.plot([low, high], [i, i], color="black", lw=1.5)
+        ax.scatter(r["diffs"], [i] * len(r["diffs"]), color="C0", s=10, alpha=0.6, zorder=3)
+        ax.scatter([r["mean"]], [i], color="C3", marker="D", s=24, zorder=4)
+        if r["mde"] == r["mde"]:
+            ax.fill_betweenx([i - 0.35, i + 0.35], -r["mde"], r["mde"], color="grey", alpha=0.2)
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set_yticks(range(len(rows)), [f"{r['regime']}: {r['treatment']} - {r['reference']}" for r in rows])
+    ax.invert_yaxis()
+    return _save(fig, ax, path, "final pass@1 difference (per seed: dots; mean and 95 % interval)", "",
+                 "Paired differences; grey: +-MDE at 80 % power", legend=False)
+
+
+def regime_figures(regime: str, sft: list[dict], units: dict[str, list[dict]], bench: str, out_dir: Path,
+                   points: dict[str, tuple[list[float], list[float]]]) -> list[Path]:
+    """One regime's figures (units: variant -> finished runs, each with eval, seed, history; points: variant
+    -> the signal S and probe change D of every probe interval, components/compare/sections.py)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [{"model": "sft", "pass@1": u["eval"][bench]["pass@1"]} for u in sft]
     rows += [{"model": v, "pass@1": u["eval"][bench]["pass@1"]} for v, runs in units.items() for u in runs]
@@ -119,12 +142,7 @@ def regime_figures(regime: str, sft: list[dict], units: dict[str, list[dict]], b
                        f"{regime}: held-out probe accuracy", out_dir / f"{regime}_probe.png", smooth=1,
                        xlabel="probe (one every rl.pipo.probe.every iterations)"),
             xi_plot({v: runs for v, runs in histories.items()}, out_dir / f"{regime}_xi.png")]
-    points = {}
-    for v, runs in histories.items():
-        pts = [(h["pipo/probe_signal"], h["pipo/probe_change"]) for hist in runs.values() for h in hist
-               if "pipo/probe_signal" in h]
-        points[v] = ([p[0] for p in pts], [p[1] for p in pts])
-    made.append(scatter_plot(points, out_dir / f"{regime}_signal.png", f"{regime}: PIPO's signal vs the probe's change"))
+    made.append(scatter_plot(points, out_dir / f"{regime}_signal.png", f"{regime}: the signal used vs the probe's change"))
     return [p for p in made if p is not None]
 
 

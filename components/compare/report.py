@@ -1,8 +1,10 @@
 """The comparison report, from the sweep's finished units only (a partial sweep gives a partial report that
-says what is missing): per regime, eval accuracy of every variant over seeds with a paired test against
-GRPO and a verdict at 95 %; PIPO's signal agreement with the probe; costs; figures.
+says what is missing): the configured paired comparisons with their minimum detectable effects
+(components/compare/sections.py, statistics in components/compare/stats.py); the signal's agreement with
+the probe, the blind arm as chance; the guard's rollbacks and cost; costs; and per regime, eval accuracy of
+every variant over seeds against GRPO, with figures.
 
-Written to compare.report (committed: docs/results/pipo-vs-grpo.md, figures in the folder of the same
+Written to compare.report (committed: docs/results/pipo-controls.md, figures in the folder of the same
 stem) and to compare.out_dir/summary.md.
 """
 
@@ -15,15 +17,15 @@ import platform
 import statistics
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from components.compare.sections import (comparison_rows, comparisons_table, cost_table, guard_section,
+                                         signal_points, signal_table)
 from components.compare.settings import CompareConfig, portable_command
+from components.compare.stats import overall_verdict, paired_against, seed_interval, verdict  # noqa: F401
 from components.compare.sweep import rl_name
 from components.config import Config
-from components.gate.statistics import compare, t95_interval
 from components.infra.atomic_io import atomic_write_text, claim_dir
-from components.rl.probe import signal_agreement
 
 BASELINE = "grpo"
 
@@ -65,10 +67,6 @@ def other_runs(out_dir: Path, configured: set[str], bench: str) -> list[str]:
             *lines, ""]
 
 
-def _num(x: float, spec: str) -> str:
-    return "n/a" if x != x else format(x, spec)
-
-
 def load_unit(folder: Path) -> dict | None:
     """A finished unit's result, its per-problem eval tables and (RL) history; None if not finished."""
     path = folder / "result.json"
@@ -81,52 +79,6 @@ def load_unit(folder: Path) -> dict | None:
     return result
 
 
-def verdict(ci_low: float, ci_high: float) -> str:
-    if ci_low > 0:
-        return "helps"
-    if ci_high < 0:
-        return "hurts"
-    return "no difference"
-
-
-def seed_interval(diffs: list[float]) -> tuple[float, float]:
-    """95 % Student-t interval of the mean per-seed difference (seeds as the unit: their spread counts)."""
-    return t95_interval(diffs)
-
-
-def overall_verdict(pooled: tuple[float, float], seeds: tuple[float, float]) -> str:
-    """helps / hurts only when both the pooled test and the seed-level interval say so; a pooled verdict the
-    seeds' spread does not confirm is reported as such."""
-    a, b = verdict(*pooled), verdict(*seeds) if seeds[0] == seeds[0] else "no difference"
-    if a == b:
-        return a
-    return f"{a} (pooled only; seeds: {b})" if a != "no difference" else f"{b} (seeds only)"
-
-
-def paired_against(base: list[dict], other: list[dict], bench: str, cfg: Config):
-    """Paired bootstrap + McNemar of greedy correctness, pooled over (seed, problem), on the seeds both have."""
-    seeds = sorted({u["seed"] for u in base} & {u["seed"] for u in other})
-    if not seeds:
-        return None
-    pick = lambda units: np.concatenate([  # noqa: E731
-        next(u for u in units if u["seed"] == s)["tables"][bench]["greedy_correct"].astype(float).to_numpy()
-        for s in seeds])
-    return compare("b vs a", pick(base), pick(other), min_gain=0.0, confidence=cfg.verify.confidence,
-                   num_resamples=cfg.verify.num_resamples, seed=0), seeds
-
-
-def agreement_points(units: list[dict]) -> tuple[list[float], list[float], list[float]]:
-    """(signal, true change, its SE) at every probe interval of every seed's run."""
-    s, d, se = [], [], []
-    for u in units:
-        for h in u["history"]:
-            if "pipo/probe_signal" in h:
-                s.append(h["pipo/probe_signal"])
-                d.append(h["pipo/probe_change"])
-                se.append(h["pipo/probe_change_se"])
-    return s, d, se
-
-
 def _median_metric(units: list[dict], key: str) -> float:
     values = [h[key] for u in units for h in u["history"] if key in h and h[key] == h[key]]
     return statistics.median(values) if values else math.nan
@@ -136,7 +88,7 @@ def regime_section(cfg: Config, c: CompareConfig, regime: str, units: dict[str, 
                    bench: str, figures: list[str]) -> tuple[list[str], list[dict]]:
     """Markdown lines of one regime, and its verdict rows (for the overview)."""
     k = cfg.eval.num_samples
-    expected = len(c.seeds)
+    expected = len(c.regime_seeds(regime))
     lines = [f"## {regime}", "", f"Overrides: `{' '.join(c.regimes[regime].overrides) or '(none)'}`.", "",
              f"| model | seeds | pass@1 (mean ± std) | per seed | mean@{k} | vs {BASELINE}: diff [95 % CI] | McNemar p "
              "| verdict | s/iter | PI step s | paired re-sample s | probe s |",
@@ -182,54 +134,59 @@ def regime_section(cfg: Config, c: CompareConfig, regime: str, units: dict[str, 
     return lines, verdicts
 
 
-def agreement_table(cfg: Config, by_regime: dict[str, dict[str, list[dict]]]) -> list[str]:
-    lines = ["## Does PIPO's signal track the real change?", "",
-             "Every run scores a fixed probe set of held-out RL prompts (greedy, clean verifier) every "
-             "`rl.pipo.probe.every` iterations. For each interval between probes: the true change D (probe accuracy "
-             "difference, with its paired standard error) and the signal S (the mean xi of the iterations that judged "
-             "the updates of that interval). Pooled over seeds: the correlation of S and D, and how often sign(S) = "
-             "sign(D) where |D| exceeds its standard error (n such intervals). Chance is 0 and 0.5.", "",
-             "| regime | variant | signal | intervals | corr(S, D) | sign agreement (n) | per-seed corr |",
-             "|---|---|---|---|---|---|---|"]
-    for regime, units in by_regime.items():
-        for variant, runs in units.items():
-            s, d, se = agreement_points(runs)
-            if not s:
-                continue
-            a = signal_agreement(s, d, se)
-            per_seed = [signal_agreement(*agreement_points([u]))["signal_corr"] for u in runs]
-            signal = runs[0]["params"].get("rl.pipo.signal", "window")
-            lines.append(f"| {regime} | {variant} | {signal} | {int(a['intervals'])} | {_num(a['signal_corr'], '+.3f')} | "
-                         f"{_num(a['sign_agree'], '.3f')} ({int(a['sign_agree_n'])}) | "
-                         + " ".join(_num(c, "+.2f") for c in per_seed) + " |")
-    return lines + [""]
+def load_sweep(c: CompareConfig, out_dir: Path) -> tuple[dict[int, dict], dict[str, dict[str, list[dict]]]]:
+    """(seed -> finished SFT start, regime -> variant -> finished runs over the regime's seeds)."""
+    sft = {s: u for s in c.all_seeds() if (u := load_unit(out_dir / f"sft/s{s}"))}
+    by_regime: dict[str, dict[str, list[dict]]] = {}
+    for regime, rc in c.regimes.items():
+        seeds = c.regime_seeds(regime)
+        by_regime[regime] = {v: [u for s in seeds if (u := load_unit(out_dir / rl_name(regime, v, s)))]
+                             for v in rc.variants}
+        if c.control and regime == c.control_regime:
+            by_regime[regime]["continued_sft"] = [u for s in seeds
+                                                  if (u := load_unit(out_dir / rl_name(regime, "continued_sft", s)))]
+    return sft, by_regime
+
+
+# Before the step-matched sweep ran: docs/results/pipo-vs-grpo.md's median s/iter per arm (grpo 0.65, pipo
+# 0.95 by default; 0.63 / 0.79 at high lr; 0.90 / 1.36 with the noisy verifier; a second step or the blind
+# sign priced as PIPO's PI step, the guard at +5 %) x 150 iterations, times that sweep's 1.21 ratio of
+# measured process time (3.27 h) to its iterations' time (probes, eval, SFT): 15.8 ks x 1.21.
+PLANNED_ESTIMATE = ("about 5.3 h of process time for the 120 RL runs and 10 SFT starts, so about 2.7 h wall at "
+                    "two runs at once on the previous sweep's 2-core machine (from docs/results/pipo-vs-grpo.md's "
+                    "per-iteration times)")
+
+
+def remaining_estimate(units_done: list[dict], remaining: int, jobs: int) -> str:
+    """Wall time left: the unfinished units at the finished ones' median process seconds, `jobs` at once."""
+    if not remaining:
+        return "none left"
+    if not units_done:
+        return f"{remaining} units, no finished unit to time them by yet"
+    median = statistics.median(u.get("wall_seconds", u.get("seconds", 0.0)) for u in units_done)
+    return f"{remaining} units, about {remaining * median / jobs / 3600:.1f} h wall at the finished units' median"
 
 
 def write_report(cfg: Config, c: CompareConfig, out_dir: Path) -> Path:
-    from components.compare.plots import regime_figures
+    from components.compare.plots import comparison_plot, regime_figures
 
     report = Path(c.report)
     fig_dir = report.with_suffix("")
     claim_dir(fig_dir)
     bench = cfg.eval.benchmarks[0].name
-    sft = [u for s in c.seeds if (u := load_unit(out_dir / f"sft/s{s}"))]
-    by_regime: dict[str, dict[str, list[dict]]] = {}
-    for regime, rc in c.regimes.items():
-        by_regime[regime] = {v: [u for s in c.seeds if (u := load_unit(out_dir / rl_name(regime, v, s)))]
-                             for v in rc.variants}
-        if c.control and regime == c.control_regime:
-            by_regime[regime]["continued_sft"] = [u for s in c.seeds
-                                                  if (u := load_unit(out_dir / rl_name(regime, "continued_sft", s)))]
-    units_all = sft + [u for r in by_regime.values() for runs in r.values() for u in runs]
-    planned = len(c.seeds) * (1 + sum(len(r.variants) for r in c.regimes.values()) + (1 if c.control else 0))
+    sft, by_regime = load_sweep(c, out_dir)
+    units_all = list(sft.values()) + [u for r in by_regime.values() for runs in r.values() for u in runs]
+    planned = len(c.all_seeds()) + sum(len(c.regime_seeds(n)) * len(r.variants) for n, r in c.regimes.items()) \
+        + (len(c.regime_seeds(c.control_regime)) if c.control else 0)
     commits = sorted({u["commit"] for u in units_all})
     wall = sum(u.get("wall_seconds", 0.0) for u in units_all)
-    lines = ["# Where does PIPO pay? GRPO vs GRPO+PIPO across regimes", "",
+    seeds = "; ".join(f"{n}: {len(c.regime_seeds(n))} x {len(r.variants)}" for n, r in c.regimes.items())
+    lines = ["# Is it PIPO's feedback or one more step? Step-matched controls and the verified-improvement guard", "",
              "Written by `make compare` (components/compare/report.py) from the finished runs; rerun it to continue an "
              "interrupted sweep and refresh this page.", "",
-             f"- Units finished: {len(units_all)} of {planned} planned "
-             f"({len(c.seeds)} seeds; SFT per seed, every regime's variants"
-             f"{', the matched-time control' if c.control else '; no control this time (compare.control false)'}).",
+             f"- Units finished: {len(units_all)} of {planned} planned (an SFT start per seed, then per regime "
+             f"seeds x variants: {seeds}"
+             f"{'; the matched-time control' if c.control else '; no continued-SFT control (compare.control false)'}).",
              f"- Eval: `{bench}` ({cfg.eval.num_samples} samples for mean@k), greedy pass@1; the paired test pools "
              f"(seed, problem) units and runs a {cfg.verify.num_resamples}-resample bootstrap; the seed-level interval "
              "is a 95 % t-interval of the per-seed differences (the seeds' spread counts). Verdict at 95 %: helps "
@@ -237,25 +194,30 @@ def write_report(cfg: Config, c: CompareConfig, out_dir: Path) -> Path:
              f"- RL iterations per run: {c.iterations} (a regime may set its own); every run: `{' '.join(c.overrides)}`.",
              f"- Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; one torch thread per "
              f"run, {c.jobs} runs at once. Process time of the finished units: {wall / 3600:.2f} h.",
+             f"- Wall time: estimated before the run at {PLANNED_ESTIMATE}; still to run: "
+             f"{remaining_estimate(units_all, planned - len(units_all), c.jobs)}.",
              f"- Code (each unit records the commit it ran; `-dirty`: uncommitted changes): {', '.join(commits) or 'n/a'}.",
              ""]
     invocations = out_dir / "invocations.json"
     if invocations.exists():
         lines += ["Sweep commands (each continues the previous one's finished units):", ""]
         lines += [f"- {i['started']}: `{i['command']}`" for i in json.loads(invocations.read_text())] + [""]
-    sections, verdicts = [], []
+    sections = []
     for regime, units in by_regime.items():
-        figs = regime_figures(regime, sft, units, bench, fig_dir)
-        body, v = regime_section(cfg, c, regime, units, sft, bench, [f"{fig_dir.name}/{p.name}" for p in figs])
+        regime_sft = [sft[s] for s in c.regime_seeds(regime) if s in sft]
+        points = {}  # variant -> (S, D) over every probe interval of its runs
+        for v, runs in units.items():
+            per_run = [signal_points(u) for u in runs]
+            points[v] = ([x for p in per_run for x in p[0]], [y for p in per_run for y in p[1]])
+        figs = regime_figures(regime, regime_sft, units, bench, fig_dir, points)
+        body, _ = regime_section(cfg, c, regime, units, regime_sft, bench, [f"{fig_dir.name}/{p.name}" for p in figs])
         sections += body
-        verdicts += v
-    lines += ["## Verdicts", "", "| regime | variant | seeds | pass@1 diff vs GRPO, pooled [95 % CI] | per-seed diffs "
-              "| seed-level [95 % CI] | verdict |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {v['regime']} | {v['variant']} | {v['seeds']} | {v['diff']:+.3f} [{v['ci_low']:+.3f}, "
-              f"{v['ci_high']:+.3f}] | {' '.join(f'{d:+.3f}' for d in v['per_seed_diff'])} | "
-              f"[{_num(v['seed_ci'][0], '+.3f')}, {_num(v['seed_ci'][1], '+.3f')}] | {v['verdict']} |"
-              for v in verdicts if v["variant"] != "continued_sft"]
-    lines += [""] + agreement_table(cfg, by_regime) + sections + other_runs(out_dir, set(c.regimes), bench)
+    rows = comparison_rows(cfg, c, by_regime, bench)
+    lines += comparisons_table(rows)
+    if (fig := comparison_plot(rows, fig_dir / "comparisons.png")) is not None:
+        lines += [f"![comparisons]({fig_dir.name}/{fig.name})", ""]
+    lines += signal_table(by_regime) + guard_section(c, by_regime, sft, bench) + cost_table(by_regime)
+    lines += sections + other_runs(out_dir, set(c.regimes), bench)
     text = "\n".join(lines) + "\n"
     atomic_write_text(report, text)
     claim_dir(out_dir)

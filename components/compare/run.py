@@ -1,6 +1,7 @@
-"""`make compare`: where does PIPO pay? RL variants (GRPO, PIPO standard / authors / paired) in regimes
-(default, high lr, small batches, a noisy verifier, a long run) over seeds, against SFT and a matched-time
-continued-SFT control. The sweep (components/compare/sweep.py) runs the units and resumes an interrupted
+"""`make compare`: is it PIPO's feedback or one more step? RL variants (compare.yaml: GRPO, GRPO with two
+steps, PIPO, PIPO with a random sign, PIPO in one joint step, each with and without the verified-improvement
+guard) in regimes (default, high lr, a noisy verifier) over seeds, against SFT (and, when compare.control
+is on, a matched-time continued-SFT control). The sweep (components/compare/sweep.py) runs the units and resumes an interrupted
 sweep; the report (components/compare/report.py) is written to compare.report, every unit to MLflow.
 
 Settings: compare.yaml (the harness: seeds, regimes, variants; components/compare/settings.py) and the
@@ -25,6 +26,21 @@ from components.config import DEFAULT_PARAMS, ConfigError, load_config
 log = logging.getLogger(__name__)
 
 
+def check_unit_configs(units) -> None:
+    """Load every distinct run config of the plan now, so a misspelt override in compare.yaml is an error
+    before the sweep starts rather than a failed unit hours into it."""
+    seen: set[tuple] = set()
+    for u in units:
+        key = (u.spec.params, tuple(u.spec.overrides), tuple(u.spec.presets or ()))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            load_config(u.spec.params, u.spec.overrides, u.spec.presets)
+        except ConfigError as exc:
+            raise ConfigError(f"unit {u.spec.name} (its overrides come from compare.yaml): {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """`make compare`: run (or continue) the sweep, log each finished unit to MLflow, write the report."""
     start_up()
@@ -42,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         c = load_compare(args.compare, compare_sets)
         check_compare_paths(cfg, c, args.params or DEFAULT_PARAMS)
         units = plan_units(c, args.params, run_sets, args.preset)
+        check_unit_configs(units)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

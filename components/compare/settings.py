@@ -28,6 +28,15 @@ SECTION = "compare"
 class RegimeConfig(_Strict):
     overrides: list[str]  # rl. / rollout. / reward. keys on top of the variant's
     variants: list[str] = Field(min_length=1)  # names from compare.variants
+    seeds: list[Seed] | None = Field(default=None, min_length=1)  # None: compare.seeds
+
+
+class Comparison(_Strict):
+    """One paired question of the report: `treatment` minus `reference`, in every regime that runs both."""
+
+    treatment: str
+    reference: str
+    question: str  # what the difference answers, shown in the report
 
 
 class CompareConfig(_Strict):
@@ -37,6 +46,7 @@ class CompareConfig(_Strict):
     overrides: list[str]  # applied to every RL run
     variants: dict[str, list[str]] = Field(min_length=1)
     regimes: dict[str, RegimeConfig] = Field(min_length=1)
+    comparisons: list[Comparison]  # the report's paired tests beyond "every variant vs grpo"
     control: bool
     control_regime: str
     control_lr: float = Field(gt=0)
@@ -45,6 +55,11 @@ class CompareConfig(_Strict):
 
     @model_validator(mode="after")
     def _names(self) -> "CompareConfig":
+        for key, seeds in [("compare.seeds", self.seeds)] + [(f"compare.regimes.{n}.seeds", r.seeds)
+                                                              for n, r in self.regimes.items()]:
+            twice = sorted({s for s in seeds or [] if (seeds or []).count(s) > 1})
+            if twice:
+                raise ValueError(f"{key}: seed(s) {twice} listed twice (a run per seed; list each once)")
         if self.control and self.control_regime not in self.regimes:
             raise ValueError(f"compare.control_regime {self.control_regime!r} is not a regime "
                              f"({', '.join(self.regimes)})")
@@ -52,7 +67,21 @@ class CompareConfig(_Strict):
             unknown = [v for v in regime.variants if v not in self.variants]
             if unknown:
                 raise ValueError(f"compare.regimes.{name}.variants: unknown {unknown}; defined: {list(self.variants)}")
+        for i, comp in enumerate(self.comparisons):
+            unknown = [v for v in (comp.treatment, comp.reference) if v not in self.variants]
+            if unknown:
+                raise ValueError(f"compare.comparisons.{i}: unknown variant(s) {unknown}; defined: {list(self.variants)}")
         return self
+
+    def regime_seeds(self, regime: str) -> list[int]:
+        """The seeds a regime runs: its own list, or compare.seeds."""
+        own = self.regimes[regime].seeds
+        return list(own) if own is not None else list(self.seeds)
+
+    def all_seeds(self) -> list[int]:
+        """Every seed some regime runs (each gets an SFT start), in compare.seeds' order, then any others."""
+        used = [s for r in self.regimes for s in self.regime_seeds(r)]
+        return list(dict.fromkeys([*(s for s in self.seeds if s in used), *used]))
 
 
 class CompareFile(_Strict):

@@ -4,7 +4,8 @@ Units (components/compare/units.py): each seed's SFT warm start, then every RL r
 overrides on top of a variant's on top of compare.overrides), then the matched-time continued-SFT control
 of each seed. Each unit runs in a process of its own with one torch thread and writes its folder under
 compare.out_dir whole or not at all; units whose folder exists are not redone, so an interrupted sweep
-continues where it stopped. Seeds are interleaved across regimes: after k seeds every regime has k.
+continues where it stopped. Seeds are interleaved across regimes: after k seeds every regime has k (or all of
+its own, if it runs fewer).
 
 The coordinator (this process) logs each finished unit to MLflow (one run per unit, nested under one
 `compare` run; the sqlite store then has a single writer) and writes the report at the end.
@@ -42,7 +43,8 @@ def rl_name(regime: str, variant: str, seed: int) -> str:
 
 def plan_units(c: CompareConfig, params: str | None, cli_overrides: list[str],
                presets: list[str] | None = None) -> list[Planned]:
-    """Every unit of the sweep in launch order (SFT, then RL with seeds interleaved, then controls).
+    """Every unit of the sweep in launch order (SFT, then RL with seeds interleaved, then controls); a regime
+    runs its own seeds (compare.regimes.<name>.seeds, default compare.seeds), each from that seed's SFT.
     params, cli_overrides, presets: how each unit loads its config (the caller has checked they load)."""
     for name, regime in c.regimes.items():
         for key in regime.overrides:
@@ -51,16 +53,18 @@ def plan_units(c: CompareConfig, params: str | None, cli_overrides: list[str],
                                  "key (every regime starts from the same SFT model)")
     base = list(cli_overrides) + [f"rl.iterations={c.iterations}"] + list(c.overrides)
     units = [Planned(UnitSpec("sft", f"sft/s{seed}", seed, list(cli_overrides), params, presets=presets))
-             for seed in c.seeds]
-    for seed in c.seeds:
+             for seed in c.all_seeds()]
+    for seed in c.all_seeds():
         for regime_name, regime in c.regimes.items():
+            if seed not in c.regime_seeds(regime_name):
+                continue
             for variant in regime.variants:
                 overrides = base + list(c.variants[variant]) + list(regime.overrides)
                 units.append(Planned(UnitSpec("rl", rl_name(regime_name, variant, seed), seed, overrides, params,
                                               sft_dir=f"sft/s{seed}/model", presets=presets), needs=[f"sft/s{seed}"]))
     if c.control:
         regime = c.regimes[c.control_regime]
-        for seed in c.seeds:
+        for seed in c.regime_seeds(c.control_regime):
             runs = [rl_name(c.control_regime, v, seed) for v in regime.variants]
             units.append(Planned(UnitSpec("control", rl_name(c.control_regime, "continued_sft", seed), seed,
                                           base + list(regime.overrides), params, sft_dir=f"sft/s{seed}/model",
