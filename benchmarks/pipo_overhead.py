@@ -2,12 +2,14 @@
 skipping the zero-advantage rows (rl.skip_zero_advantage).
 
 Four trainers start from the same policy with the same seed and settings: base and base+PIPO, each
-with the skip on and off. Their iterations are interleaved (one of each in turn) so machine noise
-hits all alike. Also timed on its own: one forward+backward over a batch of the rollout's size, the
-only extra work PIPO should add. Prints medians, PIPO's cost as a share of the base iteration, and
-the overhead beyond that forward/backward.
+with the skip on and off (with --joint a fifth: PIPO with rl.pipo.joint, skip on). Their iterations
+are interleaved (one of each in turn) so machine noise hits all alike. Also timed on its own: one
+forward+backward over a batch of the rollout's size, the only extra work PIPO should add. Prints
+medians, PIPO's cost as a share of the base iteration, and the overhead beyond that forward/backward;
+with --joint also grpo / pipo / pipo_joint side by side (medians and ratios to the base iteration; the
+joint PI loss runs inside perf/update_seconds).
 
-  python benchmarks/pipo_overhead.py [--policy models/sft] [--iterations 30] [--set rl.algorithm=dapo]
+  python benchmarks/pipo_overhead.py [--policy models/sft] [--iterations 30] [--set rl.algorithm=dapo] [--joint]
 """
 
 from __future__ import annotations
@@ -55,13 +57,17 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
+    parser.add_argument("--joint", action="store_true", help="also time PIPO with rl.pipo.joint (skip on)")
     args = parser.parse_args()
     quiet_environment()
     configure_threads()
 
-    configs = {(pipo, skip): load_config(overrides=args.overrides + [f"rl.pipo.enabled={str(pipo).lower()}",
+    arms = [(pipo, skip) for skip in (True, False) for pipo in (False, True)]
+    arms += [("joint", True)] if args.joint else []
+    configs = {(pipo, skip): load_config(overrides=args.overrides + [f"rl.pipo.enabled={str(bool(pipo)).lower()}",
+                                                                     f"rl.pipo.joint={str(pipo == 'joint').lower()}",
                                                                      f"rl.skip_zero_advantage={str(skip).lower()}"])
-               for skip in (True, False) for pipo in (False, True)}
+               for pipo, skip in arms}
     base_cfg = configs[(False, True)]
     if Path(args.policy).exists():
         model, tok = load_policy(args.policy)
@@ -99,6 +105,12 @@ def main() -> None:
             "overhead_beyond_fwd_bwd_pct_of_base": 100 * (pipo - base - fb) / base,
         }
     result["pipo_cost_pct_of_base"] = result["skip"]["pipo_cost_pct_of_base"]  # the default (skip on)
+    if args.joint:  # grpo, pipo (two steps) and pipo_joint (one), skip on
+        arms = {"grpo": (False, True), "pipo": (True, True), "pipo_joint": ("joint", True)}
+        base = med(times[(False, True)]["iter"])
+        result["joint"] = {name: {"iter_s": med(times[key]["iter"]), "update_s": med(times[key]["update"]),
+                                  "pi_s": med(times[key]["pi"]), "ratio_to_grpo": med(times[key]["iter"]) / base}
+                           for name, key in arms.items()}
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -127,10 +127,11 @@ def test_authors_mode_clamps_before_lambda_and_puts_lambda_on_the_loss():
     assert (helpful.phi, helpful.loss_scale) == (pytest.approx(2.0), 1.0)
 
 
-def test_authors_mode_clips_progress_and_floors_sigma():
-    # progress clipped to +-5 before dividing; sigma floored at 1e-6; a single past mean gives sigma 1
+def test_authors_mode_clips_progress_and_replaces_a_flat_sigma_by_one():
+    # progress clipped to +-5 before dividing; sigma below 1e-6 -> 1 (theirs); a single past mean gives sigma 1
     s = improvement_signal(100.0, [0.0, 0.0], neg_scale=0.1, mode="authors")
-    assert s.sigma_his == 1e-6 and s.xi == pytest.approx(5.0 / 1e-6)
+    assert s.sigma_his == 1.0 and s.xi == pytest.approx(5.0)
+    assert improvement_signal(100.0, [0.0, 0.5], neg_scale=0.1, mode="authors").xi == pytest.approx(5.0 / 0.25)
     assert improvement_signal(0.7, [0.5], neg_scale=0.1, mode="authors").xi == pytest.approx(0.2)
     assert improvement_signal(100.0, [0.0, 0.0], neg_scale=0.1).xi == pytest.approx(100.0)  # standard: sigma 1
 

@@ -113,9 +113,9 @@ def test_dapo_dynamic_sampling_keeps_only_informative_groups(policy, monkeypatch
     updated: list = []
     base_update = RLTrainer.base_update
 
-    def recording_update(self, batch, generator):
+    def recording_update(self, batch, generator, joint):
         updated.append((batch, self.tokenizer))
-        return base_update(self, batch, generator)
+        return base_update(self, batch, generator, joint)
 
     monkeypatch.setattr(RLTrainer, "base_update", recording_update)
     _, result = run(policy, ALGO_OVERRIDES["dapo"] + ["rl.dapo.max_resample_rounds=3"], iterations=3)
@@ -247,8 +247,8 @@ def test_pi_steps_match_base_takes_as_many_steps_as_the_base_update(policy, pi_s
                                                              "rl.mini_batch_size=2"])
     steps = []
     real_step = trainer.update.step
-    trainer.update.step = lambda batch, plan, lr, spec: steps.append(len(plan.rows)) or real_step(batch, plan, lr, spec)
-    trainer.base_update(cached, torch.Generator().manual_seed(0))
+    trainer.update.step = lambda batch, plan, *rest: steps.append(len(plan.rows)) or real_step(batch, plan, *rest)
+    trainer.base_update(cached, torch.Generator().manual_seed(0), None)
     assert len(steps) == 4
     steps.clear()
     _prime_pipo(trainer, cached)

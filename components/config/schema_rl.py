@@ -50,6 +50,9 @@ class PIPOConfig(_Strict):
     pi_steps: Literal["one", "match_base"]  # one optimizer step, or as many as the base update takes
     signal: Literal["window", "paired"]
     paired_share: float = Field(gt=0, le=1)  # share of B_{t-1}'s prompt groups re-sampled (signal: paired)
+    window_membership: Literal["previous", "with_current"]  # xi against H_t, or with mu_t pushed in first
+    blind: bool  # control: the PI step's sign of xi drawn at random (same magnitudes and step count)
+    joint: bool  # the PI loss on B_{t-1} joins the base step on B_t: one optimizer step per iteration
     probe: ProbeConfig
 
     @model_validator(mode="after")
@@ -61,6 +64,12 @@ class PIPOConfig(_Strict):
         if self.min_history is not None and not 1 <= self.min_history <= self.window:
             raise ValueError(f"rl.pipo.min_history must be in [1, window={self.window}] or null "
                              f"(got {self.min_history})")
+        if self.joint and self.pi_steps != "one":
+            raise ValueError("rl.pipo.joint adds the PI loss to one base step; pi_steps match_base is a step count: "
+                             "set rl.pipo.pi_steps to one or rl.pipo.joint to false")
+        if self.joint and self.pi_lr_scale != 1.0:
+            raise ValueError(f"rl.pipo.joint takes one step at rl.lr, so pi_lr_scale ({self.pi_lr_scale}) cannot "
+                             "apply: set rl.pipo.pi_lr_scale to 1.0 or rl.pipo.joint to false")
         return self
 
     @property

@@ -55,7 +55,8 @@ def iteration_metrics(acc, *, batch: RolloutBatch, all_rewards: torch.Tensor, gr
         if pi.signal is not None:
             s = pi.signal
             metrics.update({"pipo/mu_his": s.mu_his, "pipo/sigma_his": s.sigma_his, "pipo/xi": s.xi,
-                            "pipo/phi": s.phi, "pipo/loss_scale": s.loss_scale, "pipo/pi_loss": avg(pi.loss),
+                            "pipo/xi_used": s.xi_used, "pipo/phi": s.phi, "pipo/loss_scale": s.loss_scale,
+                            "pipo/pi_loss": avg(pi.pi_loss),
                             "perf/pi_seconds": times.pi, "perf/paired_seconds": pi.paired_seconds,
                             "perf/pi_skipped_frac": _skipped(acc, pi.rows, pi.rows_run)})
     group_std = all_rewards.view(-1, group_size).std(dim=1)  # over every sampled group, before DAPO's filter

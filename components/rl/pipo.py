@@ -3,15 +3,17 @@
 Symbols follow the paper (docs/pipo.md):
   mu_t       mean reward of this iteration's batch B_t (the policy after the last update)
   H_t        the last K batch means before this one (mu_t is NOT in it), a bounded deque
-  mu_his     mean(H_t);  sigma_his = std(H_t, ddof=0), replaced by 1 when below 1e-8
+  W_t        the window xi is measured against (rl.pipo.window_membership): H_t ("previous"), or the
+             last K of H_t + [mu_t] ("with_current": mu_t pushed in first, an earlier authors' version)
+  mu_his     mean(W_t);  sigma_his = std(W_t, ddof=0), replaced by 1 when below 1e-8
   xi_t       (mu_t - mu_his) / sigma_his: did the previous update improve the policy?
   phi(x)     x if x >= 0 else lambda * x  (lambda = neg_scale): reinforce fully, suppress gently
   a_i        G * Abar_i / (sum_{j in group} |Abar_j| + 1e-6): attribution of cached response i
   c_i        clamp(a_i * phi(xi_t), -10, 10): the PI coefficient used in place of the advantage
 
 Two clip modes (rl.pipo.pi_clip_mode): "standard" is the above (the spec's); "authors" reproduces the
-authors' verl code: progress mu_t - mu_his clipped to +-5, sigma = max(std, 1e-6) (1 with fewer than two
-means), c_i = clamp(a_i * xi_t, -10, 10) and lambda multiplying the PI loss when xi_t < 0 (so the
+authors' verl code: progress mu_t - mu_his clipped to +-5, sigma replaced by 1 below 1e-6 (and with fewer
+than two means), c_i = clamp(a_i * xi_t, -10, 10) and lambda multiplying the PI loss when xi_t < 0 (so the
 effective negative cap is 10 * lambda). Two signals (rl.pipo.signal): "window" (xi_t as above) and
 "paired" (`paired_signal`: the same prompts before and after the update).
 """
@@ -19,7 +21,7 @@ effective negative cap is 10 * lambda). Two signals (rl.pipo.signal): "window" (
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -29,7 +31,7 @@ SIGMA_FLOOR = 1e-8
 ATTRIBUTION_EPS = 1e-6
 COEFF_CLAMP = 10.0
 AUTHORS_PROGRESS_CLIP = 5.0  # authors: mu_t - mu_his clipped before dividing by sigma
-AUTHORS_SIGMA_FLOOR = 1e-6
+AUTHORS_SIGMA_MIN = 1e-6  # authors: a sigma below this is replaced by 1 (a flat window must not blow xi up)
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,16 @@ class Signal:
     xi: float
     phi: float  # multiplies the attributions before the clamp
     loss_scale: float = 1.0  # multiplies the PI loss (the authors' lambda when xi < 0)
+    xi_used: float | None = None  # the xi the PI step acts on: xi, or rl.pipo.blind's random sign x |xi|
+
+    def __post_init__(self):
+        if self.xi_used is None:
+            object.__setattr__(self, "xi_used", self.xi)
+
+    def blinded(self, sign: float) -> "Signal":
+        """rl.pipo.blind: the same step with the sign drawn at random. The coefficients keep their magnitude
+        (|phi| and the loss factor of the measured xi), only their sign is `sign` (+1 or -1)."""
+        return replace(self, xi_used=sign * abs(self.xi), phi=sign * abs(self.phi))
 
     @property
     def takes_step(self) -> bool:
@@ -57,16 +69,16 @@ def phi(x: float, neg_scale: float) -> float:
 
 
 def improvement_signal(mu_t: float, history: list[float], neg_scale: float, mode: str = "standard") -> Signal:
-    """xi_t and phi(xi_t) of this batch's mean against the window of earlier batch means.
+    """xi_t and phi(xi_t) of this batch's mean against `history`, the window W_t of batch means.
 
-    mode "standard": the spec's; "authors": their progress clip, sigma floor and lambda on the loss."""
+    mode "standard": the spec's; "authors": their progress clip, sigma rule and lambda on the loss."""
     if not history:
         raise ValueError("improvement_signal needs at least one past batch mean")
     h = torch.tensor(history, dtype=torch.float64)
     mu_his = float(h.mean())
     sigma_his = float(h.std(unbiased=False))  # ddof = 0, as the authors' numpy code
     if mode == "authors":
-        sigma_his = max(sigma_his, AUTHORS_SIGMA_FLOOR) if len(history) >= 2 else 1.0
+        sigma_his = sigma_his if sigma_his >= AUTHORS_SIGMA_MIN and len(history) >= 2 else 1.0
         progress = min(max(mu_t - mu_his, -AUTHORS_PROGRESS_CLIP), AUTHORS_PROGRESS_CLIP)
         return _signal(mu_t, mu_his, sigma_his, progress / sigma_his, neg_scale, mode)
     if sigma_his < SIGMA_FLOOR:
@@ -111,10 +123,11 @@ class PIPOState:
     For the paired signal the cache also holds B_{t-1}'s prompt indices and per-group mean rewards.
     """
 
-    def __init__(self, window: int, min_history: int, clip_mode: str = "standard"):
+    def __init__(self, window: int, min_history: int, clip_mode: str = "standard", membership: str = "previous"):
         self.window = window  # K, validated by the config (rl.pipo.window >= 2)
         self.min_history = min_history
         self.clip_mode = clip_mode
+        self.membership = membership  # rl.pipo.window_membership
         self.history: deque[float] = deque(maxlen=window)
         self.cached: TrainingBatch | None = None  # B_{t-1}, its advantages replaced by the attributions a_i
         self.cached_prompts = torch.zeros(0, dtype=torch.long)  # B_{t-1}'s prompt index per group
@@ -129,7 +142,10 @@ class PIPOState:
         """The window improvement signal if the PI step is active this iteration, else None."""
         if not self.active:
             return None
-        return improvement_signal(mu_t, list(self.history), neg_scale, self.clip_mode)
+        window = list(self.history)
+        if self.membership == "with_current":  # mu_t in, the oldest out: K - 1 previous means and mu_t
+            window = (window + [float(mu_t)])[-self.window:]
+        return improvement_signal(mu_t, window, neg_scale, self.clip_mode)
 
     def pi_batch(self, signal: Signal) -> TrainingBatch:
         """B_{t-1} as the PI step trains on it: c_i = clamp(a_i * phi) in place of the advantage."""

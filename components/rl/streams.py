@@ -31,8 +31,9 @@ PROBE = "probe"  # the probe's samples (rl.pipo.probe.k > 1; greedy draws nothin
 PROBE_SPLIT = "probe_split"  # which RL prompts are held out for the probe (every rank alike)
 PROMPT_ORDER = "prompt_order"  # each epoch's prompt permutation, iteration = epoch (every rank alike)
 ENGINE = "engine"  # the vLLM engine's own seed (per rank)
+PIPO_BLIND = "pipo_blind"  # rl.pipo.blind: the PI step's random sign of xi (every rank alike)
 PURPOSES = (ROLLOUT, UPDATE_SHUFFLE, PI_SHUFFLE, PAIRED_RESAMPLE, VERIFIER_NOISE, PAIRED_NOISE, PROBE, PROBE_SPLIT,
-            PROMPT_ORDER, ENGINE)
+            PROMPT_ORDER, ENGINE, PIPO_BLIND)
 
 
 def seed_sequence(purpose: str, seed: int, iteration: int = 0, rank: int = 0) -> np.random.SeedSequence:

@@ -49,7 +49,7 @@ from components.rl.pipo_plugin import PIPO, PIReport
 from components.rl.probe import ProbeSet, ProbeTracker, score_probe, split_probe
 from components.rl.rewards import Rollout, VerifierNoise, score_batch, shaping_steps
 from components.rl.sampler import PromptSampler
-from components.rl.update import NonFiniteLossError, PolicyUpdate, UpdateStats
+from components.rl.update import JointLoss, NonFiniteLossError, PolicyUpdate, UpdateStats
 from components.rollout import RolloutBatch, make_engine
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class RLTrainer:
             if self.pipo else None  # 3. xi_t, and the PI step on B_{t-1}
         self.weights_dirty |= bool(pi and pi.optimizer_steps)
         t_update = time.time()
-        update = self.base_update(batch, self.stream(streams.UPDATE_SHUFFLE, it))  # 4. base update on B_t
+        update = self.base_update(batch, self.stream(streams.UPDATE_SHUFFLE, it), pi and pi.joint)  # 4. on B_t
         update_seconds = time.time() - t_update
         if self.pipo:  # 5. B_t is the next B_{t-1}
             self.pipo.after_update(mu_t, batch, ro.prompts, ro.rewards.double().mean(dim=1))
@@ -148,7 +148,7 @@ class RLTrainer:
         self.texts, self.answers, self.sources = (prompts[c].tolist() for c in ("prompt", "answer", "source"))
         self.pipo = PIPO(cfg.pipo, update=self.update, micro=self.micro, lr=cfg.lr, ppo_epochs=cfg.ppo_epochs,
                          group_size=cfg.num_generations, authors_surrogate=cfg.record.pipo_authors_surrogate,
-                         total=lambda xs: global_sums(accelerator, xs), resample=self.resample) \
+                         total=lambda xs: global_sums(accelerator, xs), resample=self.resample, seed=seed) \
             if cfg.pipo.enabled else None
         self.start_iteration = 0
         self.curve: list[dict[str, float]] = []
@@ -266,12 +266,12 @@ class RLTrainer:
                              completion_mask=b.completion_mask, loss_mask=loss_mask, old_logprobs=old_logprobs,
                              advantages=advantages, ref_logprobs=ref_logprobs, is_weights=is_weights)
 
-    def base_update(self, batch: TrainingBatch, generator: torch.Generator) -> UpdateStats:
-        """ppo_epochs shuffled passes over B_t, one optimizer step per mini-batch."""
+    def base_update(self, batch: TrainingBatch, generator: torch.Generator, joint: JointLoss | None) -> UpdateStats:
+        """ppo_epochs shuffled passes over B_t, one optimizer step per mini-batch; the first adds `joint`."""
         stats = UpdateStats()
         for plan in self.micro.for_base_update(batch.prompt_mask, batch.completion_mask, self.cfg.ppo_epochs,
                                                generator, self.update.rows_to_run(batch.advantages)):
-            step = self.update.step(batch, plan, self.cfg.lr, self.update.base_loss)
+            step, joint = self.update.step(batch, plan, self.cfg.lr, self.update.base_loss, joint), None
             if step is not None:
                 stats.add(step, plan)
                 self.weights_dirty = True

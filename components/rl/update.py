@@ -1,7 +1,9 @@
 """One optimizer step of the policy on a TrainingBatch: the per-micro-batch loss, gradient
 accumulation, clipping, and the skip of a non-finite loss. Both updates use it: the base update on
 B_t (one step per mini-batch) and PIPO's PI step on B_{t-1} (one step over the whole batch, or as many
-as the base update takes with rl.pipo.pi_steps match_base).
+as the base update takes with rl.pipo.pi_steps match_base). With rl.pipo.joint the PI loss on B_{t-1}
+joins the base update's first step instead (`JointLoss`): one backward pass over both batches'
+micro-batches, each loss over its own batch's denominators, then one optimizer step.
 
 Gradient accumulation is exact: every micro-batch loss is divided by the denominator of the WHOLE
 step (sequences, tokens or Dr.GRPO's constant, summed over every process), so the accumulated
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -75,6 +78,17 @@ class LossSpec:
     eps_low: float
     eps_high: float
     scale: float = 1.0
+
+
+@dataclass
+class JointLoss:
+    """A second batch's loss added to a step (rl.pipo.joint: the PI loss on B_{t-1} in the base step on B_t),
+    over that batch's own denominators, as its separate step would have. `loss` is set once the step ran it."""
+
+    batch: TrainingBatch
+    plan: StepPlan
+    spec: LossSpec
+    loss: float = math.nan
 
 
 class PolicyUpdate:
@@ -146,7 +160,7 @@ class PolicyUpdate:
         return loss, stats
 
     @contextlib.contextmanager
-    def threads_for(self, batch: TrainingBatch, plan: StepPlan):
+    def threads_for(self, parts: list[tuple[TrainingBatch, StepPlan]]):
         """The torch threads a step runs on: rl.update_threads, or the count measured fastest on CPU."""
         if self.threads is None:
             with torch_threads(self.fixed_threads) if self.fixed_threads else contextlib.nullcontext():
@@ -154,22 +168,26 @@ class PolicyUpdate:
             return
         with self.threads.run() as work:
             yield
-            work.append(sum(int(batch.completion_mask[m].sum()) for m in plan.micro_batches if len(m)))
+            work.append(sum(int(b.completion_mask[m].sum()) for b, plan in parts for m in plan.micro_batches if len(m)))
 
-    def step(self, batch: TrainingBatch, plan: StepPlan, lr: float, spec: LossSpec) -> StepOutcome | None:
+    def step(self, batch: TrainingBatch, plan: StepPlan, lr: float, spec: LossSpec,
+             joint: JointLoss | None = None) -> StepOutcome | None:
         """One optimizer step accumulated over plan.micro_batches (row indices of `batch`), each loss
         over the denominators of all of plan.rows; only the last backward syncs gradients (DDP).
+        joint: a second batch's loss in the same step (its micro-batches after these; joint.loss is set).
+        The outcome's loss and stats are `batch`'s alone.
 
         Returns None when a loss is not finite on any process: every process skips the step and counts it."""
-        with self.threads_for(batch, plan):
+        parts = [(batch, plan, spec)] + ([(joint.batch, joint.plan, joint.spec)] if joint is not None else [])
+        with self.threads_for([(b, p) for b, p, _ in parts]):
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             self.optimizer.zero_grad(set_to_none=True)
-            normaliser, kl_normaliser = self.normalisers(batch, plan.rows)
-            micro_batches = plan.micro_batches
-            losses, stats = [], []
-            for i, idx in enumerate(micro_batches):
-                last = i == len(micro_batches) - 1
+            norms = [self.normalisers(b, p.rows) for b, p, _ in parts]  # each batch over its own denominators
+            work = [(part, b, s, *norms[part], idx) for part, (b, p, s) in enumerate(parts) for idx in p.micro_batches]
+            losses, stats = [[] for _ in parts], []
+            for i, (part, b, s, normaliser, kl_normaliser, idx) in enumerate(work):
+                last = i == len(work) - 1
                 single = self.acc.num_processes == 1
                 with contextlib.nullcontext() if last or single else self.acc.no_sync(self.model):
                     if len(idx) == 0 and single:  # nothing to run: a zero gradient, so the optimizer still steps
@@ -179,21 +197,24 @@ class PolicyUpdate:
                         # Another process has more to run. DDP (and FSDP) all-reduce gradients only for a
                         # backward that follows the wrapped model's forward, so this one runs a real forward
                         # on one row and contributes 0 x its loss.
-                        loss = self.loss(batch.micro_batch(torch.zeros(1, dtype=torch.long)), spec, normaliser,
+                        loss = self.loss(b.micro_batch(torch.zeros(1, dtype=torch.long)), s, normaliser,
                                          kl_normaliser)[0] * 0.0
                         st = {}
                     else:
-                        loss, st = self.loss(batch.micro_batch(idx), spec, normaliser, kl_normaliser)
+                        loss, st = self.loss(b.micro_batch(idx), s, normaliser, kl_normaliser)
                     if self.any_non_finite(loss):
                         self._skip()
                         return None
                     self.acc.backward(loss)
-                losses.append(float(loss.detach()))
-                stats.append(st)
+                losses[part].append(float(loss.detach()))
+                if part == 0:
+                    stats.append(st)
             grad_norm = float(self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm))
             self.optimizer.step()
             self.skipped_in_row = 0
-            return StepOutcome(loss=sum(losses), stats=stats, grad_norm=grad_norm)
+            if joint is not None:
+                joint.loss = sum(losses[1])
+            return StepOutcome(loss=sum(losses[0]), stats=stats, grad_norm=grad_norm)
 
     def any_non_finite(self, loss: torch.Tensor) -> bool:
         """Whether this micro-batch's loss is not finite on ANY process (MAX of a 0/1 flag over processes).
