@@ -114,7 +114,7 @@ ui: install
 serve: install remote
 	$(PY) -m flows.local_server
 
-# RL variants vs SFT vs matched-time continued SFT over seeds (compare.yaml).
+# Step-matched RL variants (GRPO, two-step GRPO, PIPO, blind and joint PIPO, with and without the guard) over regimes and seeds (compare.yaml).
 compare: install remote
 	$(VENV)/bin/dvc repro prepare
 	$(PY) -m components.compare.run
