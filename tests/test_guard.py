@@ -5,6 +5,8 @@ and resumed on either side of a rollback continues exactly."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -156,5 +158,20 @@ def test_a_run_stopped_and_resumed_across_a_rollback_matches_an_uninterrupted_on
         stable = {k: v for k, v in a.items() if not k.startswith("perf/")}
         assert stable == {k: b[k] for k in stable}
     assert resumed.guard == full.guard
+    for k, v in full_model.state_dict().items():
+        assert torch.equal(v, resumed_model.state_dict()[k]), k
+
+
+def test_a_resume_from_before_a_rollback_still_finds_the_best_it_knew(policy, tmp_path, scripted, monkeypatch):
+    """Checkpoint 4 knows best 2; the run then rolls back at 4 and saves a new best at 6. Killed before
+    its next checkpoint, it resumes from 4 and must roll back to 2 again: best 2 was kept on disk."""
+    monkeypatch.setitem(SCRIPT, 6, [1] * 7 + [0])
+    overrides = GUARD + ["rl.checkpoint_every=4"]
+    full_model, full = run_trainer(policy, overrides, 8, checkpoint_dir=tmp_path / "a")
+    run_trainer(policy, overrides, 7, checkpoint_dir=tmp_path / "b")
+    shutil.rmtree(tmp_path / "b" / "iter-000007")  # as if killed before its end-of-run checkpoint
+    resumed_model, resumed = run_trainer(policy, overrides, 8, checkpoint_dir=tmp_path / "b", resume=True)
+    assert resumed.resumed_from == 4 and resumed.history[0]["guard/rollbacks"] == 1
+    assert resumed.guard == full.guard and full.guard["best_iteration"] == 6
     for k, v in full_model.state_dict().items():
         assert torch.equal(v, resumed_model.state_dict()[k]), k
