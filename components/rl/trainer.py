@@ -10,6 +10,8 @@
   4. base_update: the base algorithm's loss on B_t (ppo_epochs x mini-batches)
   5. cache:       B_t (with its attributions) becomes PIPO's cached batch; mu_t joins the window
   then metrics:   every logged number (components/rl/metrics.py)
+Before an iteration, rl.guard (components/rl/guard.py) may check the probe and save the best checkpoint or
+roll back to it (docs/guard.md); at the run's end the model is the best verified checkpoint.
 
 Rows with a zero advantage (or PI coefficient) and no KL term have an exactly zero gradient: their
 forward/backward is skipped and every loss denominator still counts them (components/rl/update.py).
