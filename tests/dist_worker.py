@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from components.config import load_config  # noqa: E402
 from components.model.factory import initial_policy  # noqa: E402
+from components.rl import streams  # noqa: E402
 from components.rl import trainer as trainer_module  # noqa: E402
 from components.rl.advantages import ADVANTAGES  # noqa: E402
 from components.rl.batch import TrainingBatch  # noqa: E402
@@ -112,9 +113,31 @@ def main(out_dir: Path) -> None:
     second, part2 = train_rl(second, tok, sums(200, 1), cfg.rl, 0, acc, rollout=cfg.rollout, reward=cfg.reward,
                              model_cfg=cfg.model, checkpoint_dir=ckpt, resume=True)
     resumed = [{k: v for k, v in h.items() if not k.startswith("perf/")} for h in part1.history + part2.history]
+    guard = guard_run(acc, tok, out_dir)
     (out_dir / f"rank{rank}.json").write_text(json.dumps({
         "mean": mean, "history": history, "checksums": checksums, "checksum": checksum(model), **gap,
-        "resumed_from": part2.resumed_from, "resumed_history": resumed, "resumed_checksum": checksum(second)}))
+        "resumed_from": part2.resumed_from, "resumed_history": resumed, "resumed_checksum": checksum(second),
+        **guard}))
+
+
+def guard_run(acc, tok, out_dir: Path) -> dict:
+    """rl.guard under DDP with a scripted probe: at iteration 2 only rank 0's share of the probe prompts
+    collapses. The decision reads sums over both ranks, so both roll back; alone, rank 1 would not."""
+    rank = acc.process_index
+    seeds = {streams.torch_stream(streams.PROBE, 0, it, rank).initial_seed(): it for it in range(8)}
+
+    def score(engine, scorer, probe_set, cfg, generator):
+        collapsed = rank == 0 and seeds[generator.initial_seed()] == 2
+        return torch.full((len(probe_set.texts),), 0.0 if collapsed else 1.0, dtype=torch.float64)
+
+    trainer_module.score_probe = score
+    cfg = load_config(overrides=TINY + ["rl.pipo.enabled=true", "rl.iterations=4", "rl.guard.enabled=true",
+                                        "rl.guard.every=2", "rl.pipo.probe.size=8"])
+    model, _ = initial_policy(cfg.model, seed=0)
+    model, result = train_rl(model, tok, sums(200, 1), cfg.rl, 0, acc, rollout=cfg.rollout, reward=cfg.reward,
+                             model_cfg=cfg.model, checkpoint_dir=out_dir / "guard")
+    return {"guard_history": [{k: v for k, v in h.items() if k.startswith("guard/")} for h in result.history],
+            "guard_output": result.guard, "guard_checksum": checksum(model)}
 
 
 if __name__ == "__main__":

@@ -39,6 +39,10 @@ def test_two_processes_agree_every_iteration_and_match_one_process(tmp_path):
     for r in (r0, r1):
         assert r["resumed_from"] == 2
         assert r["resumed_history"] == r["history"] and r["resumed_checksum"] == r["checksum"]  # Adam divides by sqrt(v): 2.8e-7 measured, a wrong update moves ~lr=1e-4
+    # rl.guard: only rank 0's probe prompts collapse at 2; both ranks roll back, the output is the start
+    assert r0["guard_history"] == r1["guard_history"] and r0["guard_checksum"] == r1["guard_checksum"]
+    assert [h.get("guard/rollbacks") for h in r0["guard_history"]] == [0.0, None, 1.0, None]
+    assert r0["guard_output"] == r1["guard_output"] and r0["guard_output"]["best_iteration"] == 0
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -1,5 +1,5 @@
 """The `rl:` section: the algorithm (its record: components/config/algorithms), PIPO (with its probe), DAPO's
-knobs, verifier noise."""
+knobs, the verified-improvement guard, verifier noise."""
 
 from __future__ import annotations
 
@@ -78,6 +78,16 @@ class PIPOConfig(_Strict):
         return self.window if self.min_history is None else self.min_history
 
 
+class GuardConfig(_Strict):
+    """rl.guard: the verified-improvement guard (components/rl/guard.py, docs/guard.md)."""
+
+    enabled: bool
+    every: int = Field(ge=1)  # iterations between probe checks
+    drop_se: float = Field(ge=0)  # roll back when the probe falls below the best by more than this many paired SEs
+    lr_decay: float = Field(gt=0, le=1)  # lr multiplier at each rollback
+    max_rollbacks: int = Field(ge=0)  # a drop after this many rollbacks stops the run
+
+
 class DAPOConfig(_Strict):
     """The knobs of DAPO's steps, used by algorithms whose record takes them (null: the record's published value)."""
 
@@ -91,6 +101,7 @@ class RLConfig(_Strict):
     algorithm: str
     pipo: PIPOConfig
     dapo: DAPOConfig
+    guard: GuardConfig
     verifier_noise: VerifierNoiseConfig
     iterations: int = Field(ge=1)
     prompts_per_iteration: int = Field(ge=1)

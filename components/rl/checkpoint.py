@@ -37,6 +37,7 @@ from components.rl import streams
 log = logging.getLogger(__name__)
 
 LATEST = "latest"
+BEST = "best"  # the guard's best verified checkpoints (rl.guard): ROOT/best/iter-NNNNNN, outside the rotation
 
 
 class CheckpointMismatchError(ValueError):
@@ -93,13 +94,21 @@ def verify_manifest(path: Path) -> None:
                                      f"{' and more' if len(bad) > 5 else ''} (the files changed after they were written)")
 
 
+def _claim(root: Path) -> None:
+    """Outside the repository, `latest` is rewritten only in a folder the pipeline owns; the checkpoint
+    folder is claimed before its best/ (created inside it, it would leave the folder non-empty unclaimed)."""
+    if Path(root).name == BEST:
+        claim_dir(Path(root).parent)
+    claim_dir(root)
+
+
 def rank_state_name(rank: int) -> str:
     return f"trainer_state-rank{rank}.pt"
 
 
 def stage_rank_state(root: Path, rank: int, state: dict) -> Path:
     """Every rank writes its own trainer state next to the checkpoints before rank 0 publishes."""
-    claim_dir(root)  # outside the repository, `latest` is rewritten only in a folder the pipeline owns
+    _claim(root)
     staging = Path(root) / ".staging"
     staging.mkdir(parents=True, exist_ok=True)
     final = staging / rank_state_name(rank)
@@ -110,15 +119,16 @@ def stage_rank_state(root: Path, rank: int, state: dict) -> Path:
 
 
 def save_checkpoint(root: Path, iteration: int, model, tokenizer, trainer_state: dict | list[Path], meta: dict,
-                    keep: int = 3, state_dict: dict | None = None) -> Path:
-    """Write iter-NNNNNN atomically, point `latest` at it, keep the newest `keep` checkpoints.
+                    keep: int | None = 3, state_dict: dict | None = None) -> Path:
+    """Write iter-NNNNNN atomically, point `latest` at it, keep the newest `keep` checkpoints (None: all,
+    the caller prunes: the guard's best ones, `prune_best`).
 
     trainer_state: this process's state, or the staged per-rank files (stage_rank_state) of a
     multi-process run, moved into the checkpoint. state_dict: the full weights when the live
     module is sharded (FSDP / ZeRO-3 gather them first).
     """
     root = Path(root)
-    claim_dir(root)  # outside the repository, `latest` is rewritten only in a folder the pipeline owns
+    _claim(root)
     target = root / checkpoint_name(iteration)
     with atomic_dir(target) as tmp:
         model.save_pretrained(tmp / "model", safe_serialization=True, state_dict=state_dict)
@@ -143,9 +153,25 @@ def save_checkpoint(root: Path, iteration: int, model, tokenizer, trainer_state:
     # Keep the newest `keep`, never the one just written (a run that restarted below older,
     # longer-run checkpoints writes lower iteration numbers than they hold).
     others = sorted(p for p in root.glob("iter-*") if p.is_dir() and p.name != target.name)
-    for path in others[: max(len(others) - (keep - 1), 0)]:
+    for path in others[: max(len(others) - (keep - 1), 0) if keep is not None else 0]:
         shutil.rmtree(path, ignore_errors=True)
     return target
+
+
+def prune_best(root: Path, current: int | None) -> list[Path]:
+    """Delete the guard's best checkpoints (root/best) that neither the run (`current`, its best iteration)
+    nor a kept regular checkpoint (meta.json `guard_best`) refers to: a resumed run can roll back to the
+    best its checkpoint knew, even after a later best was written."""
+    wanted = {current}
+    for path in Path(root).glob("iter-*"):
+        try:
+            wanted.add(json.loads((path / "meta.json").read_text()).get("guard_best"))
+        except (OSError, ValueError):  # a damaged checkpoint refers to nothing
+            continue
+    stale = [p for p in (Path(root) / BEST).glob("iter-*") if p.is_dir() and checkpoint_iteration(p) not in wanted]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
 
 
 def _tied_aliases(model) -> set[str]:
@@ -245,16 +271,18 @@ def load_checkpoint(path: Path, model, expected_meta: dict, rank: int = 0) -> di
 # ---- what a resumed run needs to continue exactly ------------------------------------------------
 
 
-def trainer_state(optimizer, sampler, pipo, skipped_total: int, probe=None, curve: list | None = None) -> dict:
+def trainer_state(optimizer, sampler, pipo, skipped_total: int, probe=None, curve: list | None = None,
+                  guard=None) -> dict:
     """This process's trainer state: optimizer, prompt sampler, PIPO window and cached batch, the
-    improvement probe's series, the skipped-update count, the curves so far (components/rl/curves.py)
-    and the torch, numpy and python RNGs. Tensors and plain values only."""
+    improvement probe's series, the guard's best and rollbacks, the skipped-update count, the curves so
+    far (components/rl/curves.py) and the torch, numpy and python RNGs. Tensors and plain values only."""
     return {
         "curve": json.dumps(curve or []),
         "optimizer": optimizer.state_dict(),
         "sampler": sampler.state_dict(),
         "pipo": pipo.state_dict() if pipo is not None else {},
         "probe": probe.state_dict() if probe is not None else {},
+        **({"guard": guard.state_dict()} if guard is not None else {}),
         "skipped_total": skipped_total,
         "rng_torch": torch.get_rng_state(),
         "rng_numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
@@ -263,10 +291,14 @@ def trainer_state(optimizer, sampler, pipo, skipped_total: int, probe=None, curv
     }
 
 
-def load_trainer_state(state: dict, optimizer, sampler, pipo, probe=None) -> int:
-    """Restore what `trainer_state` saved (the RNGs included); returns the skipped-update count."""
+def load_trainer_state(state: dict, optimizer, sampler, pipo, probe=None, guard=None) -> int:
+    """Restore what `trainer_state` saved (the RNGs included); returns the skipped-update count.
+    sampler or guard None: left as they are (a guard's rollback keeps its own count and moves on)."""
     optimizer.load_state_dict(state["optimizer"])
-    sampler.load_state_dict(state["sampler"])
+    if sampler is not None:
+        sampler.load_state_dict(state["sampler"])
+    if guard is not None and "guard" in state:
+        guard.load_state_dict(state["guard"])
     if pipo is not None:
         pipo.load_state_dict(state["pipo"])
     if probe is not None and state.get("probe"):

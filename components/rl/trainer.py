@@ -10,6 +10,8 @@
   4. base_update: the base algorithm's loss on B_t (ppo_epochs x mini-batches)
   5. cache:       B_t (with its attributions) becomes PIPO's cached batch; mu_t joins the window
   then metrics:   every logged number (components/rl/metrics.py)
+Before an iteration, rl.guard (components/rl/guard.py) may check the probe and save the best checkpoint or
+roll back to it (docs/guard.md); at the run's end the model is the best verified checkpoint.
 
 Rows with a zero advantage (or PI coefficient) and no KL term have an exactly zero gradient: their
 forward/backward is skipped and every loss denominator still counts them (components/rl/update.py).
@@ -42,6 +44,7 @@ from components.rl.advantages import ADVANTAGES
 from components.rl.batch import MicroBatches, TrainingBatch
 from components.rl.collectives import global_max, global_mean, global_sums, sharded
 from components.rl.curves import curve_point
+from components.rl.guard import Guard
 from components.rl.importance import truncated_is_weights
 from components.rl.logprobs import rollout_logprobs
 from components.rl.metrics import IterationTimes, iteration_metrics, progress_fields, run_summary
@@ -66,6 +69,7 @@ class RLResult:
     summary: dict[str, float] = field(default_factory=dict)  # end-of-run metrics (the probe's signal agreement)
     resumed_from: int = 0
     resumed_run_id: str | None = None
+    guard: dict = field(default_factory=dict)  # rl.guard: the output's best_iteration and reason
 
 
 class RLTrainer:
@@ -137,13 +141,20 @@ class RLTrainer:
         self.scorer = pool_for(reward)  # per-item timeouts for every item not bounded by construction
         # what names this run's checkpoints, from the prompts as given (the stage's folder name is the same)
         fingerprint = ckpt.run_fingerprint(cfg, seed, len(prompts), self.world, identity)
-        self.probe_set, self.probe = None, None
-        if cfg.pipo.probe.every > 0:  # held out from training: the same prompts for every variant of a seed
+        self.probe_set, self.probe, self.probed = None, None, {}
+        if cfg.pipo.probe.every > 0 or cfg.guard.enabled:  # held out: the same prompts for every variant of a seed
             train_idx, probe_idx = split_probe(len(prompts), cfg.pipo.probe.size, seed)
             held = prompts.iloc[probe_idx]
             self.probe_set = ProbeSet(*(held[c].tolist()[self.rank::self.world] for c in ("prompt", "answer", "source")))
-            self.probe = ProbeTracker()
+            self.probe = ProbeTracker() if cfg.pipo.probe.every > 0 else None
             prompts = prompts.iloc[train_idx]
+        self.lr = cfg.lr  # rl.lr, decayed by the guard at each rollback
+        self.guard = Guard(cfg.guard, cfg.lr, lambda xs: global_sums(accelerator, xs), score=self.score_held_out,
+                           save=lambda it: self.save(it, checkpoint_dir / ckpt.BEST), restore=self.restore,
+                           stop=self.save, log_metrics=log_metrics) if cfg.guard.enabled else None
+        if self.guard is not None and (checkpoint_dir is None or self.sharded):
+            raise ValueError("rl.guard.enabled needs a checkpoint folder for its best checkpoint and one process or "
+                             "DDP (not FSDP/DeepSpeed); set rl.guard.enabled=false")
         self.sampler = PromptSampler(len(prompts), seed)
         self.texts, self.answers, self.sources = (prompts[c].tolist() for c in ("prompt", "answer", "source"))
         self.pipo = PIPO(cfg.pipo, update=self.update, micro=self.micro, lr=cfg.lr, ppo_epochs=cfg.ppo_epochs,
@@ -222,12 +233,19 @@ class RLTrainer:
     def run_probe(self, it: int) -> tuple[torch.Tensor, float] | None:
         """The probe set's scores under the current policy and the seconds they took, every
         rl.pipo.probe.every iterations (None between probes)."""
-        if self.probe_set is None or it % self.cfg.pipo.probe.every:
+        if self.probe is None or it % self.cfg.pipo.probe.every:
             return None
-        self._sync_engine()
         t0 = time.time()
-        scores = score_probe(self.engine, self.scorer, self.probe_set, self.cfg, self.stream(streams.PROBE, it))
-        return scores, time.time() - t0
+        return self.score_held_out(it), time.time() - t0
+
+    def score_held_out(self, it: int) -> torch.Tensor:
+        """The probe set's per-prompt scores under the current policy, scored once per iteration (the guard
+        and PIPO's probe share them; a restore clears them)."""
+        if it not in self.probed:
+            self._sync_engine()
+            self.probed = {it: score_probe(self.engine, self.scorer, self.probe_set, self.cfg,
+                                           self.stream(streams.PROBE, it))}
+        return self.probed[it]
 
     def rewards(self, ro: Rollout) -> torch.Tensor:
         """[P_kept, G] rewards of the kept groups after the configured shaping steps."""
@@ -271,7 +289,7 @@ class RLTrainer:
         stats = UpdateStats()
         for plan in self.micro.for_base_update(batch.prompt_mask, batch.completion_mask, self.cfg.ppo_epochs,
                                                generator, self.update.rows_to_run(batch.advantages)):
-            step, joint = self.update.step(batch, plan, self.cfg.lr, self.update.base_loss, joint), None
+            step, joint = self.update.step(batch, plan, self.lr, self.update.base_loss, joint), None
             if step is not None:
                 stats.add(step, plan)
                 self.weights_dirty = True
@@ -298,7 +316,10 @@ class RLTrainer:
         progress = ProgressReporter("rl iter", cfg.iterations, start=self.start_iteration, every=cfg.log_every,
                                     logger=log, enabled=main)
         for it in range(self.start_iteration, cfg.iterations):
-            metrics = self.iteration(it)
+            guarded = self.guard.at(it) if self.guard is not None else {}
+            if guarded is None:  # stopped early: the model is the best verified checkpoint
+                break
+            metrics = {**self.iteration(it), **guarded}
             self.log_metrics(metrics, it)
             result.history.append(metrics)
             self.curve.append(curve_point(it, metrics))
@@ -306,11 +327,31 @@ class RLTrainer:
             if self.checkpoint_dir is not None and ((it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations):
                 self.save(it + 1)
         result.iterations, result.curve = cfg.iterations, self.curve
+        if self.guard is not None:
+            result.iterations = cfg.iterations if self.guard.stopped_at is None else self.guard.stopped_at
+            result.guard = self.guard.output(result.iterations)
         result.seconds = time.time() - start
         if self.probe is not None:  # over every probe interval of the run, resumed ones included
             result.summary = self.probe.agreement()
             self.log_metrics(result.summary, cfg.iterations)
         return result
+
+    def restore(self, iteration: int, weights_only: bool = False) -> None:
+        """The guard's best checkpoint (checkpoint_dir/best): its weights and, for a rollback, its optimizer,
+        PIPO and probe state; the sampler goes on forward (new prompts for the retry), so does the iteration."""
+        path = self.checkpoint_dir / ckpt.BEST / ckpt.checkpoint_name(iteration)
+        state = ckpt.load_checkpoint(path, self.acc.unwrap_model(self.model), self.meta, self.rank)
+        if not weights_only:
+            ckpt.load_trainer_state(state, self.optimizer, None, self.pipo, self.probe)
+        self._set_lr()
+        self.weights_dirty, self.probed = True, {}
+
+    def _set_lr(self) -> None:
+        """The guard's lr (rl.lr x lr_decay per rollback) for the base update and PIPO's step."""
+        if self.guard is not None:
+            self.lr = self.guard.lr
+            if self.pipo is not None:
+                self.pipo.lr = self.lr
 
     def close(self) -> None:
         """Stop the scoring workers (the rollout engine goes with the process)."""
@@ -327,7 +368,8 @@ class RLTrainer:
                 "the optimizer state is sharded. Start a new run from the checkpoint's model/ folder "
                 "(set sft.out_dir to it), or remove the folder to start over.")
         if self.acc.is_main_process:
-            for leftover in ckpt.remove_partial_writes(checkpoint_dir):
+            for leftover in ckpt.remove_partial_writes(checkpoint_dir) + ckpt.remove_partial_writes(
+                    checkpoint_dir / ckpt.BEST):
                 log.warning("rl: removed %s, a checkpoint write that never finished (the process died)", leftover)
         self.acc.wait_for_everyone()
         model = self.acc.unwrap_model(self.model)
@@ -337,7 +379,8 @@ class RLTrainer:
             return 0
         path, state = found
         self.update.skipped_total = ckpt.load_trainer_state(state, self.optimizer, self.sampler, self.pipo,
-                                                            self.probe)
+                                                            self.probe, self.guard)
+        self._set_lr()
         self.curve = ckpt.saved_curve(state)
         meta = json.loads((path / "meta.json").read_text())
         self.start_iteration, self.resumed_run_id = int(meta["iteration"]), meta.get("mlflow_run_id")
@@ -346,20 +389,26 @@ class RLTrainer:
                  self.start_iteration, self.resumed_run_id)
         return self.start_iteration
 
-    def save(self, iteration: int) -> None:
+    def save(self, iteration: int, root: Path | None = None) -> None:
+        """A checkpoint in checkpoint_dir, or the guard's best one in root (checkpoint_dir/best)."""
+        root = root or self.checkpoint_dir
         self.acc.wait_for_everyone()
         # Sharded modes gather the full weights first: a collective every rank must join.
         full = self.acc.get_state_dict(self.model) if self.sharded else None
         states: dict | list[Path] = ckpt.trainer_state(self.optimizer, self.sampler, self.pipo,
-                                                       self.update.skipped_total, self.probe, self.curve)
+                                                       self.update.skipped_total, self.probe, self.curve, self.guard)
         if self.world > 1:  # each rank's own state (its PIPO cache holds its own shard of B_{t-1})
-            ckpt.stage_rank_state(self.checkpoint_dir, self.rank, states)
+            ckpt.stage_rank_state(root, self.rank, states)
             self.acc.wait_for_everyone()
-            states = [self.checkpoint_dir / ".staging" / ckpt.rank_state_name(r) for r in range(self.world)]
+            states = [root / ".staging" / ckpt.rank_state_name(r) for r in range(self.world)]
         if self.acc.is_main_process:
-            ckpt.save_checkpoint(self.checkpoint_dir, iteration, self.acc.unwrap_model(self.model), self.tokenizer,
-                                 states, {**self.meta, "mlflow_run_id": ckpt.active_run_id()},
-                                 keep=self.cfg.keep_checkpoints, state_dict=full)
+            guard = {"guard_best": self.guard.best_iteration} if self.guard is not None else {}
+            ckpt.save_checkpoint(root, iteration, self.acc.unwrap_model(self.model), self.tokenizer, states,
+                                 {**self.meta, "mlflow_run_id": ckpt.active_run_id(), **guard},
+                                 keep=self.cfg.keep_checkpoints if root == self.checkpoint_dir else None,
+                                 state_dict=full)
+            if self.guard is not None:
+                ckpt.prune_best(self.checkpoint_dir, self.guard.best_iteration)
         self.acc.wait_for_everyone()
 
     # ---- helpers -------------------------------------------------------------------------

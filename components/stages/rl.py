@@ -2,6 +2,8 @@
 
 It starts from models/sft: the SFT policy, or with sft.enabled=false the base model itself (the sft stage
 writes it there); a models/sft built from another base than model.name_or_path is refused, naming both.
+With rl.guard on, models/rl is the best verified checkpoint, not the last (docs/guard.md): which one and why
+are in its lineage file (`rl_guard`) and the run's tags rl.guard.best_iteration, rl.guard.reason.
 """
 
 from __future__ import annotations
@@ -72,10 +74,15 @@ def run(cfg: Config) -> dict:
                                  reward=cfg.reward, model_cfg=cfg.model, log_metrics=log_metrics,
                                  checkpoint_dir=checkpoint_dir, resume=True, identity=identity, model_path=start_folder,
                                  on_resume=_tag_resume)
+        if result.guard:
+            set_tags({"rl.guard.best_iteration": str(result.guard["best_iteration"]),
+                      "rl.guard.reason": result.guard["reason"]})
+            log.info("rl: guard: the output is the %s", result.guard["reason"])
         if acc.is_main_process:
             with atomic_dir(cfg.rl.out_dir) as tmp:
                 save_policy(model, tokenizer, tmp)
-                copy_lineage(lineage, tmp, cfg.sft.out_dir)
+                copy_lineage({**lineage, **({"rl_guard": result.guard} if result.guard else {})}, tmp,
+                             cfg.sft.out_dir)
             mlflow.log_metric("rl/seconds", result.seconds)
             mlflow.log_artifacts(cfg.rl.out_dir, "model")
             curve = result.curve or result.history  # a run from a checkpoint without curves: what it ran
