@@ -87,9 +87,9 @@ def scripted(monkeypatch):
 
     real_step = PolicyUpdate.step
 
-    def step(self, batch, plan, lr, spec):
+    def step(self, batch, plan, lr, spec, joint=None):
         seen["lr"].append(lr)
-        return real_step(self, batch, plan, lr, spec)
+        return real_step(self, batch, plan, lr, spec, joint)
 
     monkeypatch.setattr(trainer_module, "score_batch", parity_reward)
     monkeypatch.setattr(trainer_module, "score_probe", score)
