@@ -45,7 +45,10 @@ def test_signal_agreement_counts_only_changes_above_their_noise():
     ses = [0.05, 0.05, 0.05, 0.05]  # the third change is within its noise: not counted for the sign
     a = signal_agreement(signals, changes, ses)
     assert a["sign_agree"] == 1.0 and a["sign_agree_n"] == 3 and a["intervals"] == 4
-    expected = float(torch.corrcoef(torch.tensor([signals, changes], dtype=torch.float64))[0, 1])
+    # Pearson's r by hand: deviations from the means 0.625 and 0.0475 give S_xy = 1.27625, S_xx = 12.6875,
+    # S_yy = 0.131075, r = S_xy / sqrt(S_xx S_yy)
+    expected = 1.27625 / math.sqrt(12.6875 * 0.131075)
+    assert expected == pytest.approx(0.98966405, abs=1e-8)
     assert a["signal_corr"] == pytest.approx(expected)
     flipped = signal_agreement([-s for s in signals], changes, ses)
     assert flipped["sign_agree"] == 0.0 and flipped["signal_corr"] == pytest.approx(-expected)

@@ -102,9 +102,16 @@ def test_pipo_window_metrics_match_previous_reward_means(policy):
         assert h["pipo/sigma_his"] == pytest.approx(sigma if sigma >= 1e-8 else 1.0)
 
 
-def test_kl_term_is_logged_when_beta_positive(policy):
-    _, result = run(policy, ["rl.beta=0.05"], iterations=2)
-    assert all("actor/kl" in h and h["actor/kl"] >= 0 for h in result.history)
+def test_kl_term_enters_the_loss_when_beta_positive(policy):
+    """The KL term is in the loss, not only in the log: the same run with beta > 0 ends on other weights
+    than with beta 0 (every row runs in both, so the KL term is the only difference), and once the policy
+    has left the reference the logged KL is positive."""
+    same = ["rl.skip_zero_advantage=false"]
+    without, _ = run(policy, same + ["rl.beta=0.0"], iterations=3)
+    with_kl, result = run(policy, same + ["rl.beta=1.0"], iterations=3)
+    assert all("actor/kl" in h for h in result.history)
+    assert result.history[-1]["actor/kl"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(without.state_dict().values(), with_kl.state_dict().values()))
 
 
 def test_dapo_dynamic_sampling_keeps_only_informative_groups(policy, monkeypatch):
