@@ -74,8 +74,8 @@ def test_rollout_and_reward_errors_name_the_key():
         load_config(overrides=["rollout.importance_sampling.cap=0.5"])
     with pytest.raises(ConfigError, match="reward.timeout_s"):
         load_config(overrides=["reward.timeout_s=0"])
-    assert load_config(overrides=["rollout.engine=vllm"]).rollout.trainer_logprobs
-    assert not load_config().rollout.trainer_logprobs
+    assert load_config(overrides=["rollout.engine=vllm"]).rollout.effective_recompute_logprobs
+    assert not load_config().rollout.effective_recompute_logprobs
 
 
 def test_presets_come_from_the_environment_too(monkeypatch, tmp_path):

@@ -72,7 +72,7 @@ def test_bf16_mixed_precision_trains_fp32_master_weights_against_the_trainers_ow
     assert any(not torch.equal(a, b) for a, b in zip(weights, before.parameters()))  # and they trained
     assert torch.isfinite(torch.tensor(metrics["loss/policy"]))
     # the fp32 sampler and the bf16-autocast trainer differ: pi_old is the trainer's, the gap is logged
-    assert trainer.trainer_logprobs and metrics["rollout/logprob_diff"] > 0
+    assert trainer.recompute_logprobs and metrics["rollout/logprob_diff"] > 0
 
 
 def test_mixed_precision_needs_fp32_master_weights():

@@ -103,8 +103,7 @@ def check_output_paths(cfg: Config, params_path: str | Path, presets: list[Path]
     what the pipeline did not create (check_ownership). Relative paths are taken from cwd, where
     the stages run. extra: more outputs (dotted key -> path; the comparison harness's), checked alike;
     advanced: the advanced file merged in, an input no output may replace."""
-    cwd = Path.cwd() if cwd is None else cwd
-    cwd = cwd.resolve()
+    cwd = (Path.cwd() if cwd is None else cwd).resolve()
     params_path = _resolve(params_path, cwd)
     project = params_path.parent
     extra = extra or {}
@@ -113,6 +112,18 @@ def check_output_paths(cfg: Config, params_path: str | Path, presets: list[Path]
     outputs.update({label: _resolve(p, cwd) for label, p in FIXED_OUTPUTS.items()})
     roots = {"the working directory": cwd, "the repository root": REPO_ROOT.resolve(),
              "the params file's folder": project}
+    inputs = _protected_inputs(cfg, params_path, presets, cwd, advanced)
+    tracked, declared = _tracked_files([project, cwd])
+    problems = _overlaps(outputs, roots, inputs, tracked, declared)
+    if problems:
+        raise ConfigError("output paths overlap: " + "; ".join(problems)
+                          + " (a stage replaces its outputs whole, so each must hold nothing else)")
+    check_ownership(cfg, project, cwd, extra)
+
+
+def _protected_inputs(cfg: Config, params_path: Path, presets, cwd: Path, advanced: Path | None) -> dict[str, Path]:
+    """What no output may be or contain, by label: the settings files, the project's own folders, the data."""
+    project = params_path.parent
     inputs = {"the params file": params_path, **{f"preset {p}": _resolve(p, cwd) for p in presets}}
     if advanced is not None:
         inputs["the advanced file"] = _resolve(advanced, cwd)
@@ -125,10 +136,15 @@ def check_output_paths(cfg: Config, params_path: str | Path, presets: list[Path]
     inputs.update({f"data.eval_files[{i}]": _resolve(f, cwd) for i, f in enumerate(cfg.data.eval_files)})
     inputs.update({f"eval.benchmarks[{i}].file": _resolve(b.file, cwd)
                    for i, b in enumerate(cfg.eval.benchmarks) if b.file})
-    # what git tracks, and which of it DVC declares as stage outputs (metrics files, say)
-    tracked: dict[Path, Path] = {}  # tracked file or one of its folders -> a tracked file there
+    return inputs
+
+
+def _tracked_files(roots: list[Path]) -> tuple[dict[Path, Path], set[str]]:
+    """What git tracks under each root (a tracked file or one of its folders -> a tracked file there),
+    and which paths DVC declares as stage outputs (metrics files, say)."""
+    tracked: dict[Path, Path] = {}
     declared: set[str] = set()
-    for root in dict.fromkeys([project, cwd]):
+    for root in dict.fromkeys(roots):
         declared |= _dvc_outputs(str(root / "dvc.yaml"))
         for rel in _git_tracked(str(root)):
             file = root / rel
@@ -136,7 +152,12 @@ def check_output_paths(cfg: Config, params_path: str | Path, presets: list[Path]
             for folder in Path(rel).parents:
                 if folder != Path("."):
                     tracked.setdefault(root / folder, file)
+    return tracked, declared
 
+
+def _overlaps(outputs: dict[str, Path], roots: dict[str, Path], inputs: dict[str, Path],
+              tracked: dict[Path, Path], declared: set[str]) -> list[str]:
+    """Each way an output is a root, another output, an input or tracked by git, as a phrase."""
     problems = []
     names = list(outputs)
     for i, key in enumerate(names):
@@ -159,10 +180,7 @@ def check_output_paths(cfg: Config, params_path: str | Path, presets: list[Path]
             if path in tracked and not (path == tracked[path] and str(path) in declared):
                 problems.append(f"{key} {'is' if path == tracked[path] else 'contains'} "
                                 f"a file git tracks ({tracked[path]})")
-    if problems:
-        raise ConfigError("output paths overlap: " + "; ".join(problems)
-                          + " (a stage replaces its outputs whole, so each must hold nothing else)")
-    check_ownership(cfg, project, cwd, extra)
+    return problems
 
 
 def check_benchmark_files(cfg: Config, params_path: str | Path, cwd: Path | None = None) -> None:

@@ -148,8 +148,9 @@ class RolloutConfig(_Strict):
     importance_sampling: ImportanceSamplingConfig
 
     @property
-    def trainer_logprobs(self) -> bool:
-        """Whether old log-probs come from a trainer forward pass instead of the sampler.
+    def effective_recompute_logprobs(self) -> bool:
+        """rollout.recompute_logprobs, with what forces it: whether old log-probs come from a trainer
+        forward pass instead of the sampler.
 
         vLLM's kernels and precision differ from the trainer's, so its log-probs are only the
         behaviour policy's; the PPO ratio needs the trainer's own (the mismatch is then logged,

@@ -33,32 +33,14 @@ def _mean(xs: list[float]) -> float:
 
 def iteration_metrics(acc, *, batch: RolloutBatch, all_rewards: torch.Tensor, group_size: int, mu_t: float,
                       training: TrainingBatch, rows_scored: torch.Tensor | None, update, pi, times: IterationTimes,
-                      tokens: int, trainer_logprobs: bool, is_cap: float, skipped_updates: int, scorer) -> dict:
+                      tokens: int, recompute_logprobs: bool, is_cap: float, skipped_updates: int, scorer) -> dict:
     """batch: the kept groups as sampled; training: them as the update saw them. rows_scored: the rows
     whose pi_old the trainer recomputed (None: all). update: UpdateStats; pi: the PIReport or None."""
     avg = partial(rank_mean, acc)  # a per-rank number, averaged over ranks
-    metrics: dict[str, float] = {}
-    if trainer_logprobs:
-        mask = batch.completion_mask if rows_scored is None else batch.completion_mask * rows_scored[:, None]
-        mismatch = logprob_mismatch(training.old_logprobs, batch.logprobs, mask)
-        metrics["rollout/logprob_diff"] = avg(mismatch["rollout/logprob_diff"])
-        metrics["rollout/logprob_diff_max"] = avg(mismatch["rollout/logprob_diff_max"])
-    if training.is_weights is not None:
-        w, m = training.is_weights, batch.completion_mask.bool()
-        if rows_scored is not None:
-            m = m & rows_scored[:, None]
-        metrics["rollout/is_weight_mean"] = avg(float(w[m].mean()) if m.any() else 1.0)
-        metrics["rollout/is_capped_frac"] = avg(float((w[m] >= is_cap).float().mean()) if m.any() else 0.0)
+    # every process computes the same metrics in the same order: the means are collectives
+    metrics = _sampler_gap(avg, batch, training, rows_scored, recompute_logprobs, is_cap)
     if pi is not None:
-        metrics["pipo/mu_t"] = mu_t
-        metrics["pipo/active"] = float(pi.signal is not None)
-        if pi.signal is not None:
-            s = pi.signal
-            metrics.update({"pipo/mu_his": s.mu_his, "pipo/sigma_his": s.sigma_his, "pipo/xi": s.xi,
-                            "pipo/xi_used": s.xi_used, "pipo/phi": s.phi, "pipo/loss_scale": s.loss_scale,
-                            "pipo/pi_loss": avg(pi.pi_loss),
-                            "perf/pi_seconds": times.pi, "perf/paired_seconds": pi.paired_seconds,
-                            "perf/pi_skipped_frac": _skipped(acc, pi.rows, pi.rows_run)})
+        metrics.update(_pipo_metrics(acc, avg, pi, mu_t, times))
     group_std = all_rewards.view(-1, group_size).std(dim=1)  # over every sampled group, before DAPO's filter
     second_moment = global_mean(acc, all_rewards.double() ** 2)
     completion = batch.completion_mask.bool()
@@ -90,6 +72,37 @@ def iteration_metrics(acc, *, batch: RolloutBatch, all_rewards: torch.Tensor, gr
         metrics["actor/kl"] = avg(_mean(update.kls))
     if update.entropies:  # rl.log_entropy
         metrics["actor/entropy"] = avg(_mean(update.entropies))
+    return metrics
+
+
+def _sampler_gap(avg, batch: RolloutBatch, training: TrainingBatch, rows_scored: torch.Tensor | None,
+                 recompute_logprobs: bool, is_cap: float) -> dict[str, float]:
+    """How far the sampler's log-probs were from the trainer's, and the truncated IS weights' effect."""
+    metrics: dict[str, float] = {}
+    if recompute_logprobs:
+        mask = batch.completion_mask if rows_scored is None else batch.completion_mask * rows_scored[:, None]
+        mismatch = logprob_mismatch(training.old_logprobs, batch.logprobs, mask)
+        metrics["rollout/logprob_diff"] = avg(mismatch["rollout/logprob_diff"])
+        metrics["rollout/logprob_diff_max"] = avg(mismatch["rollout/logprob_diff_max"])
+    if training.is_weights is not None:
+        w, m = training.is_weights, batch.completion_mask.bool()
+        if rows_scored is not None:
+            m = m & rows_scored[:, None]
+        metrics["rollout/is_weight_mean"] = avg(float(w[m].mean()) if m.any() else 1.0)
+        metrics["rollout/is_capped_frac"] = avg(float((w[m] >= is_cap).float().mean()) if m.any() else 0.0)
+    return metrics
+
+
+def _pipo_metrics(acc, avg, pi, mu_t: float, times: IterationTimes) -> dict[str, float]:
+    """The PIPO signal of this iteration (pi: the PIReport) and what its PI step cost."""
+    metrics = {"pipo/mu_t": mu_t, "pipo/active": float(pi.signal is not None)}
+    if pi.signal is not None:
+        s = pi.signal
+        metrics.update({"pipo/mu_his": s.mu_his, "pipo/sigma_his": s.sigma_his, "pipo/xi": s.xi,
+                        "pipo/xi_used": s.xi_used, "pipo/phi": s.phi, "pipo/loss_scale": s.loss_scale,
+                        "pipo/pi_loss": avg(pi.pi_loss),
+                        "perf/pi_seconds": times.pi, "perf/paired_seconds": pi.paired_seconds,
+                        "perf/pi_skipped_frac": _skipped(acc, pi.rows, pi.rows_run)})
     return metrics
 
 

@@ -104,9 +104,11 @@ class RLTrainer:
     def __init__(self, model, tokenizer, prompts: pd.DataFrame, cfg: RLConfig, seed: int, accelerator, *,
                  rollout: RolloutConfig, reward: RewardConfig, model_cfg: ModelConfig,
                  log_metrics: Callable[[dict[str, float], int], None] = lambda m, s: None,
-                 checkpoint_dir: Path | None = None, identity: str = "", model_path: str | Path | None = None):
+                 checkpoint_dir: Path | None = None, fingerprint: str | None = None,
+                 model_path: str | Path | None = None):
         """model_path: the folder the policy was loaded from (the vllm engine starts there). model_cfg:
-        the LM-head chunk; gradient checkpointing and mixed precision are already on model and accelerator."""
+        the LM-head chunk; gradient checkpointing and mixed precision are already on model and accelerator.
+        fingerprint: the run's, as the rl stage computed it to name checkpoint_dir (None: from cfg alone)."""
         self.cfg, self.seed, self.acc = cfg, seed, accelerator
         self.rollout_cfg, self.reward_cfg = rollout, reward
         self.world, self.rank = accelerator.num_processes, accelerator.process_index
@@ -126,7 +128,7 @@ class RLTrainer:
                                       fused=all(p.device.type in ("cpu", "cuda") for p in trainable))
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         # With autocast the trainer's pi differs from the fp32 sampler's: pi_old must be the trainer's.
-        self.trainer_logprobs = rollout.trainer_logprobs or accelerator.mixed_precision != "no"
+        self.recompute_logprobs = rollout.effective_recompute_logprobs or accelerator.mixed_precision != "no"
         self.sharded = sharded(accelerator)
         self.update = PolicyUpdate(self.model, self.optimizer, accelerator, cfg,
                                    chunk_tokens=model_cfg.lm_head_chunk_tokens, sharded=self.sharded)
@@ -139,8 +141,8 @@ class RLTrainer:
         # changed them (a resumed checkpoint counts); the hf engine shares the module, a no-op.
         self.weights_dirty = True
         self.scorer = pool_for(reward)  # per-item timeouts for every item not bounded by construction
-        # what names this run's checkpoints, from the prompts as given (the stage's folder name is the same)
-        fingerprint = ckpt.run_fingerprint(cfg, seed, len(prompts), self.world, identity)
+        # what a checkpoint must match to resume, from the prompts as given (before the probe split)
+        fingerprint = fingerprint or ckpt.run_fingerprint(cfg, seed, len(prompts), self.world)
         self.probe_set, self.probe, self.probed = None, None, {}
         if cfg.pipo.probe.every > 0 or cfg.guard.enabled:  # held out: the same prompts for every variant of a seed
             train_idx, probe_idx = split_probe(len(prompts), cfg.pipo.probe.size, seed)
@@ -269,7 +271,7 @@ class RLTrainer:
             with self.acc.autocast():
                 ref_logprobs = rollout_logprobs(self.ref_model, b, micro, cfg.temperature, chunk_tokens=chunk)
         old_logprobs, is_weights = b.logprobs, None  # hf: the sampler is the trainer's module, same fp32 weights
-        if self.trainer_logprobs:
+        if self.recompute_logprobs:
             # The PPO ratio needs pi_old as the trainer computes it; the sampler's log-probs only
             # tell how far the behaviour policy was from it (truncated IS corrects for that).
             with self.acc.autocast():
@@ -300,7 +302,7 @@ class RLTrainer:
         return iteration_metrics(
             self.acc, batch=ro.batch, all_rewards=ro.all_rewards, group_size=self.cfg.num_generations, mu_t=mu_t,
             training=batch, rows_scored=self.update.rows_to_run(batch.advantages), update=update, pi=pi,
-            times=times, tokens=ro.tokens, trainer_logprobs=self.trainer_logprobs,
+            times=times, tokens=ro.tokens, recompute_logprobs=self.recompute_logprobs,
             is_cap=self.rollout_cfg.importance_sampling.cap, skipped_updates=self.update.skipped_total,
             scorer=self.scorer)
 
@@ -426,7 +428,7 @@ class RLTrainer:
 def train_rl(model, tokenizer, prompts: pd.DataFrame, cfg: RLConfig, seed: int, accelerator, *,
              rollout: RolloutConfig, reward: RewardConfig, model_cfg: ModelConfig,
              log_metrics: Callable[[dict[str, float], int], None] = lambda m, s: None,
-             checkpoint_dir: Path | None = None, resume: bool = False, identity: str = "",
+             checkpoint_dir: Path | None = None, resume: bool = False, fingerprint: str | None = None,
              model_path: str | Path | None = None,
              on_resume: Callable[[int, str | None], None] = lambda it, run_id: None):
     """Run cfg.iterations RL iterations on `prompts` (columns prompt, answer, source).
@@ -435,9 +437,8 @@ def train_rl(model, tokenizer, prompts: pd.DataFrame, cfg: RLConfig, seed: int, 
     on_resume(iteration, run id that wrote the checkpoint) is called before training continues.
     """
     trainer = RLTrainer(model, tokenizer, prompts, cfg, seed, accelerator, rollout=rollout, reward=reward,
-                        model_cfg=model_cfg,
-                        log_metrics=log_metrics, checkpoint_dir=checkpoint_dir, identity=identity,
-                        model_path=model_path)
+                        model_cfg=model_cfg, log_metrics=log_metrics, checkpoint_dir=checkpoint_dir,
+                        fingerprint=fingerprint, model_path=model_path)
     if resume and checkpoint_dir is not None and trainer.resume(checkpoint_dir):
         on_resume(trainer.start_iteration, trainer.resumed_run_id)
     try:

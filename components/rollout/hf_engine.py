@@ -7,10 +7,11 @@ token as a by-product (no second forward pass), and it does less work per token:
 - one uniform number per row and step drives inverse-CDF sampling (torch.multinomial draws an
   exponential per vocabulary entry). The numbers are drawn for the whole batch every step, so a
   row's tokens do not depend on which other rows are still in the batch;
-- on CPU the decode steps use eager attention (`decode_attention`), and the thread count follows measured speed (components/infra/threads.py): a step of a small model
-  is many tiny ops, which stall whenever another process holds one of their threads' cores (on the
-  tiny default with a busy process on the other core: 2 threads 3x slower than quiet, 1 thread
-  barely slower; benchmarks/rollout_throughput.py --busy).
+- on CPU the decode steps use eager attention (`decode_attention`), and the thread count follows
+  measured speed (components/infra/threads.py): a step of a small model is many tiny ops, which
+  stall whenever another process holds one of their threads' cores (on the tiny default with a
+  busy process on the other core: 2 threads 3x slower than quiet, 1 thread barely slower;
+  benchmarks/rollout_throughput.py --busy).
 """
 
 from __future__ import annotations
@@ -126,34 +127,49 @@ class HFRolloutEngine:
     @torch.no_grad()
     def _generate(self, prompts: list[str], max_new_tokens: int, temperature: float, top_p: float, greedy: bool,
                   generator: torch.Generator | None) -> RolloutBatch:
-        tok = self.tokenizer
-        model = self.model
+        """Prefill the prompts into a KV cache, then decode one token per step for every row."""
+        tok, model = self.tokenizer, self.model
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        prompt_ids = enc["input_ids"].to(device)
-        prompt_mask = enc["attention_mask"].to(device)
-        batch = prompt_ids.shape[0]
-        stop, pad = torch.tensor(self.stop_ids, dtype=torch.long, device=device), tok.pad_token_id
+        prompt_ids, prompt_mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+        cache, attn, logits, next_pos = self._prefill(prompt_ids, prompt_mask, max_new_tokens)
+        tokens, logps, alive, finished, steps = self._decode(cache, attn, logits, next_pos, prompt_ids.shape[1],
+                                                             max_new_tokens, temperature, top_p, greedy, generator)
+        model.train(was_training)
+        completion_ids = tokens[:, :steps].clone()
+        return RolloutBatch(prompts=list(prompts), prompt_ids=prompt_ids, prompt_mask=prompt_mask,
+                            completion_ids=completion_ids, completion_mask=alive[:, :steps].long(),
+                            logprobs=logps[:, :steps].clone(), truncated=~finished,
+                            texts=tok.batch_decode(completion_ids, skip_special_tokens=True))
 
+    def _prefill(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int):
+        """One forward pass over the left-padded prompts. Returns the KV cache, the full-length attention
+        mask, the last position's logits and each row's next position."""
+        batch, prompt_len = prompt_ids.shape
         positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
-        prompt_len = prompt_ids.shape[1]
         # A KV cache allocated once for prompt + max_new_tokens: a cache grown by concatenation
         # reallocates every layer's keys and values at every step, and the freed blocks of growing
         # size fragment the heap (256 x 256 tokens of a 12 M model: 2.3-5.9 GB of RSS; 0.95 GB with
         # nothing growing). `cache_position` says where each step writes.
-        cache = StaticCache(config=model.config, max_cache_len=prompt_len + max_new_tokens)
+        cache = StaticCache(config=self.model.config, max_cache_len=prompt_len + max_new_tokens)
         # The mask too is built once at full length (causality hides the columns not yet written): a
         # mask grown by one column per step is another growing allocation.
         attn = torch.cat([prompt_mask, prompt_mask.new_ones(batch, max_new_tokens)], dim=1)
         # Left padding puts every prompt's last token in the last column: the only logits needed.
-        out = model(input_ids=prompt_ids, attention_mask=attn, position_ids=positions,
-                    use_cache=True, cache_position=torch.arange(prompt_len, device=device),
-                    **{self.cache_arg: cache}, **self.prefill_kwargs)
-        logits = out.logits[:, -1].float()
-        next_pos = positions[:, -1] + 1
-        write_at = prompt_len
+        out = self.model(input_ids=prompt_ids, attention_mask=attn, position_ids=positions, use_cache=True,
+                         cache_position=torch.arange(prompt_len, device=prompt_ids.device),
+                         **{self.cache_arg: cache}, **self.prefill_kwargs)
+        return cache, attn, out.logits[:, -1].float(), positions[:, -1] + 1
+
+    def _decode(self, cache, attn: torch.Tensor, logits: torch.Tensor, next_pos: torch.Tensor, write_at: int,
+                max_new_tokens: int, temperature: float, top_p: float, greedy: bool,
+                generator: torch.Generator | None):
+        """Sample until every row stops or max_new_tokens. Returns tokens, their log-probs and the mask
+        of tokens sampled ([batch, max_new_tokens] each), which rows stopped, and the steps taken."""
+        batch, device, pad = logits.shape[0], logits.device, self.tokenizer.pad_token_id
+        stop = torch.tensor(self.stop_ids, dtype=torch.long, device=device)
         # rows: the batch rows still in the decode batch; done: which of them have stopped
         rows = torch.arange(batch, device=device)
         done = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -169,17 +185,14 @@ class HFRolloutEngine:
             for step in range(max_new_tokens):
                 # The policy is the temperature-scaled distribution: the trainer scores tokens the same way.
                 scaled = logits / temperature
-                logp_all = scaled.log_softmax(-1)
                 if greedy:
                     nxt = scaled.argmax(-1)
                 else:  # drawn for every row of the batch, so compaction does not shift anyone's numbers
                     uniform = torch.rand(batch, generator=generator, device=device)[rows]
                     nxt = sample_inverse_cdf(_top_p_filter(scaled, top_p).softmax(-1), uniform)
-                lp = logp_all.gather(-1, nxt[:, None]).squeeze(-1)
+                lp = scaled.log_softmax(-1).gather(-1, nxt[:, None]).squeeze(-1)
                 live = rows[~done]
-                alive[live, step] = True
-                tokens[live, step] = nxt[~done]
-                logps[live, step] = lp[~done]
+                alive[live, step], tokens[live, step], logps[live, step] = True, nxt[~done], lp[~done]
                 done |= torch.isin(nxt, stop)
                 steps = step + 1
                 if bool(done.all()):
@@ -189,24 +202,10 @@ class HFRolloutEngine:
                     finished[rows[done]] = True
                     cache.reorder_cache(keep)  # every layer's keys and values, rows `keep` only
                     rows, nxt, attn, next_pos, done = rows[keep], nxt[keep], attn[keep], next_pos[keep], done[keep]
-                out = model(input_ids=torch.where(done, pad, nxt)[:, None], attention_mask=attn,
-                            position_ids=next_pos[:, None], use_cache=True,
-                            cache_position=torch.tensor([write_at], device=device), **{self.cache_arg: cache})
+                out = self.model(input_ids=torch.where(done, pad, nxt)[:, None], attention_mask=attn,
+                                 position_ids=next_pos[:, None], use_cache=True,
+                                 cache_position=torch.tensor([write_at], device=device), **{self.cache_arg: cache})
                 next_pos, write_at = next_pos + 1, write_at + 1
                 logits = out.logits[:, -1].float()
         finished[rows[done]] = True
-        model.train(was_training)
-
-        completion_ids = tokens[:, :steps].clone()
-        completion_mask = alive[:, :steps].long()
-        texts = tok.batch_decode(completion_ids, skip_special_tokens=True)
-        return RolloutBatch(
-            prompts=list(prompts),
-            prompt_ids=prompt_ids,
-            prompt_mask=prompt_mask,
-            completion_ids=completion_ids,
-            completion_mask=completion_mask,
-            logprobs=logps[:, :steps].clone(),
-            truncated=~finished,
-            texts=texts,
-        )
+        return tokens, logps, alive, finished, steps

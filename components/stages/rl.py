@@ -72,7 +72,8 @@ def run(cfg: Config) -> dict:
             log_split_inputs(cfg, ["rl"], context="training", frames={"rl": split})
         model, result = train_rl(model, tokenizer, prompts, cfg.rl, cfg.seed, acc, rollout=cfg.rollout,
                                  reward=cfg.reward, model_cfg=cfg.model, log_metrics=log_metrics,
-                                 checkpoint_dir=checkpoint_dir, resume=True, identity=identity, model_path=start_folder,
+                                 checkpoint_dir=checkpoint_dir, resume=True, fingerprint=fingerprint,
+                                 model_path=start_folder,
                                  on_resume=_tag_resume)
         if result.guard:
             set_tags({"rl.guard.best_iteration": str(result.guard["best_iteration"]),
