@@ -235,8 +235,8 @@ def test_report_gives_verdicts_per_regime_and_the_signal_agreement(tmp_path):
 
 @pytest.mark.slow
 def test_compare_runs_end_to_end_on_a_tiny_setup(tmp_path, monkeypatch):
-    """The command users rerun (`make compare`), shrunk: one seed, two regimes; then rerun after removing one
-    finished run: only that run is redone, and the report and MLflow have every unit."""
+    """The command users rerun (`make compare`), shrunk: one seed, two regimes, a guarded arm; then rerun after
+    removing one finished run: only that run is redone, and the report and MLflow have every unit."""
     import mlflow
 
     from components.compare.run import main
@@ -248,9 +248,9 @@ def test_compare_runs_end_to_end_on_a_tiny_setup(tmp_path, monkeypatch):
                  "model.tiny.hidden_size=32", "model.tiny.num_hidden_layers=1", "model.tiny.intermediate_size=64",
                  "sft.epochs=1", "rl.prompts_per_iteration=4", "rl.num_generations=4", "rl.pipo.window=2",
                  "eval.num_samples=2", "verify.num_resamples=500", "rl.pipo.probe.size=16",
-                 "compare.seeds=[0]", "compare.iterations=6", "compare.overrides=[rl.pipo.probe.every=2]",
-                 "compare.control=true",
-                 "compare.regimes={default: {overrides: [], variants: [grpo, pipo]}, "
+                 "compare.seeds=[0]", "compare.iterations=6",
+                 "compare.overrides=[rl.pipo.probe.every=2, rl.guard.every=2]", "compare.control=true",
+                 "compare.regimes={default: {overrides: [], variants: [grpo, pipo, grpo_guard]}, "
                  "noisy: {overrides: [rl.verifier_noise.flip_share=0.1], variants: [pipo]}}",
                  f"compare.out_dir={tmp_path / 'out'}", f"compare.report={tmp_path / 'doc' / 'r.md'}"]
     cfg = load_config(overrides=split_overrides(overrides)[0])
@@ -259,9 +259,13 @@ def test_compare_runs_end_to_end_on_a_tiny_setup(tmp_path, monkeypatch):
     args = [a for o in overrides for a in ("--set", o)]
     assert main(args) == 0
     out = tmp_path / "out"
-    names = ["sft/s0", "runs/default/grpo/s0", "runs/default/pipo/s0", "runs/noisy/pipo/s0",
-             "runs/default/continued_sft/s0"]
+    names = ["sft/s0", "runs/default/grpo/s0", "runs/default/pipo/s0", "runs/default/grpo_guard/s0",
+             "runs/noisy/pipo/s0", "runs/default/continued_sft/s0"]
     assert all((out / n / "result.json").exists() for n in names)
+    # the guarded run checked its probe every 2 iterations, kept a best checkpoint, and says which it returned
+    guarded = json.loads((out / "runs/default/grpo_guard/s0/result.json").read_text())
+    assert 0 <= guarded["guard"]["best_iteration"] <= 6 and guarded["guard"]["reason"].startswith("best verified")
+    assert not (out / "runs/default/grpo_guard/s0/checkpoints").exists()
     history = json.loads((out / "runs/default/pipo/s0/history.json").read_text())
     assert len(history) == 6 and "pipo/probe_change" in history[2]
     # the report's signal per probe interval, read back from the history, is the one the trainer computed
@@ -277,7 +281,7 @@ def test_compare_runs_end_to_end_on_a_tiny_setup(tmp_path, monkeypatch):
     assert all((out / n / "result.json").stat().st_mtime_ns == stamps[n] for n in names if "noisy" not in n)
     assert (out / "runs/noisy/pipo/s0/result.json").exists()
     text = (tmp_path / "doc" / "r.md").read_text()
-    assert "Units finished: 5 of 5 planned" in text and "| default | pipo | xi" in text
+    assert "Units finished: 6 of 6 planned" in text and "| default | pipo | xi" in text
     runs = mlflow.search_runs(experiment_names=[cfg.tracking.experiment], output_format="list")
     logged = {r.data.tags.get("compare.unit") for r in runs}
     assert set(names) <= logged

@@ -133,9 +133,15 @@ def _train_rl(spec: UnitSpec, cfg, accelerator, out_dir: Path, work: Path, resul
     model, tokenizer = load_policy(spec.sft_dir, cfg.model.dtype, cfg.model.trust_remote_code)
     model = training_memory(model, cfg.model)
     prompts = rendered_frame(tokenizer, _split(cfg, "rl"), cfg.data.chat_template)
+    # The guard keeps its best verified checkpoint on disk (and so, like the rl stage, writes the periodic
+    # ones too: milliseconds on the tiny default); unguarded runs write none. Removed once the run ends.
+    checkpoints = work / "checkpoints" if cfg.rl.guard.enabled else None
     model, res = train_rl(model, tokenizer, prompts, cfg.rl, spec.seed, accelerator, rollout=cfg.rollout,
-                          reward=cfg.reward, model_cfg=cfg.model, model_path=spec.sft_dir)
-    result.update({"seconds": res.seconds, "iterations": res.iterations, "summary": res.summary})
+                          reward=cfg.reward, model_cfg=cfg.model, model_path=spec.sft_dir, checkpoint_dir=checkpoints)
+    if checkpoints is not None:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    result.update({"seconds": res.seconds, "iterations": res.iterations, "summary": res.summary,
+                   "guard": res.guard})
     (work / "history.json").write_text(json.dumps(res.history))
     return model, tokenizer
 
