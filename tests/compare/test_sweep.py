@@ -14,7 +14,7 @@ from components.compare.report import verdict, write_report
 from components.compare.settings import load_compare, split_overrides
 from components.compare.sweep import plan_units, run_sweep
 from components.config import load_config
-from tests.mlflow_support import empty_store
+from tests.support.mlflow_store import empty_store
 
 SMALL = ["compare.seeds=[0,1]", "compare.iterations=7", "compare.control=true", "compare.control_regime=a",
          "compare.regimes={a: {overrides: [rl.lr=1.0e-3], variants: [grpo, pipo]}, b: {overrides: [], variants: [pipo]}}"]

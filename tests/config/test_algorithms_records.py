@@ -13,7 +13,7 @@ from components.config import ConfigError, algorithms, load_config
 from components.rl import trainer as trainer_module
 from components.rl.advantages import ADVANTAGES, register_advantage
 from components.rl.trainer import RLTrainer
-from tests.rl_support import TINY, parity_reward, sums
+from tests.support.rl import TINY, parity_reward, sums
 
 TOY = algorithms.Algorithm(
     name="toy_sign",

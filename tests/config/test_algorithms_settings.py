@@ -13,7 +13,7 @@ from components.config import load_config
 from components.rl import trainer as trainer_module
 from components.rl.rewards import InformativeGroups, KeepAllGroups, OverlongPenalty
 from components.rl.trainer import RLTrainer
-from tests.rl_support import TINY, parity_reward, sums
+from tests.support.rl import TINY, parity_reward, sums
 
 # (epsilon, epsilon_high, scale_rewards) each paper uses
 PUBLISHED = {"grpo": (0.2, 0.2, True), "dr_grpo": (0.2, 0.2, False), "dapo": (0.2, 0.28, True),

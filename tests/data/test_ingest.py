@@ -11,7 +11,7 @@ from components.data import COLUMNS
 from components.data.ingest import IngestError, load_files, load_hub, load_source
 from components.reward.score import compute_score
 
-BENCH = Path(__file__).resolve().parent.parent / "data" / "benchmarks"
+BENCH = Path(__file__).resolve().parents[2] / "data" / "benchmarks"
 FILES = [str(BENCH / f"{n}.parquet") for n in ("math500", "aime25", "amc23")]
 
 

@@ -12,7 +12,7 @@ from components.config.ownership import MARKER
 from components.data import COLUMNS
 from components.data.prepare import DataValidationError, prepare
 from components.infra.atomic_io import atomic_dir, atomic_write_text
-from tests.mlflow_support import empty_store
+from tests.support.mlflow_store import empty_store
 
 
 def _cfg(out_dir: Path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e_support import BIN, make_repo, run
+from tests.support.e2e import BIN, make_repo, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -12,7 +12,7 @@ import json
 import pytest
 import yaml
 
-from tests.e2e_support import BIN, make_repo, mlflow_runs, registered_versions, run
+from tests.support.e2e import BIN, make_repo, mlflow_runs, registered_versions, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

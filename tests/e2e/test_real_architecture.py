@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.e2e_support import make_repo, registered_versions
+from tests.support.e2e import make_repo, registered_versions
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -26,11 +26,11 @@ from typing import Iterator
 
 import pytest
 
-from tests.e2e_support import free_port
+from tests.support.e2e import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("PIPO_CHROMIUM", "/usr/bin/chromium"))
 REPORT_DIR = ROOT / "reports" / "ui"
 SERVER_DEADLINE_S = 60
@@ -57,7 +57,7 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     store = work / "store"
     env = _clean_env() | {"PYTHONPATH": str(ROOT)}
     # cwd=work: anything MLflow writes relative to the cwd stays out of the checkout.
-    proc = subprocess.run([sys.executable, "-m", "tests.ui_store", str(store)], cwd=work, env=env,
+    proc = subprocess.run([sys.executable, "-m", "tests.support.ui_store", str(store)], cwd=work, env=env,
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, f"building the demo store failed:\n{proc.stderr[-3000:]}"
     return store, json.loads(proc.stdout.strip().splitlines()[-1])

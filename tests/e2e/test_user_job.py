@@ -18,7 +18,7 @@ import sys
 import pytest
 
 from flows.local_server import wait_for_url
-from tests.e2e_support import BIN, env_for, free_port, make_repo, mlflow_runs, registered_versions, run
+from tests.support.e2e import BIN, env_for, free_port, make_repo, mlflow_runs, registered_versions, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -17,7 +17,7 @@ import time
 import psutil
 
 from components.config import REPO_ROOT
-from tests.e2e_support import assert_all_exited, env_for, free_port
+from tests.support.e2e import assert_all_exited, env_for, free_port
 
 
 class Stranger(http.server.BaseHTTPRequestHandler):

@@ -21,8 +21,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.e2e_support import BIN, assert_all_exited, env_for, make_repo, run
-from tests.mlflow_support import empty_store
+from tests.support.e2e import BIN, assert_all_exited, env_for, make_repo, run
+from tests.support.mlflow_store import empty_store
 
 # A stand-in for the evaluate stage with the same outputs: it publishes reports/eval atomically,
 # and while its temporary folder exists it says so (file `started`, its pid) and waits for `go`.

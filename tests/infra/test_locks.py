@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from components.config import REPO_ROOT
 from components.infra.locks import LockHeldError, file_lock
-from tests.reliability.test_verify_provenance import NAME, OVERRIDES, evaluated, pipeline  # noqa: F401
+from tests.support.provenance import NAME, OVERRIDES, evaluated, pipeline  # noqa: F401
 
 GATED_CLI = """
 import os, sys, time

@@ -14,7 +14,7 @@ from components.config import load_config
 from components.infra.progress import ProgressReporter, format_duration
 from components.model.factory import initial_policy
 from components.rl.metrics import progress_fields
-from tests.rl_support import TINY, parity_rewards_on_one_thread, run_trainer
+from tests.support.rl import TINY, parity_rewards_on_one_thread, run_trainer
 
 
 class Clock:

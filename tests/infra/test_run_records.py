@@ -20,7 +20,7 @@ from components.eval.metrics import summarise
 from components.infra.run_plots import eval_bars, rl_curves
 from components.infra.run_records import EXP_ENV, log_benchmark_inputs, log_figures, log_split_inputs
 from components.infra.tracking import stage_run
-from tests.mlflow_support import database, store  # noqa: F401  (fixtures)
+from tests.support.mlflow_store import database, store  # noqa: F401  (fixtures)
 
 
 
@@ -139,7 +139,7 @@ def test_every_stage_of_a_pipeline_run_says_what_ran_on_which_data(tmp_path, mon
     """The five stages in process on the tiny model, inside a DVC experiment: names, dataset inputs
     linking the stages by digest, the RL curves, the eval table and bars, the version's report."""
     from components.stages import STAGE_NAMES, stage_function
-    from tests.e2e_support import make_repo, mlflow_runs, registered_versions
+    from tests.support.e2e import make_repo, mlflow_runs, registered_versions
 
     repo = make_repo(tmp_path / "repo")
     monkeypatch.chdir(repo)

@@ -15,8 +15,8 @@ from components.config import REPO_ROOT, load_config
 from components.infra.run_records import (CONFIG_ARTIFACT, CONFIG_HASH_TAG, EXP_ENV, config_hash, run_name,
                                           stage_params)
 from components.infra.tracking import TrackingUnavailableError, ensure_experiment, stage_run
-from tests.e2e_support import free_port
-from tests.mlflow_support import database, store  # noqa: F401  (fixtures)
+from tests.support.e2e import free_port
+from tests.support.mlflow_store import database, store  # noqa: F401  (fixtures)
 
 
 def test_an_unreachable_tracking_server_fails_fast():

@@ -20,7 +20,7 @@ import pytest
 
 from components.config import ConfigError, load_config
 from components.infra.tracking import log_metrics, stage_run
-from tests.mlflow_support import empty_store
+from tests.support.mlflow_store import empty_store
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

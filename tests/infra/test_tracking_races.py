@@ -11,7 +11,7 @@ import pytest
 
 from components.config import REPO_ROOT, load_config
 from components.infra.tracking import END_REASON_TAG, ensure_experiment, entry_point
-from tests.test_promotion import workspace, write_eval  # noqa: F401  (a fixture, and its eval results)
+from tests.support.promotion import workspace, write_eval  # noqa: F401  (a fixture, and its eval results)
 
 ROUNDS, PROCESSES = 1, 3  # fresh stores; stages opening each at once (without the lock 3 of 3 runs failed)
 

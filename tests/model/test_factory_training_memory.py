@@ -13,8 +13,7 @@ from components.model.factory import initial_policy, training_memory
 from components.rl.batch import MicroBatches
 from components.rl.trainer import RLTrainer
 from components.rl.update import PolicyUpdate
-from tests.rl_support import TINY, parity_reward, sums
-from tests.test_micro_batches import _batch
+from tests.support.rl import TINY, parity_reward, sums, training_batch
 
 
 def _grads_after_one_step(model, cfg, batch):
@@ -31,7 +30,7 @@ def _grads_after_one_step(model, cfg, batch):
 def test_gradient_checkpointing_recomputes_without_changing_the_gradient():
     cfg = load_config(overrides=TINY + ["rl.algorithm=dapo", "rl.max_grad_norm=1e9", "rl.max_completion_length=11"])
     model, tok = initial_policy(cfg.model, seed=0)
-    batch = _batch(len(tok))
+    batch = training_batch(len(tok))
     plain = _grads_after_one_step(copy.deepcopy(model), cfg, batch)
     on = load_config(overrides=TINY + ["model.gradient_checkpointing=true"]).model
     checkpointed = training_memory(copy.deepcopy(model), on)

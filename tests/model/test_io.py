@@ -1,19 +1,10 @@
-"""The character tokenizer and the tiny model: size, and a save/load round trip as an HF folder."""
+"""The tiny model: size, and a save/load round trip as an HF folder."""
 
 import torch
 
 from components.config import load_config
 from components.model.factory import count_parameters, initial_policy, load_policy
 from components.model.io import save_policy
-from components.model.tokenizer import build_char_tokenizer
-
-
-def test_char_tokenizer_round_trips_whitespace_and_latex():
-    tok = build_char_tokenizer()
-    text = "12 + 7 =\n\\boxed{19}"
-    ids = tok(text)["input_ids"]
-    assert ids[0] == tok.bos_token_id and len(ids) == len(text) + 1
-    assert tok.decode(ids, skip_special_tokens=True) == text
 
 
 def test_tiny_model_is_small_and_saves_as_hf_folder(tmp_path):

@@ -12,10 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 from components.model.factory import load_policy
 from components.model.local_qwen2 import (ENDOFTEXT, IM_END, IM_START, build_local_qwen2, default_corpus, main,
                                           shape_config)
-
-SYSTEM = "You are a careful calculator. Put the final answer in \\boxed{}."
-CHAT = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "47+38="}]
-RENDERED = f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n47+38=<|im_end|>\n<|im_start|>assistant\n"
+from tests.support.local_qwen2 import CHAT, RENDERED, SYSTEM
 
 
 @pytest.fixture(scope="module")

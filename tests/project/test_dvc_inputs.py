@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from components.config import REPO_ROOT, ConfigError, load_config
-from tests.e2e_support import BIN, make_repo, run
+from tests.support.e2e import BIN, make_repo, run
 
 TRAIN = "data/train.parquet"
 

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from components.config import REPO_ROOT, ConfigError, load_config
-from tests.e2e_support import BIN, make_repo, run
+from tests.support.e2e import BIN, make_repo, run
 
 # The stages that read the base model: prepare (its tokenizer), sft (builds on it), rl (models/sft is a
 # pointer to it when sft.enabled is false), evaluate (models/init is a pointer to it). Not verify.

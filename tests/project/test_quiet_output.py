@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from components.infra.runtime import QUIET_ENV, quiet_environment, quiet_logging
-from tests.rl_support import run_trainer, scored_on_one_thread
+from tests.support.rl import run_trainer, scored_on_one_thread
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_package_init_has_a_docstring():

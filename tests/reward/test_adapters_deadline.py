@@ -17,8 +17,8 @@ import pytest
 from components.config import load_config
 from components.reward.adapters import compute_shaped_score, trl_reward_func
 from components.reward.score import compute_score, scoring_pool
-from tests.import_graph import closure, graph
-from tests.reliability.test_scoring_timeout import HOSTILE
+from tests.support.hostile import HOSTILE
+from tests.support.import_graph import closure, graph
 
 MATH = "math"
 SLACK_S = 2.0  # killing the worker and starting its replacement's process

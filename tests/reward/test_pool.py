@@ -14,7 +14,7 @@ from components.config import load_config
 from components.reward.pool import ScoringPool, pool_for
 from components.reward.score import compute_score
 
-HOOKS = "tests.scoring_hooks"
+HOOKS = "tests.support.scoring_hooks"
 TIMEOUT_S = 2.0
 MATH = "HuggingFaceH4/MATH-500"
 CHAIN_SUM = "reasoning_gym/chain_sum"

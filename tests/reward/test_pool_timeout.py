@@ -23,12 +23,10 @@ from components.rl.trainer import score_batch
 from components.reward.extract import extract_boxed
 from components.reward.guards import unsafe_reason
 from components.reward.pool import ScoringPool, pool_for
+from tests.support.hostile import HOSTILE
 
 MATH = "lighteval/MATH"
 CHAIN_SUM = "reasoning_gym/chain_sum"
-# Powers of sums of roots: sympy expands them term by term (31 s for the first against \sqrt{2}).
-HOSTILE = [r"\boxed{(\sqrt{2}+\sqrt{3}+\sqrt{5}+\sqrt{7})^{99}}", r"\boxed{(1+\sqrt{2}+\sqrt{3}+\sqrt{5})^{80}}",
-           r"\boxed{(\sqrt{2}+\sqrt{3}+\sqrt{5}+\sqrt{6}+\sqrt{7})^{40}}"]
 TIMEOUT_S = 1.0
 SLACK_S = 2.0  # killing the worker, and scoring the other 255 items (chain_sum, inline)
 BATCH = 256

@@ -23,7 +23,7 @@ import pytest
 from components.reward.extract import reference_answers
 from components.reward.score import compute_score
 
-BENCH = Path(__file__).resolve().parent.parent / "data" / "benchmarks"
+BENCH = Path(__file__).resolve().parents[2] / "data" / "benchmarks"
 FILES = ("math500", "aime25", "amc23")
 SELF_MIN = 0.995
 CROSS_MIN = 0.99

@@ -216,7 +216,7 @@ def test_eval_based_task_scorers_never_see_dunders(monkeypatch):
 
 
 def test_model_output_is_never_evaluated():
-    files = sorted((Path(__file__).resolve().parent.parent / "components" / "reward").glob("*.py"))
+    files = sorted((Path(__file__).resolve().parents[2] / "components" / "reward").glob("*.py"))
     names = {f.name for f in files}
     assert {"score.py", "verify.py", "pool.py", "gym.py", "gym_tasks.py", "math_equal.py", "guards.py",
             "normalize.py", "latex_parse.py"} <= names, names

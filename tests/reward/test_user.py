@@ -12,7 +12,7 @@ from components.config import ConfigError, load_config
 from components.model.factory import initial_policy
 from components.reward.pool import ScoringPool, pool_for
 from components.rl.rewards import score_batch
-from tests.rl_support import TINY, run_trainer
+from tests.support.rl import TINY, run_trainer
 
 CHAIN_SUM = "reasoning_gym/chain_sum"  # scored inline by the built-in verifier: a user function must not be
 

@@ -13,7 +13,7 @@ from components.config import ALGORITHMS, load_config
 from components.model.factory import initial_policy
 from components.rl.batch import MicroBatches, TrainingBatch, pack_by_tokens
 from components.rl.update import PolicyUpdate
-from tests.rl_support import TINY
+from tests.support.rl import TINY, training_batch
 
 
 def test_packing_respects_the_token_budget_and_row_cap_and_keeps_every_row_once():
@@ -75,26 +75,6 @@ def test_skipped_rows_stay_in_the_step_but_never_run():
     assert sorted(i for m in micro.for_scoring(prompt_mask, completion_mask, runs) for i in m.tolist()) == [0, 2, 5]
 
 
-def _batch(vocab: int, seed: int = 0) -> TrainingBatch:
-    """12 rows with very different prompt and completion lengths (so micro-batches hold different token
-    counts) and one row with no counted token (GSPO's sequence mean must skip it)."""
-    g = torch.Generator().manual_seed(seed)
-    n, lp, lc = 12, 7, 11
-    p_len = torch.randint(2, lp + 1, (n,), generator=g)
-    c_len = torch.randint(1, lc + 1, (n,), generator=g)
-    c_len[0], c_len[1] = lc, 1
-    prompt_mask = (torch.arange(lp)[None] >= lp - p_len[:, None]).long()
-    completion_mask = (torch.arange(lc)[None] < c_len[:, None]).long()
-    loss_mask = completion_mask.float()
-    loss_mask[3] = 0.0  # e.g. a truncated completion under rl.mask_truncated_completions
-    old = -torch.rand(n, lc, generator=g) * 3 * completion_mask
-    return TrainingBatch(prompt_ids=torch.randint(4, vocab, (n, lp), generator=g) * prompt_mask,
-                         prompt_mask=prompt_mask, completion_ids=torch.randint(4, vocab, (n, lc), generator=g),
-                         completion_mask=completion_mask, loss_mask=loss_mask, old_logprobs=old,
-                         advantages=torch.randn(n, generator=g), ref_logprobs=old - 0.1 * completion_mask,
-                         is_weights=1 + torch.rand(n, lc, generator=g) * completion_mask)
-
-
 def _one_step(model, cfg, batch: TrainingBatch, max_tokens: int) -> tuple[torch.nn.Module, int]:
     """The model after one PolicyUpdate step (SGD, lr 1: the weight change IS the gradient) over the whole
     batch, cut into micro-batches of at most max_tokens; returns (model, micro-batch count)."""
@@ -115,7 +95,7 @@ def test_gradient_accumulation_gives_the_whole_batch_update(algorithm):
     cfg = load_config(overrides=TINY + [f"rl.algorithm={algorithm}", "rl.beta=0.05", "rl.max_grad_norm=1e9",
                                         "rl.max_completion_length=11"])
     model, tok = initial_policy(cfg.model, seed=0)
-    batch = _batch(len(tok))
+    batch = training_batch(len(tok))
     whole, n_whole = _one_step(model, cfg, batch, max_tokens=10_000)
     split, n_split = _one_step(model, cfg, batch, max_tokens=40)
     assert n_whole == 1 and n_split >= 4

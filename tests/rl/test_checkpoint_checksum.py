@@ -18,8 +18,8 @@ import torch
 from components.config import load_config
 from components.model.factory import initial_policy
 from components.rl.checkpoint import MANIFEST
-from tests.rl_support import TINY as RL_TINY
-from tests.rl_support import parity_rewards_on_one_thread, run_trainer
+from tests.support.rl import TINY as RL_TINY
+from tests.support.rl import parity_rewards_on_one_thread, run_trainer
 
 TINY = RL_TINY + ["rl.checkpoint_every=2"]
 

@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
-from tests.e2e_support import BIN, make_repo, mlflow_runs, run
+from tests.support.e2e import BIN, make_repo, mlflow_runs, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -148,7 +148,7 @@ def test_a_checkpoint_of_another_config_is_refused_naming_the_difference(workspa
 def test_the_rl_stage_under_two_processes_logs_one_run_and_resumes(workspace):
     """`accelerate launch` of the real stage (ddp.yaml, gloo): rank 0 alone talks to MLflow, and a
     rerun after a crash resumes with every rank's own state."""
-    from tests.e2e_support import free_port
+    from tests.support.e2e import free_port
 
     def launch(fault=None):
         cmd = [str(BIN / "accelerate"), "launch", "--config_file", "configs/accelerate/ddp.yaml",

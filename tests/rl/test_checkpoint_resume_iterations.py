@@ -16,7 +16,7 @@ import torch
 
 from components.config import load_config
 from components.model.factory import initial_policy
-from tests.rl_support import TINY, parity_rewards_on_one_thread, run_trainer
+from tests.support.rl import TINY, parity_rewards_on_one_thread, run_trainer
 
 deterministic = pytest.fixture(autouse=True)(parity_rewards_on_one_thread)
 

@@ -10,7 +10,7 @@ import pytest
 from components.config import load_config
 from components.model.factory import initial_policy
 from components.rl.curves import write_curves_csv
-from tests.rl_support import TINY, parity_rewards_on_one_thread, run_trainer
+from tests.support.rl import TINY, parity_rewards_on_one_thread, run_trainer
 
 deterministic = pytest.fixture(autouse=True)(parity_rewards_on_one_thread)
 

@@ -17,7 +17,7 @@ from components.rl import streams
 from components.rl import trainer as trainer_module
 from components.rl.guard import KEEP, ROLLBACK, SAVE, STOP, Guard, decide
 from components.rl.update import PolicyUpdate
-from tests.rl_support import TINY, parity_reward, run_trainer
+from tests.support.rl import TINY, parity_reward, run_trainer
 
 GUARD = ["rl.guard.enabled=true", "rl.guard.every=2", "rl.pipo.probe.size=8", "rl.checkpoint_every=3"]
 # the probe's per-prompt scores at each check (8 prompts): better at 2, a collapse at 4, noise at 6, worse at 8

@@ -19,7 +19,7 @@ from components.rl.logprobs import completion_logprobs
 from components.rl.pipo import PIPOState, Signal, improvement_signal
 from components.rl.pipo_plugin import PIPO
 from components.rl.update import PolicyUpdate
-from tests.rl_support import TINY
+from tests.support.rl import TINY
 
 LR, NEG_SCALE = 0.05, 0.1
 
@@ -196,7 +196,7 @@ def test_joint_step_is_one_adamw_step_on_the_sum_of_both_losses(mode, mu_t):
 
 def _trainer(policy, overrides):
     from components.rl.trainer import RLTrainer
-    from tests.rl_support import sums
+    from tests.support.rl import sums
 
     cfg = load_config(overrides=TINY + ["rl.pipo.enabled=true", "rl.pipo.min_history=1", "rl.lr=0.01",
                                         "rl.update_threads=1", "rollout.decode_threads=1"] + overrides)
@@ -208,7 +208,7 @@ def _trainer(policy, overrides):
 @pytest.mark.parametrize("joint,steps_with_pi", [(False, 2), (True, 1)])
 def test_joint_takes_one_optimizer_step_per_iteration(monkeypatch, joint, steps_with_pi):
     from components.rl import trainer as trainer_module
-    from tests.rl_support import parity_reward
+    from tests.support.rl import parity_reward
 
     monkeypatch.setattr(trainer_module, "score_batch", parity_reward)
     policy = initial_policy(load_config(overrides=TINY).model, seed=0)

@@ -13,7 +13,7 @@ from components.rl.batch import MicroBatches, TrainingBatch
 from components.rl.logprobs import completion_logprobs
 from components.rl.pipo_plugin import PIPO
 from components.rl.update import PolicyUpdate
-from tests.rl_support import TINY
+from tests.support.rl import TINY
 
 LR, PI_LR_SCALE, NEG_SCALE = 0.05, 0.5, 0.1
 

@@ -16,7 +16,7 @@ from components.rl import trainer as trainer_module
 from components.rl.probe import ProbeTracker, paired_change, signal_agreement, split_probe
 from components.rl.rewards import VerifierNoise
 from components.rl.trainer import RLTrainer
-from tests.rl_support import TINY, parity_reward, run_trainer, sums
+from tests.support.rl import TINY, parity_reward, run_trainer, sums
 
 
 def test_probe_split_is_disjoint_fixed_and_leaves_the_rest_for_training():

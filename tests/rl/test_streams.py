@@ -11,7 +11,7 @@ import torch
 from accelerate import Accelerator
 
 from components.config import load_config
-from tests.rl_support import TINY, parity_reward, sums
+from tests.support.rl import TINY, parity_reward, sums
 
 
 def first_draws(gen: torch.Generator, n: int = 2) -> tuple[int, ...]:

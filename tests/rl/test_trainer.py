@@ -14,7 +14,7 @@ from components.config import load_config
 from components.model.factory import initial_policy
 from components.rl import trainer as trainer_module
 from components.rl.trainer import RLTrainer, train_rl
-from tests.rl_support import TINY, parity_reward, sums
+from tests.support.rl import TINY, parity_reward, sums
 from components.rl.trainer import score_batch as real_score_batch  # before the fixture swaps it out
 
 ALGO_OVERRIDES = {

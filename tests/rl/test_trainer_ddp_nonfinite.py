@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.e2e_support import BIN, REPO_ROOT, free_port  # noqa: E402
+from tests.support.e2e import BIN, REPO_ROOT, free_port  # noqa: E402
 
 # (step, micro-batch) where rank 1's loss is NaN: the first of two micro-batches (its backward would
 # be local, under no_sync), then the last one (its backward is the one that all-reduces).
@@ -37,7 +37,7 @@ def _worker(out_dir: Path) -> None:
     from components.model.factory import initial_policy
     from components.rl.batch import TrainingBatch
     from components.rl.trainer import RLTrainer
-    from tests.rl_support import TINY, sums
+    from tests.support.rl import TINY, sums
 
     acc = Accelerator(cpu=True)
     rank = acc.process_index

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.e2e_support import BIN, REPO_ROOT, free_port
+from tests.support.e2e import BIN, REPO_ROOT, free_port
 
 CONFIGS = ("ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3")
 
@@ -17,7 +17,7 @@ def test_two_processes_agree_every_iteration_and_match_one_process(tmp_path):
     # (accelerate's --cpu flag alone would start a single process unless MPI is installed).
     cmd = [str(BIN / "accelerate"), "launch", "--config_file", str(REPO_ROOT / "configs/accelerate/ddp.yaml"),
            "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(free_port()),
-           str(REPO_ROOT / "tests" / "dist_worker.py"), str(tmp_path)]
+           str(REPO_ROOT / "tests" / "support" / "dist_worker.py"), str(tmp_path)]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))

@@ -10,7 +10,7 @@ import torch
 from components.config.schema import ALGORITHMS
 from components.model.factory import initial_policy
 from components.config import load_config
-from tests.rl_support import TINY, run_trainer, scored_on_one_thread
+from tests.support.rl import TINY, run_trainer, scored_on_one_thread
 
 ALGO_OVERRIDES = {
     "grpo": [],
@@ -86,10 +86,10 @@ def test_a_step_with_every_row_skipped_still_moves_adamw_as_a_zero_gradient_does
 
     from components.rl.batch import MicroBatches
     from components.rl.update import PolicyUpdate
-    from tests.test_micro_batches import _batch
+    from tests.support.rl import training_batch
 
     cfg = load_config(overrides=TINY)
-    live = _batch(vocab=policy[0].config.vocab_size)
+    live = training_batch(vocab=policy[0].config.vocab_size)
     dead = live.with_advantages(torch.zeros(len(live)))
     models = []
     for skip in (True, False):

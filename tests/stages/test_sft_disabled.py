@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from components.config import ConfigError, load_config
-from tests.e2e_support import TINY_OVERRIDES, make_repo, mlflow_runs, registered_versions
+from tests.support.e2e import TINY_OVERRIDES, make_repo, mlflow_runs, registered_versions
 
 ANSWER_ONLY = ["data.source=verl", "data.files=[data/answer_only.parquet]", "data.num_eval=16", "data.num_rl=60",
                "reward.workers=0", "verify.num_resamples=200", "verify.against_champion=false"]

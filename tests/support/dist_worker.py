@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from components.config import load_config  # noqa: E402
 from components.model.factory import initial_policy  # noqa: E402
@@ -24,7 +24,7 @@ from components.rl.batch import TrainingBatch  # noqa: E402
 from components.rl.collectives import global_mean  # noqa: E402
 from components.rl.logprobs import completion_logprobs  # noqa: E402
 from components.rl.trainer import RLTrainer, train_rl  # noqa: E402
-from tests.test_rl_trainer import TINY, parity_reward, sums  # noqa: E402
+from tests.support.rl import TINY, parity_reward, sums  # noqa: E402
 
 
 def checksum(model) -> float:

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from components.config import REPO_ROOT, apply_overrides
-from tests.mlflow_support import empty_store
+from tests.support.mlflow_store import empty_store
 
 BIN = Path(sys.executable).parent
 

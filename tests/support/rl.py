@@ -10,6 +10,7 @@ import torch
 from accelerate import Accelerator
 
 from components.config import load_config
+from components.rl.batch import TrainingBatch
 from components.rl.trainer import train_rl
 
 TINY = ["model.tiny.hidden_size=32", "model.tiny.num_hidden_layers=1", "model.tiny.intermediate_size=64",
@@ -57,3 +58,23 @@ def scored_on_one_thread(monkeypatch, reward):
 def parity_rewards_on_one_thread(monkeypatch):
     """Fixture body: the trainer scores with `parity_reward`, on one torch thread."""
     yield from scored_on_one_thread(monkeypatch, parity_reward)
+
+
+def training_batch(vocab: int, seed: int = 0) -> TrainingBatch:
+    """12 rows with very different prompt and completion lengths (so micro-batches hold different token
+    counts) and one row with no counted token (GSPO's sequence mean must skip it)."""
+    g = torch.Generator().manual_seed(seed)
+    n, lp, lc = 12, 7, 11
+    p_len = torch.randint(2, lp + 1, (n,), generator=g)
+    c_len = torch.randint(1, lc + 1, (n,), generator=g)
+    c_len[0], c_len[1] = lc, 1
+    prompt_mask = (torch.arange(lp)[None] >= lp - p_len[:, None]).long()
+    completion_mask = (torch.arange(lc)[None] < c_len[:, None]).long()
+    loss_mask = completion_mask.float()
+    loss_mask[3] = 0.0  # e.g. a truncated completion under rl.mask_truncated_completions
+    old = -torch.rand(n, lc, generator=g) * 3 * completion_mask
+    return TrainingBatch(prompt_ids=torch.randint(4, vocab, (n, lp), generator=g) * prompt_mask,
+                         prompt_mask=prompt_mask, completion_ids=torch.randint(4, vocab, (n, lc), generator=g),
+                         completion_mask=completion_mask, loss_mask=loss_mask, old_logprobs=old,
+                         advantages=torch.randn(n, generator=g), ref_logprobs=old - 0.1 * completion_mask,
+                         is_weights=1 + torch.rand(n, lc, generator=g) * completion_mask)

@@ -1,6 +1,6 @@
 """Test-only scorers for the scoring pool, registered under "hook/" wherever this module is imported.
 
-ScoringPool(extra_scorers_module="tests.scoring_hooks") imports it in every worker too, so a test
+ScoringPool(extra_scorers_module="tests.support.scoring_hooks") imports it in every worker too, so a test
 can make one item hang, crash or raise inside a worker.
 """
 

@@ -9,7 +9,7 @@ policy), each described by a markdown verdict report; `champion` is on the one t
 
 Names, inputs, plots and descriptions are made here with MLflow's API, mimicking the stages, so the
 UI test does not run training. `build_demo_store` sets MLflow's global tracking URI, so the test runs
-it in a child process: `python -m tests.ui_store ROOT` prints the summary as JSON.
+it in a child process: `python -m tests.support.ui_store ROOT` prints the summary as JSON.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from tests.mlflow_support import empty_store
+from tests.support.mlflow_store import empty_store
 
 EXPERIMENT = "pipo"
 MODEL_NAME = "pipo-policy"
