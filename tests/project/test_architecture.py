@@ -1,5 +1,6 @@
 """The layout's rules, checked from source: no import circle, components/ never imports flows/,
-small modules, and DVC deps that cover every file a stage runs (so `dvc repro` sees code changes)."""
+small modules, DVC deps that cover every file a stage runs (so `dvc repro` sees code changes), and
+tests findable by module (tests/<package>/test_<module>*.py, shared code in tests/support/)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import yaml
 
 from tests.support.import_graph import closure, find_cycle, graph
+from tests.support.layout import OTHER_FOLDERS, cross_imports, misnamed, misplaced
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_MODULE_LINES = 400
@@ -79,3 +81,24 @@ def test_the_graph_sees_a_lazy_import(tmp_path):
     assert find_cycle(edges) in (["components.a", "components.b", "components.a"],
                                  ["components.b", "components.a", "components.b"])
     assert closure(["components.b"], edges) == {"components", "components.a", "components.b"}
+
+
+def test_every_test_file_lives_in_the_folder_of_what_it_tests():
+    """tests/<folder>/test_*.py with folder a components package or one of OTHER_FOLDERS (none directly in
+    tests/); any other Python file is a shared helper, in tests/support/."""
+    problems = misplaced(ROOT)
+    assert not problems, ("test files out of place (folders: the components packages and "
+                          f"{', '.join(sorted(OTHER_FOLDERS))}):\n  " + "\n  ".join(problems))
+
+
+def test_a_package_folders_test_files_are_named_after_one_of_its_modules():
+    """In tests/<pkg>/, test_<m>.py or test_<m>_<aspect>.py where <m> is a module or subpackage of
+    components/<pkg> (the longest that fits: test_score_hostile.py tests score)."""
+    problems = misnamed(ROOT)
+    assert not problems, "test files not named after a module of their package:\n  " + "\n  ".join(problems)
+
+
+def test_no_test_file_imports_another_test_file():
+    """What tests share is imported from tests.support.* (or is a conftest.py fixture), never from a test file."""
+    problems = cross_imports(ROOT)
+    assert not problems, "imports of test files:\n  " + "\n  ".join(problems)
