@@ -1,5 +1,5 @@
 """`make compare`: the sweep's plan, its resumption, the report's verdicts and agreement tables, and a tiny
-sweep end to end (its matched-time control, components/sft/control.py: tests/test_sft_control.py)."""
+sweep end to end (its matched-time control, components/sft/control.py: tests/sft/test_control.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """End to end through Prefect: a stage that fails fails the flow and leaves nothing half-written.
 
 The served deployment itself (`make serve`, `prefect deployment run` with and without parameters) is run
-end to end by tests/test_user_job.py; the in-process flow with every stage by tests/test_e2e_pipeline.py.
+end to end by tests/e2e/test_user_job.py; the in-process flow with every stage by tests/e2e/test_pipeline.py.
 """
 
 from __future__ import annotations

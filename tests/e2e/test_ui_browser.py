@@ -1,6 +1,6 @@
 """The MLflow UI that `make ui` serves (mlflow/ui.sh), used in headless Chromium as a person would.
 
-A throwaway store (tests/ui_store.py: two pipeline runs, a registered model with verdict reports) is
+A throwaway store (tests/support/ui_store.py: two pipeline runs, a registered model with verdict reports) is
 served by the real mlflow/ui.sh on a free port. Each test starts on the landing page of a fresh browser
 (no stored UI settings) and only clicks: to the experiment, which must open on its runs table (run names
 that tell runs apart, a Dataset column), to the champion version, whose description must be its verdict

@@ -1,6 +1,6 @@
 """flows/experiment.py: how a deployment run's overrides and preset become a DVC experiment.
 
-The run itself, through the served deployment, is tests/test_user_job.py; these pin the pieces down.
+The run itself, through the served deployment, is tests/e2e/test_user_job.py; these pin the pieces down.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Connecting to the MLflow tracking store (faults during a run: tests/reliability/test_tracking_faults.py), and
+"""Connecting to the MLflow tracking store (faults during a run: tests/infra/test_tracking_faults.py), and
 what a stage run records: a name that says what ran, the params its dvc.yaml stage lists, the whole config."""
 
 from __future__ import annotations

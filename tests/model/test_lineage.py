@@ -1,6 +1,6 @@
 """models/sft records the content of a local base-model folder, and the rl stage's check refuses a
 models/sft whose base folder's weights or tokenizer changed since (the guard behind DVC's, which reruns
-sft when models/base changes: tests/test_model_dep.py)."""
+sft when models/base changes: tests/project/test_dvc_model_dep.py)."""
 
 from __future__ import annotations
 

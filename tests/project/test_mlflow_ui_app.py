@@ -1,6 +1,6 @@
 """mlflow/ui_plugin/pipo_mlflow_ui.py without a browser: the landing page it serves sets the UI's
 "Machine learning" mode under the very key and value the installed MLflow UI reads (its bundle is
-checked, so an MLflow upgrade that renames them fails here, not only in tests/test_ui_browser.py)."""
+checked, so an MLflow upgrade that renames them fails here, not only in tests/e2e/test_ui_browser.py)."""
 
 from __future__ import annotations
 

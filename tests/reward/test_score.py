@@ -64,7 +64,7 @@ def test_reasoning_gym_score(completion, truth, expected):
     (r"\boxed{\frac{1}{2}}", "0.5", 1.0),
     (r"\boxed{\dfrac12}", r"\frac{1}{2}", 1.0),
     (r"\boxed{1/2}", r"\frac{1}{2}", 1.0),
-    (r"\boxed{\frac{2}{4}}", r"\frac{1}{2}", 0.0),  # unreduced: test_verifier_real_completions.py
+    (r"\boxed{\frac{2}{4}}", r"\frac{1}{2}", 0.0),  # unreduced: tests/reward/test_verify_real_completions.py
     (r"\boxed{\frac{1}{3}}", r"\frac{1}{2}", 0.0),
     (r"\boxed{\frac{\sqrt{2}}{2}}", r"\frac{1}{\sqrt{2}}", 1.0),
     (r"\boxed{\left( 3, \frac{\pi}{2} \right)}", r"(3,\frac{\pi}{2})", 1.0),

@@ -1,5 +1,5 @@
 """Crash safety of the RL stage, with real processes killed by SIGKILL (the Prefect retry that
-resumes a killed stage is checked by the first test of test_e2e_pipeline.py).
+resumes a killed stage is checked by the first test of tests/e2e/test_pipeline.py).
 
 One tiny workspace (a copy of this repo, prepared data and an SFT model) is shared by the tests.
 Each RL run writes its own out and checkpoint folders; all log to the workspace's MLflow store.

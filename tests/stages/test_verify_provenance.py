@@ -129,7 +129,7 @@ def test_a_crash_between_register_and_alias_is_completed_by_the_rerun(pipeline, 
 def test_dvc_makes_verify_depend_on_what_it_reads():
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
     deps = set(stages["verify"]["deps"])
-    # the data and models it reads; its code is covered package by package (tests/test_architecture.py)
+    # the data and models it reads; its code is covered package by package (tests/project/test_architecture.py)
     assert {"reports/eval", "models/rl", "models/sft", "data/prepared/eval.parquet", "data/benchmarks",
             "components/gate", "components/infra", "components/registry"} <= deps
     assert "components/infra" in stages["evaluate"]["deps"]

@@ -85,7 +85,7 @@ def write_overrides(dest: Path, overrides: list[str]) -> None:
 
 def make_repo(dest: Path, overrides: list[str] = TINY_OVERRIDES, store: bool = True) -> Path:
     """Copy the repository's files to dest, apply overrides (write_overrides), git commit, set a DVC remote;
-    with store, an empty MLflow store at mlflow/mlflow.db (tests/mlflow_support.py: empty_store)."""
+    with store, an empty MLflow store at mlflow/mlflow.db (tests/support/mlflow_store.py: empty_store)."""
     for rel in tracked_files():
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ def empty_store(db: Path) -> str:
 
     Creating a store runs MLflow's schema migrations (5-7 s of CPU each time); the suite makes dozens,
     so each is copied from one made per MLflow version. Tests of store creation itself
-    (tests/reliability/test_mlflow_races.py) start from no file instead.
+    (tests/infra/test_tracking_races.py) start from no file instead.
     """
     db.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_template(), db)
