@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Headless browser for the UI test (tests/test_ui_browser.py): Debian's chromium, driven by the
+# Headless browser for the UI test (tests/e2e/test_ui_browser.py): Debian's chromium, driven by the
 # playwright package. `playwright install` downloads its own browser builds from outside the
 # package registries, so the test points playwright at /usr/bin/chromium instead. Idempotent:
 # each step runs only when its piece is missing.

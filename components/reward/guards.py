@@ -2,7 +2,7 @@
 
 `unsafe_reason(answer)` says why parsing or verifying an answer could hang sympy or eat memory (a
 tower of exponents, a huge factorial, a deep nest, a megabyte string), or None when it is safe.
-Each rule caught a real hang or a multi-second parse (see tests/test_hostile_completions.py); a
+Each rule caught a real hang or a multi-second parse (see tests/reward/test_score_hostile.py); a
 rejected answer scores 0.0, and ordinary answers (all of MATH-500, AIME 2025 and AMC 2023) pass.
 The pre-filter saves a scoring worker its timeout; the timeout (components.reward.pool) is still
 the bound for whatever it misses.
@@ -279,7 +279,7 @@ def _magnitude_reason(answer: str) -> str | None:
 def unsafe_reason(answer: str) -> str | None:
     """Why parsing or verifying `answer` could hang sympy or eat memory, or None when it is safe.
 
-    Each rule caught a real hang or a multi-second parse (see tests/test_hostile_completions.py):
+    Each rule caught a real hang or a multi-second parse (see tests/reward/test_score_hostile.py):
     length; bracket depth (and |...| bars); towers, huge exponents and large powers of symbolic
     groups or factorials; factorials of anything but small literals, symbols and flat groups;
     binomials of huge or non-integer arguments; exact big-number operators (Gamma, sums, products)

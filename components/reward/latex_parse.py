@@ -4,7 +4,7 @@ latex2sympy2_extended's ANTLR parser predicts in full-context LL mode, and its g
 first decision (set relation, set elements or plain expression) look ahead through the whole answer
 in full context: a 90-element set took 0.8-1.1 s to parse, five nested parentheses 0.3-0.8 s, on an
 idle core, with nothing cached across answers. Under load that ate the scoring timeout of honest
-answers (and made tests/test_hostile_completions.py flaky). SLL prediction parses the same answers
+answers (and made tests/reward/test_score_hostile.py flaky). SLL prediction parses the same answers
 in 1-70 ms.
 
 This is ANTLR's documented two-stage strategy (PredictionMode.SLL: "the parser will either return

@@ -73,7 +73,7 @@ class ScoringPool:
     timeout_s: per-item limit; an item past it scores 0.0 (counted in `timeouts`). Items whose cost is
         bounded by construction (`cost_is_bounded`) are scored inline; all others go to a worker.
     extra_scorers_module: module each worker imports first, to register extra scorers
-        (`components.reward.verify.register_scorer`), e.g. "tests.scoring_hooks".
+        (`components.reward.verify.register_scorer`), e.g. "tests.support.scoring_hooks".
     preload: modules each worker imports before it reports ready, so that their import time is not
         the first item's (e.g. "reasoning_gym" for tasks other than chain_sum); math-verify always is.
     reward_functions: the user's (spec, weight) pairs as the config resolved reward.functions; when

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.rl_support import sums
+from tests.support.rl import sums
 
 ROOT = Path(__file__).resolve().parents[2]
 TRL_PYTHON = ROOT / ".venv-trl" / "bin" / "python"

@@ -4,7 +4,7 @@ and special tokens must load there exactly as in the main environment."""
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from components.model.local_qwen2 import build_local_qwen2
-from tests.test_local_qwen2 import CHAT, RENDERED
+from tests.support.local_qwen2 import CHAT, RENDERED
 
 
 def test_the_chat_template_loads_with_the_vllm_environments_transformers(tmp_path):

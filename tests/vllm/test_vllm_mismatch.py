@@ -8,7 +8,7 @@ import math
 import pytest
 
 from components.rl import trainer as trainer_module
-from tests.vllm.test_vllm_engine import parity_reward, vllm_trainer
+from tests.support.vllm_trainer import parity_reward, vllm_trainer
 
 
 @pytest.fixture(scope="module")
