@@ -128,13 +128,19 @@ def final_metric(unit: dict, key: str) -> float:
     return float(values[-1]) if values else math.nan
 
 
+def _without_guard(overrides: list[str]) -> list[str]:
+    return [o for o in overrides if not o.split("=", 1)[0].strip().startswith("rl.guard.")]
+
+
 def guard_pairs(c: CompareConfig) -> list[tuple[str, str]]:
-    """(guarded arm, the same arm unguarded): variants whose overrides differ only by rl.guard.enabled=true."""
+    """(guarded arm, the same arm unguarded): a variant with rl.guard.enabled=true and one without it whose
+    other overrides are the same (rl.guard.* settings aside)."""
     pairs = []
     for name, overrides in c.variants.items():
         if GUARD_ON in overrides:
-            rest = [o for o in overrides if o != GUARD_ON]
-            pairs += [(name, other) for other, o in c.variants.items() if other != name and o == rest]
+            rest = _without_guard(overrides)
+            pairs += [(name, other) for other, o in c.variants.items()
+                      if GUARD_ON not in o and _without_guard(o) == rest]
     return pairs
 
 

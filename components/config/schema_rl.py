@@ -86,6 +86,9 @@ class GuardConfig(_Strict):
     drop_se: float = Field(ge=0)  # roll back when the probe falls below the best by more than this many paired SEs
     lr_decay: float = Field(gt=0, le=1)  # lr multiplier at each rollback
     max_rollbacks: int = Field(ge=0)  # a drop after this many rollbacks stops the run
+    # the RL output: `last_verified`, the final policy when its last check shows no drop (else the best);
+    # `best`, the best verified checkpoint always
+    output: Literal["last_verified", "best"]
 
 
 class DAPOConfig(_Strict):

@@ -11,6 +11,12 @@ scores the policy pi_theta_t. Against the best verified checkpoint so far (the r
   mean_now > mean_best      -> save: this policy is the new best verified checkpoint
   otherwise                 -> keep: train on
 
+At the run's end a last check scores the final policy. The output (rl.guard.output) is the final policy
+when that check shows no drop (`last_verified`: the later policy is as good as the best within the
+probe's noise, and has trained longer), else the best checkpoint; `best` always outputs the best. The
+best is the highest probe seen, so it is biased upward: picking it over an equally good later policy
+cost pass@1 in the sweep (docs/results/pipo-controls.md).
+
 The inputs are sums over every process (`total`), so every rank takes the same decision. This module
 decides and keeps the guard's state; the trainer writes and restores the checkpoints it names.
 """
@@ -68,6 +74,8 @@ class Guard:
         self.best_probe = float("nan")
         self.rollbacks = 0
         self.stopped_at: int | None = None  # the iteration a drop past max_rollbacks stopped the run
+        self.final_probe = float("nan")  # the final policy's probe at the run's end
+        self.final_dropped = False  # the final check found a drop (then the output is the best)
 
     def due(self, it: int) -> bool:
         return it % self.cfg.every == 0
@@ -93,8 +101,11 @@ class Guard:
             change, se = paired_change(self.best_scores, scores, self.total)
             action = decide(change, se, now, self.best_probe, self.cfg.drop_se, self.rollbacks,
                             self.cfg.max_rollbacks)
-            if final and action in (ROLLBACK, STOP):
-                action = KEEP
+            if final:
+                self.final_dropped = action in (ROLLBACK, STOP)
+                action = KEEP if self.final_dropped else action
+        if final:
+            self.final_probe = now
         if action == SAVE:
             self.best_iteration, self.best_scores, self.best_probe = it, scores.double().clone(), now
         elif action == ROLLBACK:
@@ -134,20 +145,29 @@ class Guard:
 
     def output(self, done: int) -> dict:
         """The run's end after `done` iterations: a last check of the final policy (logged at step `done`),
-        then the model holds the best verified weights; which, and why."""
+        then the model holds the output's weights (rl.guard.output); which, and why."""
         final = self.at(done, final=True)
         if final:
             self.log_metrics(final, done)
-        if self.best_iteration != done:
+        keep_last = self.cfg.output == "last_verified" and not self.stopped and not self.final_dropped
+        chosen = done if keep_last else self.best_iteration
+        if chosen != done:
             self.restore(self.best_iteration, weights_only=True)
-        return {"best_iteration": self.best_iteration, "reason": self.reason()}
+        return {"best_iteration": self.best_iteration, "output_iteration": chosen, "reason": self.reason(chosen)}
 
-    def reason(self) -> str:
-        """Which checkpoint is the run's output and why, for the model's metadata and MLflow."""
+    def reason(self, chosen: int | None = None) -> str:
+        """Which checkpoint is the run's output (`chosen`; None: the best) and why, for the model's metadata
+        and MLflow."""
         rollbacks = f"{self.rollbacks} rollback{'s' if self.rollbacks != 1 else ''}"
         stop = (f"; stopped early at iteration {self.stopped_at}: a drop after rl.guard.max_rollbacks rollbacks"
                 if self.stopped else "")
-        return f"best verified at iteration {self.best_iteration} (probe {self.best_probe:.4f}); {rollbacks}{stop}"
+        best = f"iteration {self.best_iteration} (probe {self.best_probe:.4f})"
+        if chosen is None or chosen == self.best_iteration:
+            dropped = (f"; the final policy (probe {self.final_probe:.4f}) fell more than {self.cfg.drop_se:g} "
+                       "paired SE below it" if self.final_dropped else "")
+            return f"best verified at {best}; {rollbacks}{stop}{dropped}"
+        return (f"final policy at iteration {chosen} (probe {self.final_probe:.4f}), verified within "
+                f"{self.cfg.drop_se:g} paired SE of the best at {best}; {rollbacks}")
 
     def state_dict(self) -> dict:
         return {"best_iteration": -1 if self.best_iteration is None else self.best_iteration,

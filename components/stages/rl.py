@@ -2,8 +2,9 @@
 
 It starts from models/sft: the SFT policy, or with sft.enabled=false the base model itself (the sft stage
 writes it there); a models/sft built from another base than model.name_or_path is refused, naming both.
-With rl.guard on, models/rl is the best verified checkpoint, not the last (docs/guard.md): which one and why
-are in its lineage file (`rl_guard`) and the run's tags rl.guard.best_iteration, rl.guard.reason.
+With rl.guard on, models/rl is the guard's output (docs/guard.md): the final policy when its last probe check
+shows no drop, else the best verified checkpoint. Which one and why are in its lineage file (`rl_guard`) and
+the run's tags rl.guard.best_iteration, rl.guard.output_iteration, rl.guard.reason.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def run(cfg: Config) -> dict:
                                  on_resume=_tag_resume)
         if result.guard:
             set_tags({"rl.guard.best_iteration": str(result.guard["best_iteration"]),
+                      "rl.guard.output_iteration": str(result.guard["output_iteration"]),
                       "rl.guard.reason": result.guard["reason"]})
             log.info("rl: guard: the output is the %s", result.guard["reason"])
         if acc.is_main_process:

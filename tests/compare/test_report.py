@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from components.compare.report import write_report
+from components.compare.sections import guard_pairs
 from components.compare.settings import load_compare
 from components.compare.stats import minimum_detectable_effect, t_quantile
 from components.config import load_config
@@ -135,3 +136,13 @@ def test_the_cost_table_gives_median_seconds_per_iteration_or_seconds_over_itera
     assert "| default | grpo | 3 | 2.000 | 1.00x | 10 |" in cost
     assert "| default | pipo | 3 | 3.000 | 1.50x | 10 |" in cost
     assert "| default | pipo_blind | 3 | 3.000 | 1.50x | 12 |" in cost  # no perf/iter_seconds: 12 s / 4
+
+
+def test_guard_pairs_match_arms_that_differ_only_in_rl_guard_settings():
+    c = load_compare(overrides=[
+        "compare.variants={grpo: [rl.pipo.enabled=false, rl.guard.enabled=false], "
+        "pipo: [rl.pipo.enabled=true, rl.guard.enabled=false], "
+        "grpo_guard: [rl.pipo.enabled=false, rl.guard.enabled=true, rl.guard.drop_se=3.0], "
+        "grpo_guard_v1: [rl.pipo.enabled=false, rl.guard.enabled=true, rl.guard.output=best]}",
+        "compare.comparisons=[]", "compare.regimes={default: {overrides: [], variants: [grpo]}}"])
+    assert guard_pairs(c) == [("grpo_guard", "grpo"), ("grpo_guard_v1", "grpo")]

@@ -1,6 +1,7 @@
 """The verified-improvement guard (rl.guard): its decision on hand numbers, and on a tiny policy whose
 probe scores are scripted per iteration: a rollback restores the best checkpoint and decays the lr, a
-drop past max_rollbacks stops the run, the output is the best verified checkpoint, and a run stopped
+drop past max_rollbacks stops the run, the output is the final policy unless its last check drops (or
+rl.guard.output is best), else the best verified checkpoint, and a run stopped
 and resumed on either side of a rollback continues exactly."""
 
 from __future__ import annotations
@@ -120,6 +121,36 @@ def test_a_collapse_rolls_back_to_the_best_decays_the_lr_and_the_output_is_the_b
     assert result.guard["best_iteration"] == 2 and "1 rollback" in result.guard["reason"]
     assert weights_equal(model, tmp_path / "best" / "iter-000002") and logged[-1] == 8
     assert sorted(p.name for p in (tmp_path / "best").glob("iter-*")) == ["iter-000002"]
+
+
+@pytest.mark.parametrize("output", ["last_verified", "best"])
+def test_a_final_policy_within_the_noise_of_the_best_is_the_output_unless_output_is_best(
+        policy, tmp_path, scripted, monkeypatch, output):
+    """Best at 2 (0.75); at 8 the final policy scores 0.625: one prompt lost, 1 paired SE (0.125) below,
+    no drop at drop_se 3. last_verified outputs the final weights, best restores iteration 2."""
+    monkeypatch.setitem(SCRIPT, 8, [1, 1, 1, 1, 1, 0, 0, 0])
+    model, result = run_trainer(policy, GUARD + [f"rl.guard.output={output}"], 8, checkpoint_dir=tmp_path)
+    assert result.history[6]["guard/best_probe"] == 0.75 and result.guard["best_iteration"] == 2
+    if output == "last_verified":
+        assert result.guard["output_iteration"] == 8
+        assert result.guard["reason"] == ("final policy at iteration 8 (probe 0.6250), verified within 3 paired SE "
+                                          "of the best at iteration 2 (probe 0.7500); 1 rollback")
+        assert not weights_equal(model, tmp_path / "best" / "iter-000002")
+    else:
+        assert result.guard["output_iteration"] == 2 and result.guard["reason"].startswith("best verified at")
+        assert weights_equal(model, tmp_path / "best" / "iter-000002")
+
+
+def test_a_final_drop_makes_the_best_the_output_and_says_so():
+    g = guard()  # last_verified, drop_se 3
+    restored = []
+    g.restore = lambda it, weights_only=False: restored.append((it, weights_only))
+    scores = {0: torch.tensor([1.0] * 6 + [0.0] * 2), 10: torch.zeros(8)}  # 6 prompts lost: 4.6 SE below
+    g.score = lambda it: scores[it]
+    g.at(0)
+    out = g.output(10)
+    assert out["output_iteration"] == 0 and restored == [(0, True)]
+    assert out["reason"].endswith("the final policy (probe 0.0000) fell more than 3 paired SE below it")
 
 
 def test_the_rollback_restores_the_best_weights(policy, tmp_path, scripted, monkeypatch):
