@@ -85,7 +85,7 @@ def run_sweep(units: list[Planned], out_dir: Path, jobs: int, on_done=lambda nam
     claim_dir(out_dir)  # outside the repository, a folder the pipeline marks as its own (atomic_io)
     spec_dir = out_dir / ".specs"
     spec_dir.mkdir(exist_ok=True)
-    pending = [u for u in units]
+    pending = [u for u in units if not is_done(out_dir, u.spec.name)]  # "waiting" counts only these
     running: dict[str, tuple[subprocess.Popen, float]] = {}
     failed: list[str] = []
     env = {**os.environ, "PIPO_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"}

@@ -46,12 +46,12 @@ def test_a_regime_with_seeds_of_its_own_runs_those_and_every_seed_gets_one_sft_s
                      "runs/few/continued_sft/s7"]
 
 
-def test_the_committed_sweep_plans_150_rl_runs_and_an_sft_start_per_seed():
-    """compare.yaml: default 10 seeds x 9 variants, high_lr 5 x 9, noisy_verifier 5 x 3; no control. Every
+def test_the_committed_sweep_plans_170_rl_runs_and_an_sft_start_per_seed():
+    """compare.yaml: default 10 seeds x 10 variants, high_lr 5 x 10, noisy_verifier 5 x 4; no control. Every
     RL run pins rl.guard.enabled, so a change of params.yaml's default redefines no arm."""
     units = plan_units(load_compare(), None, [])
     kinds = [u.spec.kind for u in units]
-    assert kinds.count("rl") == 90 + 45 + 15 and kinds.count("sft") == 10 and "control" not in kinds
+    assert kinds.count("rl") == 100 + 50 + 20 and kinds.count("sft") == 10 and "control" not in kinds
     for u in units:
         if u.spec.kind == "rl":
             assert sum(o.startswith("rl.guard.enabled=") for o in u.spec.overrides) == 1, u.spec.name
