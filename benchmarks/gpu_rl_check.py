@@ -58,7 +58,8 @@ def main() -> None:
         folder = build_local_qwen2(Path(scratch) / args.shape, args.shape)
         overrides = [f"model.name_or_path={folder}", f"rl.max_completion_length={args.max_completion}",
                      f"rl.iterations={args.iterations}", f"rollout.engine={args.engine}", "reward.workers=0",
-                     "rl.pipo.window=2", "rl.pipo.min_history=1"]  # the PI step runs from the 2nd iteration
+                     "rl.pipo.window=2", "rl.pipo.min_history=1",  # the PI step runs from the 2nd iteration
+                     "rl.guard.enabled=false"]  # iterations are timed here, not whole runs (no checkpoint folder)
         if args.prompts:
             overrides.append(f"rl.prompts_per_iteration={args.prompts}")
         if not cuda:  # autocast bf16 on CPU is slow and fp32 weights are what a CPU run has

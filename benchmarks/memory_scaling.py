@@ -54,7 +54,8 @@ def iteration_child(model_dir: Path, mini_batch: int, overrides: list[str]) -> d
     cfg = load_config(overrides=[
         f"model.name_or_path={model_dir}", f"rl.prompts_per_iteration={PROMPTS}", f"rl.num_generations={SAMPLES}",
         f"rl.max_completion_length={COMPLETION}", f"rl.mini_batch_size={mini_batch}", "rl.pipo.enabled=true",
-        "rl.pipo.window=2", "rl.pipo.min_history=1", "rl.iterations=2", "reward.workers=0"] + overrides)
+        "rl.pipo.window=2", "rl.pipo.min_history=1", "rl.iterations=2", "reward.workers=0",
+        "rl.pipo.joint=false", "rl.guard.enabled=false"] + overrides)  # the PI step measured on its own
     model, tok = load_policy(model_dir)
     rows = [{"id": str(i), "source": "reasoning_gym/chain_sum", "answer": str(i),
              "prompt": f"What is {10 + i} + {40 + 3 * i}? Show the columns, then the answer in \\boxed{{}}.",

@@ -66,7 +66,8 @@ def main() -> None:
     arms += [("joint", True)] if args.joint else []
     configs = {(pipo, skip): load_config(overrides=args.overrides + [f"rl.pipo.enabled={str(bool(pipo)).lower()}",
                                                                      f"rl.pipo.joint={str(pipo == 'joint').lower()}",
-                                                                     f"rl.skip_zero_advantage={str(skip).lower()}"])
+                                                                     f"rl.skip_zero_advantage={str(skip).lower()}",
+                                                                     "rl.guard.enabled=false"])
                for pipo, skip in arms}
     base_cfg = configs[(False, True)]
     if Path(args.policy).exists():

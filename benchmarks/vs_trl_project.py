@@ -32,7 +32,9 @@ def build_trainer(job: dict[str, Any]):
     from components.rl.trainer import RLTrainer
 
     cfg = load_config(overrides=job["overrides"] + [f"rl.pipo.enabled={str(job['variant'] == 'pipo').lower()}",
-                                                    f"seed={job['seed']}"])
+                                                    f"seed={job['seed']}",
+                                                    # as measured: PIPO's two steps, no guard (TRL has none)
+                                                    "rl.pipo.joint=false", "rl.guard.enabled=false"])
     torch.set_num_threads(job["threads"])
     set_seed(cfg.seed)
     acc = Accelerator(cpu=True, mixed_precision=cfg.model.mixed_precision)

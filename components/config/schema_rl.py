@@ -31,7 +31,7 @@ class AlgorithmSettings(BaseModel):
 
 class ProbeConfig(_Strict):
     every: int = Field(ge=0)  # 0 = off
-    size: int = Field(ge=2)
+    size: int | None = Field(ge=2)  # null: 256, or a fifth of the RL prompts if fewer (components/rl/probe.py)
     k: int = Field(ge=1)  # 1: greedy correctness; > 1: mean over k samples at rl.temperature
 
 

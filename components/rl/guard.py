@@ -35,6 +35,9 @@ from components.rl.collectives import Sums, paired_change
 log = logging.getLogger(__name__)
 
 SAVE, KEEP, ROLLBACK, STOP = "save", "keep", "rollback", "stop"
+NEEDS = ("rl.guard (on by default) keeps its best checkpoint in the checkpoint folder and restores full weights "
+         "in each process, so it needs a checkpoint folder and one process or DDP, not FSDP/DeepSpeed: set "
+         "rl.guard.enabled=false for this run")
 
 
 def decide(change: float, se: float, now: float, best: float, drop_se: float, rollbacks: int,

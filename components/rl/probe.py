@@ -44,9 +44,25 @@ def score_probe(engine, scorer, probe: ProbeSet, rl_cfg, generator: torch.Genera
     return torch.tensor(correct, dtype=torch.float64).view(-1, k).mean(dim=1)
 
 
-def split_probe(num_prompts: int, size: int, seed: int) -> tuple[list[int], list[int]]:
-    """(training indices, probe indices): `size` prompts drawn once from the seed's probe-split stream
-    (the same on every process and for every variant of a seed), the rest trained on."""
+AUTO_SIZE, AUTO_SHARE = 256, 5  # rl.pipo.probe.size null: 256 prompts, or a fifth of a smaller RL split
+
+
+def probe_size(size: int | None, num_prompts: int) -> int:
+    """rl.pipo.probe.size, its null meaning 256 prompts or a fifth of the RL prompts, whichever is fewer (so
+    the guard, on by default, fits a user's small dataset and still trains on most of it)."""
+    if size is not None:
+        return size
+    auto = min(AUTO_SIZE, num_prompts // AUTO_SHARE)
+    if auto < 2:
+        raise ValueError(f"the RL split has {num_prompts} prompts: too few to hold out a probe for rl.guard or "
+                         "rl.pipo.probe (a fifth of them, at least 2); add prompts or set rl.guard.enabled=false")
+    return auto
+
+
+def split_probe(num_prompts: int, size: int | None, seed: int) -> tuple[list[int], list[int]]:
+    """(training indices, probe indices): probe_size(size) prompts drawn once from the seed's probe-split
+    stream (the same on every process and for every variant of a seed), the rest trained on."""
+    size = probe_size(size, num_prompts)
     if size >= num_prompts:
         raise ValueError(f"rl.pipo.probe.size ({size}) must be below the number of RL prompts ({num_prompts})")
     order = torch.randperm(num_prompts, generator=streams.torch_stream(streams.PROBE_SPLIT, seed)).tolist()

@@ -44,7 +44,7 @@ from components.rl.advantages import ADVANTAGES
 from components.rl.batch import MicroBatches, TrainingBatch
 from components.rl.collectives import global_max, global_mean, global_sums, sharded
 from components.rl.curves import curve_point
-from components.rl.guard import Guard
+from components.rl.guard import NEEDS, Guard
 from components.rl.importance import truncated_is_weights
 from components.rl.logprobs import rollout_logprobs
 from components.rl.metrics import IterationTimes, iteration_metrics, progress_fields, run_summary
@@ -147,6 +147,7 @@ class RLTrainer:
         if cfg.pipo.probe.every > 0 or cfg.guard.enabled:  # held out: the same prompts for every variant of a seed
             train_idx, probe_idx = split_probe(len(prompts), cfg.pipo.probe.size, seed)
             held = prompts.iloc[probe_idx]
+            log.info("rl: %d of %d RL prompts held out for the probe", len(probe_idx), len(prompts))
             self.probe_set = ProbeSet(*(held[c].tolist()[self.rank::self.world] for c in ("prompt", "answer", "source")))
             self.probe = ProbeTracker() if cfg.pipo.probe.every > 0 else None
             prompts = prompts.iloc[train_idx]
@@ -155,8 +156,7 @@ class RLTrainer:
                            save=lambda it: self.save(it, checkpoint_dir / ckpt.BEST), restore=self.restore,
                            stop=self.save, log_metrics=log_metrics) if cfg.guard.enabled else None
         if self.guard is not None and (checkpoint_dir is None or self.sharded):
-            raise ValueError("rl.guard.enabled needs a checkpoint folder for its best checkpoint and one process or "
-                             "DDP (not FSDP/DeepSpeed); set rl.guard.enabled=false")
+            raise ValueError(NEEDS)
         self.sampler = PromptSampler(len(prompts), seed)
         self.texts, self.answers, self.sources = (prompts[c].tolist() for c in ("prompt", "answer", "source"))
         self.pipo = PIPO(cfg.pipo, update=self.update, micro=self.micro, lr=cfg.lr, ppo_epochs=cfg.ppo_epochs,

@@ -74,7 +74,8 @@ def same_weights(repo, a: str, b: str) -> None:
 def reference(workspace):
     rl_stage(workspace, "ref")
     [ref] = histories(workspace, "models/ref")
-    assert sorted(ref) == list(range(6))
+    assert sorted(ref) == list(range(7))  # iterations 0-5, and the guard's (on by default) final check at 6
+    assert "guard/probe" in ref[0] and "guard/probe" in ref[6]
     return ref
 
 
@@ -134,7 +135,8 @@ def test_a_checkpoint_of_another_config_is_refused_naming_the_difference(workspa
     import pandas as pd
 
     [run_dir] = [p for p in (workspace / "checkpoints" / "ref").iterdir() if p.is_dir()]
-    cfg = load_config(workspace / "params.yaml", RL + ["rl.lr=5e-4"])
+    # no checkpoint folder here, so no guard
+    cfg = load_config(workspace / "params.yaml", RL + ["rl.lr=5e-4", "rl.guard.enabled=false"])
     model, tok = load_policy(workspace / "models" / "sft")
     prompts = pd.read_parquet(workspace / "data" / "prepared" / "rl.parquet")
     trainer = RLTrainer(model, tok, prompts, cfg.rl, cfg.seed, Accelerator(cpu=True), rollout=cfg.rollout,
@@ -165,4 +167,4 @@ def test_the_rl_stage_under_two_processes_logs_one_run_and_resumes(workspace):
     runs = [r for r in mlflow_runs(workspace) if r.data.params.get("rl.out_dir") == "models/ddp"]
     assert len(runs) == 2  # the crashed attempt and the resumed one: one run each, not one per rank
     parts = histories(workspace, "models/ddp")
-    assert sorted(stitched(parts, 2)) == list(range(6))
+    assert sorted(stitched(parts, 2)) == list(range(7))  # and the guard's final check at 6

@@ -206,3 +206,13 @@ def test_a_resume_from_before_a_rollback_still_finds_the_best_it_knew(policy, tm
     assert resumed.guard == full.guard and full.guard["best_iteration"] == 6
     for k, v in full_model.state_dict().items():
         assert torch.equal(v, resumed_model.state_dict()[k]), k
+
+
+def test_the_guard_without_a_checkpoint_folder_is_refused_naming_the_setting(policy):
+    with pytest.raises(ValueError, match=r"rl.guard \(on by default\).*needs a checkpoint folder.*"
+                                         r"set rl.guard.enabled=false"):
+        run_trainer(policy, ["rl.guard.enabled=true"], 1)
+
+
+def test_the_guard_is_on_by_default():
+    assert load_config().rl.guard.enabled  # docs/results/pipo-controls.md: why

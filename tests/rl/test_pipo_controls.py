@@ -128,7 +128,7 @@ def test_blind_signs_depend_only_on_the_seed_and_iteration():
 
 @pytest.mark.parametrize("blind", [False, True])
 def test_blind_pi_step_keeps_magnitudes_and_steps_with_the_drawn_sign(blind):
-    pipo, update, _, _, cached, _ = build([f"rl.pipo.blind={str(blind).lower()}"])
+    pipo, update, _, _, cached, _ = build([f"rl.pipo.blind={str(blind).lower()}", "rl.pipo.joint=false"])
     prime(pipo, cached)
     it = next(i for i in range(100) if pipo.blind_sign(i) < 0)  # an iteration whose drawn sign is -
     report = pipo.before_update(0.9, it)  # measured xi = (0.9 - 0.6) / 0.1 = 3 > 0

@@ -20,9 +20,9 @@ LR, PI_LR_SCALE, NEG_SCALE = 0.05, 0.5, 0.1
 
 def build(overrides=()):
     """PIPO over a real PolicyUpdate of a tiny policy, and one group of 4 hand-made responses."""
-    cfg = load_config(overrides=TINY + ["rl.pipo.enabled=true", "rl.pipo.window=2", f"rl.lr={LR}",
-                                        f"rl.pipo.pi_lr_scale={PI_LR_SCALE}", f"rl.pipo.neg_scale={NEG_SCALE}",
-                                        *overrides])
+    cfg = load_config(overrides=TINY + ["rl.pipo.enabled=true", "rl.pipo.joint=false", "rl.pipo.window=2",
+                                        f"rl.lr={LR}", f"rl.pipo.pi_lr_scale={PI_LR_SCALE}",
+                                        f"rl.pipo.neg_scale={NEG_SCALE}", *overrides])
     torch.manual_seed(0)
     model, _ = initial_policy(cfg.model, seed=0)
     acc = Accelerator(cpu=True)

@@ -13,7 +13,7 @@ from accelerate import Accelerator
 
 from components.config import load_config
 from components.rl import trainer as trainer_module
-from components.rl.probe import ProbeTracker, paired_change, signal_agreement, split_probe
+from components.rl.probe import ProbeTracker, paired_change, probe_size, signal_agreement, split_probe
 from components.rl.rewards import VerifierNoise
 from components.rl.trainer import RLTrainer
 from tests.support.rl import TINY, parity_reward, run_trainer, sums
@@ -163,3 +163,14 @@ def test_a_run_with_probe_and_paired_signal_resumes_exactly(policy, tmp_path, mo
     assert full.summary == resumed.summary and full.summary["pipo/intervals"] == 2
     for k, v in full_model.state_dict().items():
         assert torch.equal(v, resumed_model.state_dict()[k]), k
+
+
+def test_a_null_probe_size_is_256_or_a_fifth_of_a_smaller_split_and_too_few_prompts_are_refused():
+    assert probe_size(None, 12000) == 256 and probe_size(None, 1280) == 256 and probe_size(None, 1000) == 200
+    assert probe_size(None, 48) == 9 and probe_size(40, 48) == 40
+    assert len(split_probe(48, None, seed=0)[1]) == 9
+    # the sweep's units were drawn with size 256: the automatic size holds out the same prompts
+    assert split_probe(12000, None, seed=2) == split_probe(12000, 256, seed=2)
+    with pytest.raises(ValueError, match="has 9 prompts: too few to hold out a probe"):
+        probe_size(None, 9)
+

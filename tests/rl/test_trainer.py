@@ -176,7 +176,7 @@ def _trainer_with_cached_batch(policy, overrides):
     from components.rl.batch import TrainingBatch
     from components.rl.logprobs import completion_logprobs
 
-    cfg = load_config(overrides=TINY + ["rl.pipo.enabled=true", "rl.lr=0.05"] + overrides)
+    cfg = load_config(overrides=TINY + ["rl.pipo.enabled=true", "rl.pipo.joint=false", "rl.lr=0.05"] + overrides)
     model, tok = policy
     trainer = RLTrainer(copy.deepcopy(model), tok, sums(20, 2), cfg.rl, 0, Accelerator(cpu=True),
                         rollout=cfg.rollout, reward=cfg.reward, model_cfg=cfg.model)
